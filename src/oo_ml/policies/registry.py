@@ -1,0 +1,86 @@
+"""The named policies. A published name is frozen: a different behaviour gets a new name.
+
+``linucb-v1`` and ``egreedy-v1`` reproduce the existing service: given the same A, b and
+candidates they choose what it chooses (ties aside, which it broke by position and we break at
+random). The ``-ix1`` policies run on the ``v3`` interaction encoder, where the hour and day of
+week can change which tip wins.
+"""
+
+from __future__ import annotations
+
+from oo_ml.errors import RegistryError, UnknownPolicyError
+from oo_ml.features import get_encoder
+from oo_ml.policies.base import Policy
+from oo_ml.policies.exploration import UCB, EpsilonGreedy, SquareCB, Thompson
+from oo_ml.policies.model import RidgeModel
+
+__all__ = ["POLICIES", "get_policy", "register_policy"]
+
+POLICIES: dict[str, Policy] = {}
+"""Every published policy by name, in publication order."""
+
+
+def register_policy(policy: Policy) -> Policy:
+    """Publish ``policy``; refuses a name that is taken."""
+    if policy.name in POLICIES:
+        raise RegistryError(f"policy {policy.name!r} is already registered")
+    if not policy.description:
+        raise RegistryError(f"policy {policy.name!r} needs a description")
+    POLICIES[policy.name] = policy
+    return policy
+
+
+def get_policy(name: str) -> Policy:
+    """The policy published as ``name``."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        known = ", ".join(POLICIES)
+        raise UnknownPolicyError(f"unknown policy {name!r}; known: {known}") from None
+
+
+register_policy(
+    Policy(
+        "linucb-v1",
+        get_encoder("v1"),
+        UCB(alpha=1.0),
+        RidgeModel(lam=1.0),
+        description="The existing service's LinUCB: d=5 features, α=1, λ=1.",
+    )
+)
+register_policy(
+    Policy(
+        "egreedy-v1",
+        get_encoder("v2"),
+        EpsilonGreedy(epsilon=0.1),
+        RidgeModel(lam=1.0),
+        description="The existing service's ε-greedy: d=7 features, ε=0.1, exploits argmax θ·x.",
+    )
+)
+register_policy(
+    Policy(
+        "ucb-ix1",
+        get_encoder("v3"),
+        UCB(alpha=0.5),
+        RidgeModel(lam=1.0),
+        description="LinUCB on context × candidate interactions (v3, d=44), α=0.5, λ=1.",
+    )
+)
+register_policy(
+    Policy(
+        "squarecb-ix1",
+        get_encoder("v3"),
+        SquareCB(gamma_scale=10.0, gamma_exponent=0.5),
+        RidgeModel(lam=1.0),
+        description="SquareCB inverse-gap weighting on v3 interactions, γ = 10·√(n+1), λ=1.",
+    )
+)
+register_policy(
+    Policy(
+        "ts-ix1",
+        get_encoder("v3"),
+        Thompson(v=0.3, draws=256),
+        RidgeModel(lam=1.0),
+        description="Linear Thompson sampling on v3 interactions, v=0.3, 256 draws, λ=1.",
+    )
+)

@@ -1,0 +1,231 @@
+"""Frozen value types shared by every layer: what a decision is made from and what it returns.
+
+Each type validates itself on construction, so a value that exists is a valid value; errors
+name the offending field (see :class:`oo_ml.errors.ValidationError`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from oo_ml.errors import ValidationError
+
+__all__ = [
+    "MAX_DWELL_MS",
+    "MAX_ID_LENGTH",
+    "MAX_TASK_AGE_DAYS",
+    "Action",
+    "Candidate",
+    "Context",
+    "Decision",
+    "Outcome",
+    "Reward",
+    "check_candidates",
+]
+
+MAX_ID_LENGTH = 256
+"""Longest candidate id accepted, in characters."""
+
+MAX_TASK_AGE_DAYS = 36_500.0
+"""Largest |task_age_days| accepted: a century. Anything beyond is a client bug, not a task."""
+
+MAX_DWELL_MS = 30 * 24 * 3600 * 1000
+"""Longest dwell accepted: 30 days in milliseconds."""
+
+
+def _strict_int(field: str, value: object, lo: int, hi: int) -> int:
+    # bool is an int subclass; True as an hour is always a client bug.
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValidationError(field, f"must be an integer, got {type(value).__name__}")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise ValidationError(field, f"must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _finite(field: str, value: object, bound: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValidationError(field, f"must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValidationError(field, f"must be finite, got {number}")
+    if abs(number) > bound:
+        raise ValidationError(field, f"must be within ±{bound:g}, got {number:g}")
+    return number
+
+
+def _text(field: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= max_length:
+        raise ValidationError(field, f"must be 1 to {max_length} characters, got {len(value)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """When a tip is asked for.
+
+    ``day_of_week`` counts from Monday = 0 to Sunday = 6 (Python's ``date.weekday()``);
+    the ``v1``/``v2`` encoders only use it through sin/cos, ``v3`` also derives a weekend flag.
+    """
+
+    hour_of_day: int
+    day_of_week: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hour_of_day", _strict_int("hour_of_day", self.hour_of_day, 0, 23))
+        object.__setattr__(self, "day_of_week", _strict_int("day_of_week", self.day_of_week, 0, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One task that could be shown.
+
+    ``task_age_days`` is days since the due date: positive when overdue, negative when the task
+    is not yet due (``-2`` = due in two days), ``0`` when due today or undated.
+    ``priority`` is Todoist's 1 (lowest) to 4 (highest).
+    """
+
+    id: str
+    is_overdue: bool = False
+    task_age_days: float = 0.0
+    priority: int = 1
+    source: str = "other"
+
+    def __post_init__(self) -> None:
+        _text("id", self.id, MAX_ID_LENGTH)
+        if not isinstance(self.is_overdue, bool | np.bool_):
+            raise ValidationError(
+                "is_overdue", f"must be a boolean, got {type(self.is_overdue).__name__}"
+            )
+        object.__setattr__(self, "is_overdue", bool(self.is_overdue))
+        object.__setattr__(
+            self, "task_age_days", _finite("task_age_days", self.task_age_days, MAX_TASK_AGE_DAYS)
+        )
+        object.__setattr__(self, "priority", _strict_int("priority", self.priority, 1, 4))
+        if not isinstance(self.source, str) or len(self.source) > MAX_ID_LENGTH:
+            raise ValidationError(
+                "source", f"must be a string of at most {MAX_ID_LENGTH} characters"
+            )
+
+
+def check_candidates(candidates: Sequence[Candidate], max_candidates: int | None = None) -> None:
+    """Refuse an empty list, a list that is too long, non-candidates and duplicate ids."""
+    if len(candidates) == 0:
+        raise ValidationError("candidates", "must not be empty")
+    if max_candidates is not None and len(candidates) > max_candidates:
+        raise ValidationError(
+            "candidates", f"at most {max_candidates} allowed, got {len(candidates)}"
+        )
+    ids = {c.id for c in candidates}
+    if len(ids) != len(candidates):
+        seen: set[str] = set()
+        for i, c in enumerate(candidates):
+            if c.id in seen:
+                raise ValidationError(f"candidates[{i}].id", f"duplicate candidate id {c.id!r}")
+            seen.add(c.id)
+
+
+class Action(StrEnum):
+    """What a person did with a tip."""
+
+    DONE = "done"
+    SNOOZE = "snooze"
+    DISMISS = "dismiss"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The raw feedback on a decision, kept apart from any reward so it can be re-scored.
+
+    ``dwell_ms`` is how long the person spent on the task, in milliseconds; ``None`` when the
+    client did not measure it.
+    """
+
+    action: Action
+    dwell_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            action = Action(self.action)
+        except ValueError:
+            allowed = ", ".join(a.value for a in Action)
+            raise ValidationError(
+                "action", f"must be one of {allowed}, got {self.action!r}"
+            ) from None
+        object.__setattr__(self, "action", action)
+        if self.dwell_ms is not None:
+            object.__setattr__(
+                self, "dwell_ms", _strict_int("dwell_ms", self.dwell_ms, 0, MAX_DWELL_MS)
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    """A reward as a rule scored it: ``milli`` (integer thousandths) is exact, ``value`` derived."""
+
+    milli: int
+    rule: str
+
+    @property
+    def value(self) -> float:
+        return self.milli / 1000.0
+
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Decision:
+    """What a policy chose among k candidates, with everything off-policy evaluation needs.
+
+    ``scores`` are the values the policy ranks by (the UCB value for UCB, θ·x otherwise),
+    ``probabilities`` the probability that each candidate was the one chosen, ``features``
+    the (k, d) matrix the policy saw. Arrays are read-only. ``draws`` is the number of
+    posterior samples behind Monte-Carlo probabilities (Thompson sampling), else ``None``.
+    """
+
+    policy: str
+    chosen: int
+    candidate_ids: tuple[str, ...]
+    scores: FloatArray
+    probabilities: FloatArray
+    features: FloatArray = field(repr=False)
+    draws: int | None = None
+
+    @property
+    def chosen_id(self) -> str:
+        return self.candidate_ids[self.chosen]
+
+    @property
+    def score(self) -> float:
+        return float(self.scores[self.chosen])
+
+    @property
+    def probability(self) -> float:
+        return float(self.probabilities[self.chosen])
+
+    @property
+    def chosen_features(self) -> FloatArray:
+        row: FloatArray = self.features[self.chosen]
+        return row
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data, e.g. for a decision log."""
+        return {
+            "policy": self.policy,
+            "chosen": self.chosen,
+            "candidate_ids": list(self.candidate_ids),
+            "scores": self.scores.tolist(),
+            "probabilities": self.probabilities.tolist(),
+            "features": self.features.tolist(),
+            "draws": self.draws,
+        }
