@@ -153,11 +153,11 @@ class Thompson(Exploration):
         if k <= d:
             # Sample the k scores directly: θ̃·x ~ N(θ·x, v² X A⁻¹ Xᵀ).
             cov = features @ state.A_inv @ features.T
-            root = _psd_root(cov)
+            root = _psd_root(cov)  # singular when candidates coincide
             samples = means + self.v * (rng.standard_normal((self.draws, k)) @ root.T)
         else:
-            root = _psd_root(state.A_inv)
-            thetas = state.theta + self.v * (rng.standard_normal((self.draws, d)) @ root.T)
+            chol = np.linalg.cholesky(state.A_inv)  # A⁻¹ is positive definite (λ > 0)
+            thetas = state.theta + self.v * (rng.standard_normal((self.draws, d)) @ chol.T)
             samples = thetas @ features.T
         top = samples.max(axis=1, keepdims=True)
         mask = samples >= top - TIE_TOLERANCE * np.maximum(1.0, np.abs(top))
@@ -166,13 +166,15 @@ class Thompson(Exploration):
 
 
 def _psd_root(cov: FloatArray) -> FloatArray:
-    """R with R Rᵀ = cov for a symmetric positive semi-definite ``cov``."""
-    try:
-        root: FloatArray = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        # Singular (e.g. two identical candidates): fall back to the eigen-decomposition.
-        w, v = np.linalg.eigh(cov)
-        root = (v * np.sqrt(np.maximum(w, 0.0))).astype(np.float64)
+    """R with R Rᵀ = cov for a symmetric positive semi-definite ``cov``.
+
+    Eigenvalues below 1e-12 of the largest are rounding noise and set to 0: that keeps the
+    samples of identical candidates identical (a Cholesky factor of a singular matrix would
+    give them independent noise of order √ε and split their tie unevenly).
+    """
+    w, v = np.linalg.eigh(cov)
+    w[w < 1e-12 * max(float(w[-1]), 0.0)] = 0.0
+    root: FloatArray = v * np.sqrt(w)
     return root
 
 

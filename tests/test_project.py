@@ -1,0 +1,72 @@
+"""The project's face: the README's commands and example, the public API, the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import oo_ml
+from oo_ml.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
+    first_block = readme_blocks("bash")[0].strip().splitlines()
+    assert len(first_block) == 2
+    assert (ROOT / "README.md").read_text().index("```bash") < 20
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert first_block[1] in ci_lines
+
+
+def test_readme_example_runs() -> None:
+    namespace: dict[str, object] = {}
+    exec(readme_blocks("python")[0], namespace)  # our own README
+    assert namespace["reward"].value == 1.0  # type: ignore[attr-defined]
+    assert namespace["bandit"].state.n_updates == 1  # type: ignore[attr-defined]
+
+
+def test_public_api_is_exactly_all() -> None:
+    public = {name for name in dir(oo_ml) if not name.startswith("_")}
+    modules = {"errors", "features", "policies", "rewards", "types", "cli"}
+    assert public - modules == set(oo_ml.__all__) - {"__version__"}
+    for name in oo_ml.__all__:
+        assert getattr(oo_ml, name) is not None
+
+
+def test_cli_lists_every_registered_policy_as_json() -> None:
+    result = CliRunner().invoke(app, ["policies", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert [row["name"] for row in listed] == list(oo_ml.POLICIES)
+    assert listed[0]["alpha"] == 1.0
+
+
+def test_cli_policies_table_names_every_policy() -> None:
+    result = CliRunner().invoke(app, ["policies"])
+    assert result.exit_code == 0
+    for name in oo_ml.POLICIES:
+        assert name in result.output
+
+
+def test_cli_shows_feature_labels_and_reward_table() -> None:
+    runner = CliRunner()
+    labels = json.loads(runner.invoke(app, ["features", "v2", "--json"]).output)["labels"]
+    assert labels[-2:] == ["dow_sin", "dow_cos"]
+    table = runner.invoke(app, ["rewards", "dwell-v1"]).output
+    assert "dismiss" in table
+    assert "-1.0" in table
+
+
+def test_cli_refuses_unknown_names_with_a_clear_message() -> None:
+    result = CliRunner().invoke(app, ["rewards", "dwell-v9"])
+    assert result.exit_code == 2
+    assert "unknown reward rule 'dwell-v9'" in result.output
