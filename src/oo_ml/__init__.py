@@ -4,10 +4,13 @@ The public API is what ``__all__`` lists; everything else may change without not
 """
 
 from oo_ml.errors import (
+    ConfigurationError,
+    ConflictError,
     NotFoundError,
     OOMLError,
     RegistryError,
     StateError,
+    StoreError,
     UnknownPolicyError,
     UnknownRewardRuleError,
     ValidationError,
@@ -34,6 +37,8 @@ __all__ = [
     "Action",
     "Bandit",
     "Candidate",
+    "ConfigurationError",
+    "ConflictError",
     "Context",
     "Decision",
     "Encoder",
@@ -47,6 +52,7 @@ __all__ = [
     "RidgeModel",
     "RidgeState",
     "StateError",
+    "StoreError",
     "UnknownPolicyError",
     "UnknownRewardRuleError",
     "ValidationError",

@@ -7,8 +7,11 @@
     ├── NotFoundError        an unknown name or id (also a ``KeyError``)
     │   ├── UnknownPolicyError
     │   └── UnknownRewardRuleError
+    ├── ConflictError        an id that must be new already exists
     ├── StateError           learned state that does not fit (schema, dimension, encoder)
-    └── RegistryError        publishing a name that is already taken
+    ├── ConfigurationError   a hyper-parameter or rule table out of range (also ValueError)
+    ├── RegistryError        publishing a name that is already taken
+    └── StoreError           the database failed or is not at the expected schema
 
 Callers that only care about "this request was bad" catch ``ValidationError``; the HTTP
 layer maps it to 422 with ``field`` in the body.
@@ -17,10 +20,13 @@ layer maps it to 422 with ``field`` in the body.
 from __future__ import annotations
 
 __all__ = [
+    "ConfigurationError",
+    "ConflictError",
     "NotFoundError",
     "OOMLError",
     "RegistryError",
     "StateError",
+    "StoreError",
     "UnknownPolicyError",
     "UnknownRewardRuleError",
     "ValidationError",
@@ -73,3 +79,15 @@ class StateError(OOMLError):
 
 class RegistryError(OOMLError):
     """A registry refuses to publish a name twice: names are never reused."""
+
+
+class ConflictError(OOMLError):
+    """An id that must be new (an event id, a run id) already exists."""
+
+
+class StoreError(OOMLError):
+    """The database failed, or its schema is not the one this version expects."""
+
+
+class ConfigurationError(OOMLError, ValueError):
+    """A hyper-parameter, setting or rule table that cannot work (e.g. ε outside [0, 1])."""

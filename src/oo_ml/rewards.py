@@ -31,8 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from oo_ml.errors import RegistryError, UnknownRewardRuleError, ValidationError
+from oo_ml.errors import (
+    ConfigurationError,
+    RegistryError,
+    UnknownRewardRuleError,
+    ValidationError,
+)
 from oo_ml.types import Action, Outcome, Reward
 
 __all__ = [
@@ -69,16 +75,18 @@ class ActionRule:
         expected_start = 0
         for i, band in enumerate(self.bands):
             if band.from_ms != expected_start:
-                raise ValueError(f"band {i} starts at {band.from_ms}, expected {expected_start}")
+                raise ConfigurationError(
+                    f"band {i} starts at {band.from_ms}, expected {expected_start}"
+                )
             if band.until_ms is None:
                 if i != len(self.bands) - 1:
-                    raise ValueError(f"band {i} is open-ended but is not the last")
+                    raise ConfigurationError(f"band {i} is open-ended but is not the last")
             elif band.until_ms <= band.from_ms:
-                raise ValueError(f"band {i} is empty")
+                raise ConfigurationError(f"band {i} is empty")
             else:
                 expected_start = band.until_ms
         if not self.bands or self.bands[-1].until_ms is not None:
-            raise ValueError("the last band must be open-ended")
+            raise ConfigurationError("the last band must be open-ended")
 
     @classmethod
     def flat(cls, milli: int) -> ActionRule:
@@ -103,9 +111,11 @@ class RewardRule:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        # A private read-only copy: a published rule must not change behind its name.
+        object.__setattr__(self, "actions", MappingProxyType(dict(self.actions)))
         missing = set(Action) - set(self.actions)
         if missing:
-            raise ValueError(f"rule {self.name!r} has no entry for {sorted(missing)}")
+            raise ConfigurationError(f"rule {self.name!r} has no entry for {sorted(missing)}")
 
     def score(self, outcome: Outcome) -> Reward:
         """The reward this rule gives ``outcome``."""

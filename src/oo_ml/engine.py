@@ -1,0 +1,443 @@
+"""The engine: rank → log → feedback → reward → update, over a :class:`~oo_ml.store.base.Store`.
+
+This is the one place where a decision is made and logged and where feedback becomes a model
+update; the HTTP API, the simulator and the command line all call it. Every state change is one
+store job, so it is atomic, serialised per (user, policy), and durable before it returns.
+
+Feedback never carries features: the engine learns from the features it logged when it
+decided, so training and serving cannot disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import numpy as np
+
+from oo_ml.errors import ConflictError, NotFoundError, ValidationError
+from oo_ml.policies import Policy, get_policy
+from oo_ml.policies.model import RidgeState
+from oo_ml.rewards import get_reward_rule
+from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, Store, Txn
+from oo_ml.types import MAX_ID_LENGTH, Candidate, Context, Outcome, check_candidates
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "FeedbackResult",
+    "UserStats",
+    "new_event_id",
+]
+
+T = TypeVar("T")
+
+ACTIVE_POLICY_KEY = "active_policy"
+SETTLED_UNTIL_KEY = "settled_until_ms"
+MAX_EVENT_ID_LENGTH = 64
+_EVENT_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def new_event_id(now_ms: int) -> str:
+    """32 hex characters: 12 of milliseconds (ids sort by time) and 20 random."""
+    return f"{now_ms:012x}{secrets.token_hex(10)}"
+
+
+def check_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
+        raise ValidationError("user_id", f"must be a string of 1 to {MAX_ID_LENGTH} characters")
+    return user_id
+
+
+def check_event_id(event_id: object) -> str:
+    if (
+        not isinstance(event_id, str)
+        or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH
+        or not set(event_id) <= _EVENT_ID_CHARS
+    ):
+        raise ValidationError(
+            "event_id",
+            f"must be 1 to {MAX_EVENT_ID_LENGTH} characters of letters, digits and -_.:",
+        )
+    return event_id
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """What the engine needs from the settings (see :class:`oo_ml.settings.Settings`)."""
+
+    default_policy: str = "egreedy-v1"
+    reward_rule: str = "dwell-v1"
+    max_candidates: int = 200
+    store_content: bool = False
+    default_reward: float = 0.0
+    reward_wait_ms: int = 3_600_000
+    active_policy_ttl_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        get_policy(self.default_policy)
+        get_reward_rule(self.reward_rule)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """A scored outcome, ready to be applied to a decision."""
+
+    action: str | None
+    dwell_ms: int | None
+    reward_milli: int
+    rule: str
+    origin: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    feedback: FeedbackRecord
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    """A user's model under one policy, for the stats endpoints and the console."""
+
+    user_id: str
+    policy: str
+    pulls: int
+    explored: int
+    reward_count: int
+    reward_sum: float
+    theta: list[float]
+    labels: list[str]
+    last_updated_ms: int | None
+    model_updates: int
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.reward_count if self.reward_count else 0.0
+
+
+@dataclass
+class _ActiveCache:
+    name: str | None = None
+    expires: float = 0.0
+
+
+@dataclass
+class Engine:
+    """Decisions and feedback over ``store``. ``clock`` returns seconds since the epoch."""
+
+    store: Store
+    config: EngineConfig = field(default_factory=EngineConfig)
+    clock: Callable[[], float] = time.time
+    _active: _ActiveCache = field(default_factory=_ActiveCache, repr=False)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- policies -------------------------------------------------------------------------
+
+    def active_policy(self) -> Policy:
+        """The policy that serves requests that name none (cached for a second per process)."""
+        now = time.monotonic()
+        if self._active.name is None or now >= self._active.expires:
+            stored = self.store.read(lambda txn: txn.get_setting(ACTIVE_POLICY_KEY))
+            self._active.name = stored or self.config.default_policy
+            self._active.expires = now + self.config.active_policy_ttl_s
+        return get_policy(self._active.name)
+
+    def set_active_policy(self, name: str) -> Policy:
+        policy = get_policy(name)
+        self.store.write(lambda txn: txn.set_setting(ACTIVE_POLICY_KEY, policy.name))
+        self._active.name = policy.name
+        self._active.expires = time.monotonic() + self.config.active_policy_ttl_s
+        return policy
+
+    # -- ranking --------------------------------------------------------------------------
+
+    def rank_job(
+        self,
+        user_id: str,
+        context: Context,
+        candidates: Sequence[Candidate],
+        *,
+        policy: str | None = None,
+        source_ids: Sequence[str | None] | None = None,
+        content: Sequence[str] | None = None,
+        event_id: str | None = None,
+    ) -> Callable[[Txn], DecisionRecord]:
+        """Validate and prepare a decision; the returned job decides and logs it."""
+        check_user_id(user_id)
+        if not isinstance(context, Context):
+            raise ValidationError("context", "must be a Context")
+        check_candidates(candidates, self.config.max_candidates)
+        chosen_policy = self.active_policy() if policy is None else get_policy(policy)
+        if event_id is not None:
+            check_event_id(event_id)
+        created_ms = self.now_ms()
+        record_id = event_id or new_event_id(created_ms)
+        features = chosen_policy.encoder.encode(context, candidates)
+        ids = tuple(c.id for c in candidates)
+        sources = tuple(source_ids) if source_ids is not None else (None,) * len(ids)
+        texts = tuple(content) if content is not None and self.config.store_content else None
+        seed = secrets.randbits(63)
+
+        def job(txn: Txn) -> DecisionRecord:
+            if event_id is not None and txn.get_decision(event_id) is not None:
+                raise ConflictError(f"event id {event_id!r} already exists")
+            row = txn.load_state(user_id, chosen_policy.name)
+            state = row.state if row is not None else chosen_policy.new_state()
+            rng = np.random.Generator(np.random.PCG64(seed))
+            decision = chosen_policy.decide(state, features, ids, rng)
+            record = DecisionRecord(
+                event_id=record_id,
+                user_id=user_id,
+                policy=chosen_policy.name,
+                created_ms=created_ms,
+                context=context,
+                candidates=tuple(candidates),
+                source_ids=sources,
+                features=features,
+                scores=decision.scores,
+                probabilities=decision.probabilities,
+                chosen=decision.chosen,
+                seed=seed,
+                model_updates=state.n_updates,
+                content=texts,
+            )
+            txn.insert_decision(record)
+            return record
+
+        return job
+
+    def rank(
+        self, user_id: str, context: Context, candidates: Sequence[Candidate], **kw: Any
+    ) -> DecisionRecord:
+        return self.store.write(self.rank_job(user_id, context, candidates, **kw))
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def feedback_job(self, event_id: str, outcome: Outcome) -> Callable[[Txn], FeedbackResult]:
+        """Score ``outcome`` with the active reward rule; the job applies it once."""
+        check_event_id(event_id)
+        rule = get_reward_rule(self.config.reward_rule)
+        verdict = _Verdict(
+            outcome.action.value,
+            outcome.dwell_ms,
+            rule.score(outcome).milli,
+            rule.name,
+            "client",
+            self.now_ms(),
+        )
+
+        def job(txn: Txn) -> FeedbackResult:
+            decision = txn.get_decision(event_id)
+            if decision is None:
+                raise NotFoundError(f"no decision with event id {event_id!r}")
+            return self._apply(txn, decision, verdict)
+
+        return job
+
+    def feedback(self, event_id: str, outcome: Outcome) -> FeedbackResult:
+        return self.store.write(self.feedback_job(event_id, outcome))
+
+    async def run_async(self, job: Callable[[Txn], T]) -> T:
+        """Run a write job from async code without blocking the event loop."""
+        return await asyncio.wrap_future(self.store.submit(job))
+
+    @staticmethod
+    def _apply(txn: Txn, decision: DecisionRecord, verdict: _Verdict) -> FeedbackResult:
+        """Record feedback on ``decision`` and update its model, unless it already has some."""
+        policy = get_policy(decision.policy)
+        # Lock the model first: whoever holds it sees any feedback committed before.
+        row = txn.load_state(decision.user_id, policy.name, for_update=True)
+        existing = txn.get_feedback(decision.event_id)
+        if existing is not None:
+            return FeedbackResult(existing, duplicate=True)
+        user = txn.get_user(decision.user_id)
+        applied = user is None or user.reset_ms is None or decision.created_ms > user.reset_ms
+        if applied:
+            if row is None:
+                row = StateRow(policy.new_state())
+            reward = verdict.reward_milli / 1000.0
+            policy.learn(row.state, decision.features[decision.chosen], reward)
+            row.reward_count += 1
+            row.reward_sum_milli += verdict.reward_milli
+            row.updated_ms = verdict.now_ms
+            txn.save_state(decision.user_id, policy.name, row)
+        record = FeedbackRecord(
+            event_id=decision.event_id,
+            user_id=decision.user_id,
+            policy=policy.name,
+            created_ms=verdict.now_ms,
+            action=verdict.action,
+            dwell_ms=verdict.dwell_ms,
+            reward_milli=verdict.reward_milli,
+            reward_rule=verdict.rule,
+            origin=verdict.origin,
+            applied=applied,
+        )
+        txn.insert_feedback(record)
+        return FeedbackResult(record, duplicate=False)
+
+    def legacy_reward_job(
+        self,
+        user_id: str,
+        policy: str,
+        tip_id: str,
+        reward: float,
+        *,
+        client_candidate: Candidate,
+        client_context: Context,
+    ) -> Callable[[Txn], FeedbackResult]:
+        """The old ``/reward``: a numeric reward for the tip a user was shown.
+
+        The model learns from the features logged with the newest decision that showed
+        ``tip_id``; only when there is none (the tip was never ranked here) does it fall back to
+        the features the client sent, as the old service always did. Every call counts, as
+        before: a tip rewarded twice gets a second, single-candidate log record.
+        """
+        check_user_id(user_id)
+        chosen_policy = get_policy(policy)
+        if not (isinstance(reward, float | int) and math.isfinite(reward) and abs(reward) <= 1):
+            raise ValidationError("reward", "must be a finite number between -1 and 1")
+        now = self.now_ms()
+        verdict = _Verdict(None, None, round(reward * 1000), "client", "legacy", now)
+        client_features = chosen_policy.encoder.encode(client_context, [client_candidate])
+        new_id = new_event_id(now)
+
+        def job(txn: Txn) -> FeedbackResult:
+            shown = txn.latest_decision_for_tip(user_id, chosen_policy.name, tip_id)
+            if shown is None or txn.get_feedback(shown.event_id) is not None:
+                if shown is None:
+                    context, candidate = client_context, client_candidate
+                    features, source_id = client_features, None
+                else:
+                    context, candidate = shown.context, shown.candidates[shown.chosen]
+                    features = shown.features[shown.chosen : shown.chosen + 1]
+                    source_id = shown.source_ids[shown.chosen]
+                row = txn.load_state(user_id, chosen_policy.name)
+                state = row.state if row is not None else chosen_policy.new_state()
+                shown = DecisionRecord(
+                    event_id=new_id,
+                    user_id=user_id,
+                    policy=chosen_policy.name,
+                    created_ms=now,
+                    context=context,
+                    candidates=(candidate,),
+                    source_ids=(source_id,),
+                    features=features,
+                    scores=features @ state.theta,
+                    probabilities=None,
+                    chosen=0,
+                    seed=0,
+                    model_updates=state.n_updates,
+                    origin="legacy",
+                )
+                txn.insert_decision(shown)
+            return self._apply(txn, shown, verdict)
+
+        return job
+
+    # -- default rewards ------------------------------------------------------------------
+
+    def settle(self, limit: int = 500) -> int:
+        """Give the default reward to every decision that waited too long for feedback.
+
+        Returns how many were settled. Safe to run from several processes at once: each
+        decision is settled inside the same locked job as real feedback, so it counts once.
+        """
+        cutoff = self.now_ms() - self.config.reward_wait_ms
+        milli = round(self.config.default_reward * 1000)
+        settled = 0
+        while True:
+            since = int(self.store.read(lambda txn: txn.get_setting(SETTLED_UNTIL_KEY)) or 0)
+            waiting = self.store.read(partial(_unanswered, since=since, before=cutoff, limit=limit))
+            for decision in waiting:
+                verdict = _Verdict(None, None, milli, "default", "default", self.now_ms())
+                result = self.store.write(partial(self._apply, decision=decision, verdict=verdict))
+                settled += not result.duplicate
+            done = len(waiting) < limit
+            mark = cutoff if done else waiting[-1].created_ms
+            self.store.write(partial(_advance, mark=mark))
+            if done:
+                return settled
+
+    # -- users ----------------------------------------------------------------------------
+
+    def user_stats(self, user_id: str, policy: str) -> UserStats:
+        check_user_id(user_id)
+        chosen = get_policy(policy)
+
+        def job(txn: Txn) -> UserStats:
+            user = txn.get_user(user_id)
+            since = None if user is None else user.reset_ms
+            pulls, explored, newest = txn.count_decisions(user_id, chosen.name, since)
+            row = txn.load_state(user_id, chosen.name)
+            state: RidgeState = row.state if row is not None else chosen.new_state()
+            updated = None if row is None else row.updated_ms
+            stamps = [t for t in (newest, updated) if t is not None]
+            return UserStats(
+                user_id=user_id,
+                policy=chosen.name,
+                pulls=pulls,
+                explored=explored,
+                reward_count=0 if row is None else row.reward_count,
+                reward_sum=0.0 if row is None else row.reward_sum_milli / 1000.0,
+                theta=state.theta.tolist(),
+                labels=list(chosen.encoder.labels),
+                last_updated_ms=max(stamps) if stamps else None,
+                model_updates=state.n_updates,
+            )
+
+        return self.store.read(job)
+
+    def history(self, user_id: str, limit: int = 100) -> list[DecisionRecord]:
+        """The user's ranked decisions since their last reset, oldest first."""
+        check_user_id(user_id)
+
+        def job(txn: Txn) -> list[DecisionRecord]:
+            user = txn.get_user(user_id)
+            since = None if user is None else user.reset_ms
+            found = txn.recent_decisions(user_id, limit * 2, since_ms=since)
+            return [d for d in found if d.origin == "rank"][:limit]
+
+        return list(reversed(self.store.read(job)))
+
+    def reset_user(self, user_id: str) -> None:
+        """Forget the user's models under every policy; their log stays but stops teaching."""
+        check_user_id(user_id)
+        now = self.now_ms()
+        self.store.write(lambda txn: txn.mark_reset(user_id, now))
+
+    def forget_user(self, user_id: str) -> int:
+        """Erase the user: models, decisions and feedback. Returns the rows removed."""
+        check_user_id(user_id)
+        return self.store.write(lambda txn: txn.delete_user(user_id))
+
+    def decision(self, event_id: str) -> tuple[DecisionRecord, FeedbackRecord | None]:
+        check_event_id(event_id)
+
+        def job(txn: Txn) -> tuple[DecisionRecord, FeedbackRecord | None]:
+            record = txn.get_decision(event_id)
+            if record is None:
+                raise NotFoundError(f"no decision with event id {event_id!r}")
+            return record, txn.get_feedback(event_id)
+
+        return self.store.read(job)
+
+
+def _unanswered(txn: Txn, since: int, before: int, limit: int) -> Sequence[DecisionRecord]:
+    return txn.unanswered_decisions(since, before, limit)
+
+
+def _advance(txn: Txn, mark: int) -> None:
+    current = int(txn.get_setting(SETTLED_UNTIL_KEY) or 0)
+    if mark > current:
+        txn.set_setting(SETTLED_UNTIL_KEY, str(mark))

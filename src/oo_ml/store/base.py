@@ -1,0 +1,177 @@
+"""The storage interface: records, one transaction interface, and the store that runs jobs.
+
+The engine never issues queries. It writes *jobs*: plain functions that take a :class:`Txn`
+and use its methods. A :class:`Store` runs a job atomically — all of its writes or none — and
+returns only once the writes are durable. How is the store's business: the memory store holds a
+lock; the SQL store runs jobs on one writer connection per process, many jobs per commit
+(group commit), each inside its own savepoint, with the (user, policy) row locked on
+PostgreSQL and the database write-locked on SQLite (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from oo_ml.policies.model import RidgeState
+from oo_ml.types import Candidate, Context, FloatArray
+
+__all__ = [
+    "DecisionRecord",
+    "FeedbackRecord",
+    "StateRow",
+    "Store",
+    "Txn",
+    "UserRow",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DecisionRecord:
+    """One logged decision: the raw inputs, what the policy saw and what it answered.
+
+    Raw candidates are kept besides the encoded ``features`` so that a later policy with another
+    encoder can be evaluated on the same log. ``model_updates`` is how many updates the model
+    had seen when it decided. ``origin`` is ``rank`` for a real decision and ``legacy`` for the
+    single-candidate record that an old-style ``/reward`` without a matching decision creates.
+    ``probabilities`` is ``None`` only for ``legacy`` records. ``content`` holds the task texts
+    only when the service is configured to keep them.
+    """
+
+    event_id: str
+    user_id: str
+    policy: str
+    created_ms: int
+    context: Context
+    candidates: tuple[Candidate, ...]
+    source_ids: tuple[str | None, ...]
+    features: FloatArray
+    scores: FloatArray
+    probabilities: FloatArray | None
+    chosen: int
+    seed: int
+    model_updates: int
+    origin: str = "rank"
+    content: tuple[str, ...] | None = None
+
+    @property
+    def chosen_id(self) -> str:
+        return self.candidates[self.chosen].id
+
+    @property
+    def explored(self) -> bool:
+        """Whether the policy chose something other than its best-scoring candidate."""
+        return bool(self.scores[self.chosen] < self.scores.max())
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """What happened to a decision. ``origin``: ``client`` (the decision API), ``legacy`` (an
+    old-style numeric reward), or ``default`` (no feedback within the wait time).
+    ``applied`` is false when the model was not updated (the user was reset since)."""
+
+    event_id: str
+    user_id: str
+    policy: str
+    created_ms: int
+    action: str | None
+    dwell_ms: int | None
+    reward_milli: int
+    reward_rule: str
+    origin: str
+    applied: bool = True
+
+    @property
+    def reward(self) -> float:
+        return self.reward_milli / 1000.0
+
+
+@dataclass(slots=True)
+class StateRow:
+    """A (user, policy) model with the counters kept beside it."""
+
+    state: RidgeState
+    reward_count: int = 0
+    reward_sum_milli: int = 0
+    updated_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: str
+    reset_ms: int | None
+
+
+class Txn(Protocol):
+    """The operations a job may use. Reads see the job's own earlier writes."""
+
+    def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
+        """The stored model; ``for_update`` locks it until the job ends (serialises updates)."""
+
+    def save_state(self, user_id: str, policy: str, row: StateRow) -> None: ...
+
+    def insert_decision(self, record: DecisionRecord) -> None:
+        """Raises :class:`~oo_ml.errors.ConflictError` if the event id exists."""
+
+    def get_decision(self, event_id: str) -> DecisionRecord | None: ...
+
+    def latest_decision_for_tip(
+        self, user_id: str, policy: str, tip_id: str
+    ) -> DecisionRecord | None:
+        """The newest decision of ``user_id`` under ``policy`` that chose ``tip_id``."""
+
+    def get_feedback(self, event_id: str) -> FeedbackRecord | None: ...
+
+    def insert_feedback(self, record: FeedbackRecord) -> None: ...
+
+    def get_user(self, user_id: str) -> UserRow | None: ...
+
+    def mark_reset(self, user_id: str, reset_ms: int) -> None:
+        """Forget the user's models; older decisions stay in the log but stop teaching."""
+
+    def delete_user(self, user_id: str) -> int:
+        """Erase everything about the user; returns how many rows went."""
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
+
+    def unanswered_decisions(
+        self, since_ms: int, before_ms: int, limit: int
+    ) -> Sequence[DecisionRecord]:
+        """Decisions made in ``[since_ms, before_ms)`` that have no feedback, oldest first."""
+
+    def recent_decisions(
+        self,
+        user_id: str,
+        limit: int,
+        policies: Sequence[str] | None = None,
+        since_ms: int | None = None,
+    ) -> Sequence[DecisionRecord]:
+        """The user's newest decisions first."""
+
+    def count_decisions(
+        self, user_id: str, policy: str, since_ms: int | None = None
+    ) -> tuple[int, int, int | None]:
+        """(ranked decisions, how many explored, newest ``created_ms``) of the user under
+        ``policy``; ``legacy`` records are not counted."""
+
+    def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
+        """Every (policy, model) of the user."""
+
+
+class Store(Protocol):
+    """Runs jobs: ``write`` atomically and durably, ``read`` without blocking writers."""
+
+    def write(self, job: Callable[[Txn], T]) -> T: ...
+
+    def submit(self, job: Callable[[Txn], T]) -> Future[T]:
+        """Queue ``job`` for writing; the future resolves once its writes are durable."""
+
+    def read(self, job: Callable[[Txn], T]) -> T: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,212 @@
+"""An in-memory :class:`~oo_ml.store.base.Store` for unit tests and in-process simulation.
+
+Jobs run one at a time under a lock; a job that raises is rolled back through an undo log, so
+the memory store keeps the same all-or-nothing promise as the SQL one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from oo_ml.errors import ConflictError
+from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, UserRow
+
+__all__ = ["MemoryStore"]
+
+T = TypeVar("T")
+
+
+def _copy_row(row: StateRow) -> StateRow:
+    return StateRow(row.state.copy(), row.reward_count, row.reward_sum_milli, row.updated_ms)
+
+
+@dataclass
+class _Data:
+    states: dict[tuple[str, str], StateRow] = field(default_factory=dict)
+    decisions: dict[str, DecisionRecord] = field(default_factory=dict)
+    by_user: dict[str, list[str]] = field(default_factory=dict)
+    feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
+    users: dict[str, UserRow] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+class _MemoryTxn:
+    def __init__(self, data: _Data) -> None:
+        self._data = data
+        self._undo: list[Callable[[], None]] = []
+
+    def _remember(self, mapping: dict, key: object) -> None:  # type: ignore[type-arg]
+        if key in mapping:
+            old = mapping[key]
+            self._undo.append(lambda: mapping.__setitem__(key, old))
+        else:
+            self._undo.append(lambda: mapping.pop(key, None))
+
+    def rollback(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
+        row = self._data.states.get((user_id, policy))
+        return None if row is None else _copy_row(row)
+
+    def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
+        self._remember(self._data.states, (user_id, policy))
+        self._data.states[(user_id, policy)] = _copy_row(row)
+
+    def insert_decision(self, record: DecisionRecord) -> None:
+        if record.event_id in self._data.decisions:
+            raise ConflictError(f"event id {record.event_id!r} already exists")
+        self._remember(self._data.decisions, record.event_id)
+        self._data.decisions[record.event_id] = record
+        ids = self._data.by_user.setdefault(record.user_id, [])
+        ids.append(record.event_id)
+        self._undo.append(lambda: ids.remove(record.event_id))
+
+    def get_decision(self, event_id: str) -> DecisionRecord | None:
+        return self._data.decisions.get(event_id)
+
+    def _user_decisions(self, user_id: str) -> list[DecisionRecord]:
+        """Newest first, by (created_ms, event_id) as the SQL store orders them."""
+        decisions = self._data.decisions
+        found = [decisions[e] for e in self._data.by_user.get(user_id, [])]
+        found.sort(key=lambda d: (d.created_ms, d.event_id), reverse=True)
+        return found
+
+    def latest_decision_for_tip(
+        self, user_id: str, policy: str, tip_id: str
+    ) -> DecisionRecord | None:
+        for record in self._user_decisions(user_id):
+            if record.policy == policy and record.chosen_id == tip_id:
+                return record
+        return None
+
+    def get_feedback(self, event_id: str) -> FeedbackRecord | None:
+        return self._data.feedback.get(event_id)
+
+    def insert_feedback(self, record: FeedbackRecord) -> None:
+        if record.event_id in self._data.feedback:
+            raise ConflictError(f"feedback for {record.event_id!r} already exists")
+        self._remember(self._data.feedback, record.event_id)
+        self._data.feedback[record.event_id] = record
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        return self._data.users.get(user_id)
+
+    def mark_reset(self, user_id: str, reset_ms: int) -> None:
+        for key in [k for k in self._data.states if k[0] == user_id]:
+            self._remember(self._data.states, key)
+            del self._data.states[key]
+        self._remember(self._data.users, user_id)
+        self._data.users[user_id] = UserRow(user_id, reset_ms)
+
+    def delete_user(self, user_id: str) -> int:
+        removed = 0
+        for key in [k for k in self._data.states if k[0] == user_id]:
+            self._remember(self._data.states, key)
+            del self._data.states[key]
+            removed += 1
+        for event_id in self._data.by_user.get(user_id, []):
+            for mapping in (self._data.decisions, self._data.feedback):
+                if event_id in mapping:
+                    self._remember(mapping, event_id)
+                    del mapping[event_id]
+                    removed += 1
+        self._remember(self._data.by_user, user_id)
+        self._data.by_user.pop(user_id, None)
+        self._remember(self._data.users, user_id)
+        self._data.users.pop(user_id, None)
+        return removed
+
+    def get_setting(self, key: str) -> str | None:
+        return self._data.settings.get(key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._remember(self._data.settings, key)
+        self._data.settings[key] = value
+
+    def unanswered_decisions(
+        self, since_ms: int, before_ms: int, limit: int
+    ) -> Sequence[DecisionRecord]:
+        feedback = self._data.feedback
+        waiting = [
+            d
+            for d in self._data.decisions.values()
+            if since_ms <= d.created_ms < before_ms and d.event_id not in feedback
+        ]
+        waiting.sort(key=lambda d: (d.created_ms, d.event_id))
+        return waiting[:limit]
+
+    def recent_decisions(
+        self,
+        user_id: str,
+        limit: int,
+        policies: Sequence[str] | None = None,
+        since_ms: int | None = None,
+    ) -> Sequence[DecisionRecord]:
+        found = []
+        for record in self._user_decisions(user_id):
+            if since_ms is not None and record.created_ms <= since_ms:
+                continue
+            if policies is not None and record.policy not in policies:
+                continue
+            found.append(record)
+            if len(found) == limit:
+                break
+        return found
+
+    def count_decisions(
+        self, user_id: str, policy: str, since_ms: int | None = None
+    ) -> tuple[int, int, int | None]:
+        found = [
+            record
+            for record in self._user_decisions(user_id)
+            if record.policy == policy
+            and record.origin == "rank"
+            and (since_ms is None or record.created_ms > since_ms)
+        ]
+        newest = max((r.created_ms for r in found), default=None)
+        return len(found), sum(r.explored for r in found), newest
+
+    def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
+        return [
+            (policy, _copy_row(row))
+            for (user, policy), row in sorted(self._data.states.items())
+            if user == user_id
+        ]
+
+
+class MemoryStore:
+    """Everything in dictionaries; jobs serialised by one lock."""
+
+    def __init__(self) -> None:
+        self._data = _Data()
+        self._lock = threading.RLock()
+
+    def write(self, job: Callable[[_MemoryTxn], T]) -> T:
+        with self._lock:
+            txn = _MemoryTxn(self._data)
+            try:
+                return job(txn)
+            except BaseException:
+                txn.rollback()
+                raise
+
+    def read(self, job: Callable[[_MemoryTxn], T]) -> T:
+        return self.write(job)
+
+    def submit(self, job: Callable[[_MemoryTxn], T]) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(self.write(job))
+        except Exception as exc:  # handed to the waiter, like the SQL store's writer thread
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,299 @@
+"""The storage contract: memory, SQLite and PostgreSQL behave the same."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from oo_ml import Candidate, ConflictError, Context, get_policy
+from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, Store, Txn
+
+
+def decision(
+    event_id: str,
+    user_id: str = "u1",
+    policy: str = "egreedy-v1",
+    created_ms: int = 1_000,
+    chosen: int = 0,
+    k: int = 3,
+    origin: str = "rank",
+    scores: list[float] | None = None,
+) -> DecisionRecord:
+    candidates = tuple(
+        Candidate(f"tip-{i}", i % 2 == 0, 3.5 * i - 2, 1 + i % 4, "todoist") for i in range(k)
+    )
+    features = get_policy(policy).encoder.encode(Context(9, 2), candidates)
+    return DecisionRecord(
+        event_id=event_id,
+        user_id=user_id,
+        policy=policy,
+        created_ms=created_ms,
+        context=Context(9, 2),
+        candidates=candidates,
+        source_ids=tuple(f"src-{i}" if i else None for i in range(k)),
+        features=features,
+        scores=np.array(scores if scores is not None else [0.5 - i for i in range(k)]),
+        probabilities=None if origin == "legacy" else np.full(k, 1.0 / k),
+        chosen=chosen,
+        seed=2**62 + 12345,
+        model_updates=7,
+        origin=origin,
+        content=("buy milk", "call mum", "file taxes")[:k] if k <= 3 else None,
+    )
+
+
+def feedback(event_id: str, user_id: str = "u1", milli: int = 1000) -> FeedbackRecord:
+    return FeedbackRecord(
+        event_id, user_id, "egreedy-v1", 2_000, "done", 30_000, milli, "dwell-v1", "client"
+    )
+
+
+def trained_row(seed: int = 0) -> StateRow:
+    policy = get_policy("ucb-ix1")
+    state = policy.new_state()
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        policy.learn(state, rng.uniform(-1, 1, policy.dim), float(rng.uniform(-1, 1)))
+    return StateRow(state, reward_count=5, reward_sum_milli=-1234, updated_ms=99)
+
+
+def assert_same_decision(a: DecisionRecord, b: DecisionRecord) -> None:
+    for name in (
+        "event_id",
+        "user_id",
+        "policy",
+        "created_ms",
+        "context",
+        "candidates",
+        "source_ids",
+        "chosen",
+        "seed",
+        "model_updates",
+        "origin",
+        "content",
+    ):
+        assert getattr(a, name) == getattr(b, name), name
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    if a.probabilities is None:
+        assert b.probabilities is None
+    else:
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
+def test_missing_state_is_none(store: Store) -> None:
+    assert store.read(lambda t: t.load_state("nobody", "ucb-ix1")) is None
+
+
+def test_state_round_trips_exactly(store: Store) -> None:
+    row = trained_row()
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", row))
+    loaded = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert loaded is not None
+    assert (loaded.reward_count, loaded.reward_sum_milli, loaded.updated_ms) == (5, -1234, 99)
+    for name in ("A", "b", "A_inv", "theta", "prior_mean"):
+        np.testing.assert_array_equal(getattr(loaded.state, name), getattr(row.state, name))
+    assert loaded.state.n_updates == row.state.n_updates
+
+
+def test_saving_state_again_overwrites_it(store: Store) -> None:
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", trained_row(0)))
+    second = trained_row(1)
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", second))
+    loaded = store.read(lambda t: t.load_state("u1", "ucb-ix1", for_update=False))
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.state.b, second.state.b)
+
+
+def test_decision_round_trips_exactly(store: Store) -> None:
+    record = decision("e1")
+    store.write(lambda t: t.insert_decision(record))
+    assert_same_decision(record, store.read(lambda t: t.get_decision("e1")))
+    legacy = decision("e2", origin="legacy", k=1)
+    store.write(lambda t: t.insert_decision(legacy))
+    assert_same_decision(legacy, store.read(lambda t: t.get_decision("e2")))
+
+
+def test_unknown_decision_is_none(store: Store) -> None:
+    assert store.read(lambda t: t.get_decision("nope")) is None
+
+
+def test_duplicate_event_id_is_a_conflict_and_changes_nothing(store: Store) -> None:
+    store.write(lambda t: t.insert_decision(decision("e1", chosen=0)))
+
+    def job(t: Txn) -> None:
+        t.set_setting("touched", "yes")
+        t.insert_decision(decision("e1", chosen=2))
+
+    with pytest.raises(ConflictError):
+        store.write(job)
+    assert store.read(lambda t: t.get_decision("e1")).chosen == 0
+    assert store.read(lambda t: t.get_setting("touched")) is None
+
+
+def test_a_failing_job_is_rolled_back_whole(store: Store) -> None:
+    def job(t: Txn) -> None:
+        t.save_state("u1", "ucb-ix1", trained_row())
+        t.insert_decision(decision("e9"))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        store.write(job)
+    assert store.read(lambda t: t.load_state("u1", "ucb-ix1")) is None
+    assert store.read(lambda t: t.get_decision("e9")) is None
+
+
+def test_feedback_round_trips_and_is_unique(store: Store) -> None:
+    store.write(lambda t: t.insert_decision(decision("e1")))
+    store.write(lambda t: t.insert_feedback(feedback("e1")))
+    assert store.read(lambda t: t.get_feedback("e1")) == feedback("e1")
+    with pytest.raises(ConflictError):
+        store.write(lambda t: t.insert_feedback(feedback("e1", milli=-1000)))
+    assert store.read(lambda t: t.get_feedback("e1")).reward_milli == 1000
+    assert store.read(lambda t: t.get_feedback("e2")) is None
+
+
+def test_latest_decision_for_tip_is_the_newest_that_chose_it(store: Store) -> None:
+    for i, (created, chosen) in enumerate([(100, 1), (300, 1), (200, 1), (400, 2)]):
+        store.write(
+            lambda t, i=i, c=created, ch=chosen: t.insert_decision(
+                decision(f"e{i}", created_ms=c, chosen=ch)
+            )
+        )
+    found = store.read(lambda t: t.latest_decision_for_tip("u1", "egreedy-v1", "tip-1"))
+    assert found.event_id == "e1"
+    assert store.read(lambda t: t.latest_decision_for_tip("u1", "linucb-v1", "tip-1")) is None
+    assert store.read(lambda t: t.latest_decision_for_tip("u2", "egreedy-v1", "tip-1")) is None
+
+
+def test_unanswered_decisions_in_a_window_oldest_first(store: Store) -> None:
+    for i, created in enumerate([500, 100, 300, 200, 900]):
+        store.write(lambda t, i=i, c=created: t.insert_decision(decision(f"e{i}", created_ms=c)))
+    store.write(lambda t: t.insert_feedback(feedback("e3")))  # created at 200
+    waiting = store.read(lambda t: t.unanswered_decisions(100, 600, 10))
+    assert [d.event_id for d in waiting] == ["e1", "e2", "e0"]
+    assert [d.event_id for d in store.read(lambda t: t.unanswered_decisions(0, 600, 2))] == [
+        "e1",
+        "e2",
+    ]
+
+
+def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
+    for i in range(6):
+        policy = "egreedy-v1" if i % 2 else "linucb-v1"
+        store.write(
+            lambda t, i=i, p=policy: t.insert_decision(
+                decision(f"e{i}", policy=p, created_ms=100 * i)
+            )
+        )
+    store.write(lambda t: t.insert_decision(decision("other", user_id="u2", created_ms=50)))
+    assert [d.event_id for d in store.read(lambda t: t.recent_decisions("u1", 3))] == [
+        "e5",
+        "e4",
+        "e3",
+    ]
+    only = store.read(lambda t: t.recent_decisions("u1", 10, policies=["egreedy-v1"]))
+    assert [d.event_id for d in only] == ["e5", "e3", "e1"]
+    since = store.read(lambda t: t.recent_decisions("u1", 10, since_ms=300))
+    assert [d.event_id for d in since] == ["e5", "e4"]
+
+
+def test_count_decisions_counts_ranked_explored_and_newest(store: Store) -> None:
+    store.write(lambda t: t.insert_decision(decision("a", created_ms=10, chosen=0)))  # best
+    store.write(lambda t: t.insert_decision(decision("b", created_ms=20, chosen=2)))  # explored
+    store.write(lambda t: t.insert_decision(decision("c", created_ms=30, origin="legacy", k=1)))
+    store.write(lambda t: t.insert_decision(decision("d", created_ms=40, policy="linucb-v1")))
+    assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1")) == (2, 1, 20)
+    assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1", since_ms=10)) == (1, 1, 20)
+    assert store.read(lambda t: t.count_decisions("u9", "egreedy-v1")) == (0, 0, None)
+
+
+def test_reset_forgets_models_and_remembers_when(store: Store) -> None:
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", trained_row()))
+    store.write(
+        lambda t: t.save_state("u1", "egreedy-v1", StateRow(get_policy("egreedy-v1").new_state()))
+    )
+    store.write(lambda t: t.save_state("u2", "ucb-ix1", trained_row()))
+    store.write(lambda t: t.insert_decision(decision("e1")))
+    store.write(lambda t: t.mark_reset("u1", 5_000))
+    assert store.read(lambda t: t.list_states("u1")) == []
+    assert [p for p, _ in store.read(lambda t: t.list_states("u2"))] == ["ucb-ix1"]
+    assert store.read(lambda t: t.get_user("u1")).reset_ms == 5_000
+    assert store.read(lambda t: t.get_decision("e1")) is not None
+
+
+def test_delete_user_erases_everything_of_that_user_only(store: Store) -> None:
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", trained_row()))
+    store.write(lambda t: t.insert_decision(decision("e1")))
+    store.write(lambda t: t.insert_feedback(feedback("e1")))
+    store.write(lambda t: t.insert_decision(decision("e2", user_id="u2")))
+    store.write(lambda t: t.mark_reset("u1", 1))
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", trained_row()))
+    assert store.write(lambda t: t.delete_user("u1")) == 3
+    assert store.read(lambda t: t.get_decision("e1")) is None
+    assert store.read(lambda t: t.get_feedback("e1")) is None
+    assert store.read(lambda t: t.list_states("u1")) == []
+    assert store.read(lambda t: t.get_user("u1")) is None
+    assert store.read(lambda t: t.get_decision("e2")) is not None
+
+
+def test_settings_are_kept_and_overwritten(store: Store) -> None:
+    assert store.read(lambda t: t.get_setting("active_policy")) is None
+    store.write(lambda t: t.set_setting("active_policy", "ucb-ix1"))
+    store.write(lambda t: t.set_setting("active_policy", "ts-ix1"))
+    assert store.read(lambda t: t.get_setting("active_policy")) == "ts-ix1"
+
+
+@pytest.mark.parametrize(
+    "pair", [("a.b", "a_b"), ("a/b", "a b"), ("Ünïcødé", "Unicode"), ("x" * 256, "x" * 255)]
+)
+def test_distinct_user_ids_never_share_state(store: Store, pair: tuple[str, str]) -> None:
+    first, second = pair
+    store.write(lambda t: t.save_state(first, "ucb-ix1", trained_row(1)))
+    assert store.read(lambda t: t.load_state(second, "ucb-ix1")) is None
+    assert store.read(lambda t: t.load_state(first, "ucb-ix1")) is not None
+
+
+def test_concurrent_read_modify_write_jobs_lose_no_update(store: Store) -> None:
+    policy = get_policy("egreedy-v1")
+    x = np.full(policy.dim, 0.5)
+
+    def bump(t: Txn) -> None:
+        row = t.load_state("u1", policy.name, for_update=True) or StateRow(policy.new_state())
+        policy.learn(row.state, x, 1.0)
+        row.reward_count += 1
+        t.save_state("u1", policy.name, row)
+
+    def worker() -> None:
+        futures = [store.submit(bump) for _ in range(25)]
+        for future in futures:
+            future.result()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    row = store.read(lambda t: t.load_state("u1", policy.name))
+    assert row.reward_count == 200
+    assert row.state.n_updates == 200
+
+
+def test_failing_job_in_a_batch_does_not_undo_its_neighbours(store: Store) -> None:
+    def good(i: int):
+        return lambda t: t.set_setting(f"k{i}", "v")
+
+    def bad(t: Txn) -> None:
+        t.set_setting("bad", "v")
+        raise ValueError("refused")
+
+    futures = [store.submit(good(0)), store.submit(bad), store.submit(good(1))]
+    futures[0].result()
+    futures[2].result()
+    with pytest.raises(ValueError, match="refused"):
+        futures[1].result()
+    assert store.read(lambda t: t.get_setting("k0")) == "v"
+    assert store.read(lambda t: t.get_setting("k1")) == "v"
+    assert store.read(lambda t: t.get_setting("bad")) is None
