@@ -410,6 +410,17 @@ class Engine:
 
         return list(reversed(self.store.read(job)))
 
+    def recent(
+        self, user_id: str, limit: int = 50
+    ) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The user's newest decisions (any origin) with their feedback, newest first."""
+        check_user_id(user_id)
+
+        def job(txn: Txn) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
+            return [(d, txn.get_feedback(d.event_id)) for d in txn.recent_decisions(user_id, limit)]
+
+        return self.store.read(job)
+
     def reset_user(self, user_id: str) -> None:
         """Forget the user's models under every policy; their log stays but stops teaching."""
         check_user_id(user_id)

@@ -1,0 +1,131 @@
+"""The decision API: rank with an event id and propensities; feedback names the event id and
+the raw outcome, and the server infers the reward from what it logged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from oo_ml.api.deps import ApiDep, EngineDep, get_engine, path_tail
+from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
+from oo_ml.api.schemas import FeedbackIn, FeedbackOut, RankIn, RankOut
+from oo_ml.store.base import DecisionRecord, FeedbackRecord
+from oo_ml.types import Outcome
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+
+
+@router.post("/rank", response_model=RankOut, dependencies=[ApiDep])
+async def rank(body: RankIn, request: Request) -> JSONResponse:
+    """Choose the tip to show; the decision is logged before the answer is sent."""
+    record = await rank_body(request, body, body.policy, body.event_id)
+    probs = record.probabilities
+    assert probs is not None
+    scores = record.scores.tolist()
+    probabilities = probs.tolist()
+    chosen = record.chosen
+    order = sorted(range(len(scores)), key=lambda i: (i != chosen, -scores[i], -probabilities[i]))
+    ranking = [
+        {"tip_id": record.candidates[i].id, "score": scores[i], "probability": probabilities[i]}
+        for i in order
+    ]
+    return JSONResponse(
+        {
+            "event_id": record.event_id,
+            "tip_id": record.chosen_id,
+            "policy": record.policy,
+            "score": scores[chosen],
+            "probability": probabilities[chosen],
+            "ranking": ranking,
+        }
+    )
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    dependencies=[ApiDep],
+    responses={404: {"description": "Unknown event id"}},
+)
+async def feedback(body: FeedbackIn, request: Request) -> JSONResponse:
+    """What the person did with a tip. The same event twice counts once (``duplicate``)."""
+    engine = get_engine(request)
+    job = engine.feedback_job(body.event_id, Outcome(body.action, body.dwell_ms))  # type: ignore[arg-type]
+    result = await engine.run_async(job)
+    log_feedback(request, result)
+    fb = result.feedback
+    return JSONResponse(
+        {
+            "event_id": fb.event_id,
+            "reward": fb.reward,
+            "reward_milli": fb.reward_milli,
+            "reward_rule": fb.reward_rule,
+            "duplicate": result.duplicate,
+        }
+    )
+
+
+def decision_json(record: DecisionRecord, feedback: FeedbackRecord | None) -> dict[str, Any]:
+    """A logged decision with its feedback, as the API and the console show it."""
+    probs = None if record.probabilities is None else record.probabilities.tolist()
+    candidates = []
+    for i, c in enumerate(record.candidates):
+        candidates.append(
+            {
+                "tip_id": c.id,
+                "source": c.source,
+                "source_id": record.source_ids[i],
+                "is_overdue": c.is_overdue,
+                "task_age_days": c.task_age_days,
+                "priority": c.priority,
+                "content": None if record.content is None else record.content[i],
+                "features": record.features[i].tolist(),
+                "score": float(record.scores[i]),
+                "probability": None if probs is None else probs[i],
+            }
+        )
+    return {
+        "event_id": record.event_id,
+        "user_id": record.user_id,
+        "policy": record.policy,
+        "created": iso_time(record.created_ms),
+        "created_ms": record.created_ms,
+        "origin": record.origin,
+        "context": {
+            "hour_of_day": record.context.hour_of_day,
+            "day_of_week": record.context.day_of_week,
+        },
+        "tip_id": record.chosen_id,
+        "chosen": record.chosen,
+        "score": float(record.scores[record.chosen]),
+        "probability": None if probs is None else probs[record.chosen],
+        "explored": record.explored,
+        "seed": record.seed,
+        "model_updates": record.model_updates,
+        "candidates": candidates,
+        "feedback": None
+        if feedback is None
+        else {
+            "action": feedback.action,
+            "dwell_ms": feedback.dwell_ms,
+            "reward": feedback.reward,
+            "reward_milli": feedback.reward_milli,
+            "reward_rule": feedback.reward_rule,
+            "origin": feedback.origin,
+            "applied": feedback.applied,
+            "created": iso_time(feedback.created_ms),
+        },
+    }
+
+
+@router.get(
+    "/decisions/{event_id:path}",
+    dependencies=[ApiDep],
+    responses={404: {"description": "Unknown event id"}},
+)
+def get_decision(engine: EngineDep, request: Request) -> dict[str, Any]:
+    """The decision as logged — candidates, features, scores, probabilities — with feedback."""
+    record, fb = engine.decision(path_tail(request, "/v1/decisions/"))
+    return decision_json(record, fb)

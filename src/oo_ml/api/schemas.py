@@ -1,0 +1,159 @@
+"""Request and response bodies. Requests are strict: a JSON string is not a number, ``1`` is
+not ``true``, ``12.0`` is not an hour; numbers are finite and in range. Unknown fields are
+ignored, as the existing service ignored them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oo_ml.engine import MAX_EVENT_ID_LENGTH
+from oo_ml.types import MAX_DWELL_MS, MAX_ID_LENGTH, MAX_TASK_AGE_DAYS, Candidate, Context
+
+__all__ = [
+    "CandidateFeaturesIn",
+    "CandidateIn",
+    "ContextIn",
+    "FeedbackIn",
+    "FeedbackOut",
+    "OkOut",
+    "RankIn",
+    "RankOut",
+    "RankedOut",
+    "RewardIn",
+    "ScoreIn",
+    "ScoreOut",
+]
+
+_STRICT = ConfigDict(strict=True, extra="ignore")
+_HARD_MAX_CANDIDATES = 10_000  # parsing stops here; the configured maximum is checked later
+
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+TipId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Hour = Annotated[int, Field(ge=0, le=23)]
+Day = Annotated[int, Field(ge=0, le=6, description="Monday = 0 … Sunday = 6")]
+Priority = Annotated[int, Field(ge=1, le=4, description="Todoist priority, 1 lowest")]
+AgeDays = Annotated[
+    float,
+    Field(
+        ge=-MAX_TASK_AGE_DAYS,
+        le=MAX_TASK_AGE_DAYS,
+        allow_inf_nan=False,
+        description="Days since the due date; negative when not yet due.",
+    ),
+]
+
+
+class CandidateFeaturesIn(BaseModel):
+    model_config = _STRICT
+
+    hour_of_day: Hour = Field(12, description="Ignored for ranking: the context's hour is used.")
+    is_overdue: bool = False
+    task_age_days: AgeDays = 0.0
+    priority: Priority = 1
+
+
+class CandidateIn(BaseModel):
+    model_config = _STRICT
+
+    id: TipId
+    content: str = Field(max_length=10_000, description="Task text; kept only if configured.")
+    source: str = Field(max_length=MAX_ID_LENGTH)
+    source_id: str | None = Field(None, max_length=MAX_ID_LENGTH)
+    features: CandidateFeaturesIn = CandidateFeaturesIn()
+
+    def to_core(self) -> Candidate:
+        f = self.features
+        return Candidate(self.id, f.is_overdue, f.task_age_days, f.priority, self.source)
+
+
+class ContextIn(BaseModel):
+    model_config = _STRICT
+
+    hour_of_day: Hour = 12
+    day_of_week: Day = 0
+
+    def to_core(self) -> Context:
+        return Context(self.hour_of_day, self.day_of_week)
+
+
+class ScoreIn(BaseModel):
+    """The existing ``/score`` body."""
+
+    model_config = _STRICT
+
+    user_id: UserId
+    candidates: list[CandidateIn] = Field(max_length=_HARD_MAX_CANDIDATES)
+    context: ContextIn = ContextIn()
+
+
+class ScoreOut(BaseModel):
+    tip_id: str
+    score: float
+    policy: str
+
+
+class RewardIn(BaseModel):
+    """The existing ``/reward`` body: a numeric reward for a tip the user was shown."""
+
+    model_config = _STRICT
+
+    user_id: UserId
+    tip_id: TipId
+    reward: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)
+    features: CandidateFeaturesIn
+    day_of_week: Day = 0
+
+
+class OkOut(BaseModel):
+    ok: bool
+
+
+class RankIn(ScoreIn):
+    """``/v1/rank``: the ``/score`` body plus an optional policy and event id."""
+
+    policy: str | None = Field(None, max_length=64, description="null: the active policy")
+    event_id: str | None = Field(
+        None,
+        max_length=MAX_EVENT_ID_LENGTH,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Your own id for this decision; generated when absent.",
+    )
+
+
+class RankedOut(BaseModel):
+    tip_id: str
+    score: float
+    probability: float
+
+
+class RankOut(BaseModel):
+    event_id: str
+    tip_id: str
+    policy: str
+    score: float
+    probability: float
+    ranking: list[RankedOut] = Field(
+        description="Every candidate: the chosen one first, then by score, highest first."
+    )
+
+
+class FeedbackIn(BaseModel):
+    """What the person did with the tip of ``event_id``; ``eventId``/``dwellMs`` also accepted."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+
+    event_id: str = Field(
+        alias="eventId", min_length=1, max_length=MAX_EVENT_ID_LENGTH, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+    action: Literal["done", "snooze", "dismiss"]
+    dwell_ms: int | None = Field(None, alias="dwellMs", ge=0, le=MAX_DWELL_MS)
+
+
+class FeedbackOut(BaseModel):
+    event_id: str
+    reward: float
+    reward_milli: int
+    reward_rule: str
+    duplicate: bool
