@@ -61,12 +61,12 @@ def test_cli_shows_feature_labels_and_reward_table() -> None:
     runner = CliRunner()
     labels = json.loads(runner.invoke(app, ["features", "v2", "--json"]).output)["labels"]
     assert labels[-2:] == ["dow_sin", "dow_cos"]
-    table = runner.invoke(app, ["rewards", "dwell-v1"]).output
+    table = runner.invoke(app, ["rewards", "show", "dwell-v1"]).output
     assert "dismiss" in table
     assert "-1.0" in table
 
 
 def test_cli_refuses_unknown_names_with_a_clear_message() -> None:
-    result = CliRunner().invoke(app, ["rewards", "dwell-v9"])
+    result = CliRunner().invoke(app, ["rewards", "show", "dwell-v9"])
     assert result.exit_code == 2
     assert "unknown reward rule 'dwell-v9'" in result.output

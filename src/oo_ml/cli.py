@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
+from oo_ml.api.app import engine_config
+from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError
 from oo_ml.features import ENCODERS, get_encoder
 from oo_ml.policies import POLICIES
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
+from oo_ml.serve import run_server
+from oo_ml.settings import Settings
+from oo_ml.store.migrate import head_revision, upgrade
+from oo_ml.store.sql import SqlStore
 
 app = typer.Typer(
     name="oo-ml",
@@ -72,8 +82,14 @@ def features(
     console.print(table)
 
 
-@app.command()
-def rewards(
+rewards_app = typer.Typer(help="Reward rules and default rewards.", no_args_is_help=True)
+app.add_typer(rewards_app, name="rewards")
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@rewards_app.command("show")
+def rewards_show(
     rule: Annotated[str, typer.Argument(help="Reward rule name.")] = "dwell-v1",
 ) -> None:
     """Show a reward rule's table."""
@@ -87,6 +103,62 @@ def rewards(
     for action, span, value in chosen.table():
         table.add_row(action, span, f"{value:+.1f}")
     console.print(table)
+
+
+@rewards_app.command("settle")
+def rewards_settle() -> None:
+    """Give the default reward to decisions that waited longer than the reward wait time."""
+    settings = _settings()
+    upgrade(settings.database_url)
+    store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        settled = Engine(store, engine_config(settings)).settle()
+    finally:
+        store.close()
+    console.print(f"settled {settled} decisions with reward {settings.default_reward:+.3f}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema of OO_ML_DATABASE_URL to the newest revision."""
+    settings = _settings()
+    upgrade(settings.database_url)
+    console.print(f"{_redact(settings.database_url)} is at revision {head_revision()}")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except PydanticValidationError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _redact(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the service (API and console). Migrates the database first."""
+    settings = _settings()
+    if settings.admin_token is None:
+        token = secrets.token_urlsafe(24)
+        os.environ["OO_ML_ADMIN_TOKEN"] = token
+        console.print(f"No OO_ML_ADMIN_TOKEN set; generated one for this run: [bold]{token}[/bold]")
+    upgrade(settings.database_url)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    console.print(
+        f"oO ML on {base} — database {_redact(settings.database_url)}, {workers} worker(s)"
+    )
+    console.print(f"  API docs: {base}/docs")
+    console.print(f"  console:  {base}/admin (sign in with the admin token)")
+    run_server(host, port, workers, settings.log_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,7 +40,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("oo_ml.api")
 
 
-def _engine_config(settings: Settings) -> EngineConfig:
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's part of the settings."""
     return EngineConfig(
         default_policy=settings.active_policy,
         reward_rule=settings.reward_rule,
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             )
         else:
             opened = store
-        app.state.engine = Engine(opened, _engine_config(settings))
+        app.state.engine = Engine(opened, engine_config(settings))
         settler = None
         if settings.default_reward_enabled:
             settler = asyncio.create_task(
