@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from oo_ml.api.app import engine_config
 from oo_ml.engine import Engine
-from oo_ml.errors import NotFoundError
+from oo_ml.errors import NotFoundError, OOMLError
 from oo_ml.features import ENCODERS, get_encoder
 from oo_ml.policies import POLICIES
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.serve import run_server
 from oo_ml.settings import Settings
+from oo_ml.sim.judges import make_judge
+from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.report import curve_svg, summary_table
+from oo_ml.sim.runner import HttpClient, SimConfig, SimRunner
+from oo_ml.store.base import RunRecord
 from oo_ml.store.migrate import head_revision, upgrade
 from oo_ml.store.sql import SqlStore
 
@@ -159,6 +166,157 @@ def serve(
     console.print(f"  API docs: {base}/docs")
     console.print(f"  console:  {base}/admin (sign in with the admin token)")
     run_server(host, port, workers, settings.log_level)
+
+
+sim_app = typer.Typer(
+    help="Offline simulation: personas, task streams, judges.", no_args_is_help=True
+)
+app.add_typer(sim_app, name="sim")
+
+PersonasOption = Annotated[
+    str,
+    typer.Option(help="Comma-separated shipped persona names or .toml paths; 'all' = shipped."),
+]
+UsersOption = Annotated[int, typer.Option(min=1, help="Simulated users per policy.")]
+StepsOption = Annotated[int, typer.Option(min=1, help="Tips per simulated user.")]
+JudgeOption = Annotated[str, typer.Option(help="rule, llm or command.")]
+SeedOption = Annotated[int, typer.Option(help="Seed: same seed, same numbers.")]
+UrlOption = Annotated[
+    str | None, typer.Option(help="Run against a service over HTTP instead of in-process.")
+]
+PlotOption = Annotated[Path | None, typer.Option(help="Write the reward curves to this SVG.")]
+
+
+def _simulate(
+    policies: list[str],
+    *,
+    personas: str,
+    users: int,
+    steps: int,
+    judge: str,
+    seed: int,
+    url: str | None,
+    plot: Path | None,
+) -> None:
+    settings = _settings()
+    names = list(shipped_personas()) if personas == "all" else personas.split(",")
+    try:
+        config = SimConfig(tuple(policies), tuple(names), users, steps, judge=judge, seed=seed)
+        judge_impl = make_judge(judge, settings)
+    except (OOMLError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    upgrade(settings.database_url)
+    store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    try:
+        with Progress(console=console) as bar:
+            task = bar.add_task("simulating", total=config.total_steps)
+            runner = SimRunner(
+                store,
+                judge=judge_impl,
+                client_factory=(lambda _: HttpClient(url, api_token)) if url else None,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )
+            run = runner.run(config)
+    finally:
+        store.close()
+        close = getattr(judge_impl, "close", None)
+        if close is not None:
+            close()
+    _report(run, plot)
+
+
+def _report(run: RunRecord, plot: Path | None) -> None:
+    if run.status == "failed":
+        console.print(f"[red]run {run.run_id} failed:[/red] {run.error}")
+        raise typer.Exit(1)
+    console.print(summary_table(run))
+    if plot is not None and run.summary is not None:
+        plot.write_text(curve_svg(run))
+        console.print(f"reward curves written to {plot}")
+
+
+@sim_app.command("run")
+def sim_run(
+    policy: Annotated[str, typer.Option(help="Policy to simulate.")],
+    personas: PersonasOption = "all",
+    users: UsersOption = 12,
+    steps: StepsOption = 150,
+    judge: JudgeOption = "rule",
+    seed: SeedOption = 0,
+    url: UrlOption = None,
+    plot: PlotOption = None,
+) -> None:
+    """Simulate one policy and store the run."""
+    _simulate(
+        [policy], personas=personas, users=users, steps=steps, judge=judge, seed=seed,
+        url=url, plot=plot,
+    )  # fmt: skip
+
+
+@sim_app.command("compare")
+def sim_compare(
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated policies; the first is the baseline.")
+    ],
+    personas: PersonasOption = "all",
+    users: UsersOption = 12,
+    steps: StepsOption = 150,
+    judge: JudgeOption = "rule",
+    seed: SeedOption = 0,
+    url: UrlOption = None,
+    plot: PlotOption = Path("sim-compare.svg"),
+) -> None:
+    """Simulate several policies on common random numbers and compare them."""
+    _simulate(
+        policies.split(","), personas=personas, users=users, steps=steps, judge=judge,
+        seed=seed, url=url, plot=plot,
+    )  # fmt: skip
+
+
+def _open_store() -> SqlStore:
+    settings = _settings()
+    upgrade(settings.database_url)
+    return SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+@sim_app.command("list")
+def sim_list(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+    """The newest simulation runs."""
+    store = _open_store()
+    try:
+        runs = store.read(lambda txn: txn.list_runs(limit))
+    finally:
+        store.close()
+    table = Table(title="Simulation runs")
+    for column in ("run", "status", "progress", "policies", "users × steps", "judge"):
+        table.add_column(column)
+    for run in runs:
+        config = run.config
+        table.add_row(
+            run.run_id,
+            run.status,
+            f"{run.done_steps}/{run.total_steps}",
+            ",".join(config.get("policies", [])),
+            f"{config.get('users')} × {config.get('steps')}",
+            str(config.get("judge")),
+        )
+    console.print(table)
+
+
+@sim_app.command("show")
+def sim_show(run_id: str, plot: PlotOption = None) -> None:
+    """One run's comparison table (and curves with --plot)."""
+    store = _open_store()
+    try:
+        run = store.read(lambda txn: txn.get_run(run_id))
+    finally:
+        store.close()
+    if run is None:
+        console.print(f"[red]no run {run_id!r}[/red]")
+        raise typer.Exit(1)
+    _report(run, plot)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,16 @@ import numpy as np
 from oo_ml.errors import ConflictError, NotFoundError, ValidationError
 from oo_ml.policies import Policy, get_policy
 from oo_ml.policies.model import RidgeState
+from oo_ml.policies.population import PopulationModel, recenter, user_data
 from oo_ml.rewards import get_reward_rule
 from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, Store, Txn
-from oo_ml.types import MAX_ID_LENGTH, Candidate, Context, Outcome, check_candidates
+from oo_ml.types import (
+    MAX_ID_LENGTH,
+    Candidate,
+    Context,
+    Outcome,
+    check_candidates,
+)
 
 __all__ = [
     "Engine",
@@ -79,6 +86,8 @@ class EngineConfig:
     default_reward: float = 0.0
     reward_wait_ms: int = 3_600_000
     active_policy_ttl_s: float = 1.0
+    population_refresh_every: int = 100
+    population_refresh_s: float = 300.0
 
     def __post_init__(self) -> None:
         get_policy(self.default_policy)
@@ -124,6 +133,13 @@ class UserStats:
 
 
 @dataclass
+class _Population:
+    model: PopulationModel | None = None
+    computed_at: float | None = None
+    updates: int = 0
+
+
+@dataclass
 class _ActiveCache:
     name: str | None = None
     expires: float = 0.0
@@ -131,12 +147,15 @@ class _ActiveCache:
 
 @dataclass
 class Engine:
-    """Decisions and feedback over ``store``. ``clock`` returns seconds since the epoch."""
+    """Decisions and feedback over ``store``. ``clock`` returns seconds since the epoch;
+    ``seed_source`` gives each decision's random seed (a seeded one makes runs reproducible)."""
 
     store: Store
     config: EngineConfig = field(default_factory=EngineConfig)
     clock: Callable[[], float] = time.time
+    seed_source: Callable[[], int] = field(default=lambda: secrets.randbits(63))
     _active: _ActiveCache = field(default_factory=_ActiveCache, repr=False)
+    _population: dict[str, _Population] = field(default_factory=dict, repr=False)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -186,13 +205,14 @@ class Engine:
         ids = tuple(c.id for c in candidates)
         sources = tuple(source_ids) if source_ids is not None else (None,) * len(ids)
         texts = tuple(content) if content is not None and self.config.store_content else None
-        seed = secrets.randbits(63)
+        seed = self.seed_source()
 
         def job(txn: Txn) -> DecisionRecord:
             if event_id is not None and txn.get_decision(event_id) is not None:
                 raise ConflictError(f"event id {event_id!r} already exists")
             row = txn.load_state(user_id, chosen_policy.name)
             state = row.state if row is not None else chosen_policy.new_state()
+            self._recenter(txn, chosen_policy, state)
             rng = np.random.Generator(np.random.PCG64(seed))
             decision = chosen_policy.decide(state, features, ids, rng)
             record = DecisionRecord(
@@ -251,8 +271,7 @@ class Engine:
         """Run a write job from async code without blocking the event loop."""
         return await asyncio.wrap_future(self.store.submit(job))
 
-    @staticmethod
-    def _apply(txn: Txn, decision: DecisionRecord, verdict: _Verdict) -> FeedbackResult:
+    def _apply(self, txn: Txn, decision: DecisionRecord, verdict: _Verdict) -> FeedbackResult:
         """Record feedback on ``decision`` and update its model, unless it already has some."""
         policy = get_policy(decision.policy)
         # Lock the model first: whoever holds it sees any feedback committed before.
@@ -265,12 +284,15 @@ class Engine:
         if applied:
             if row is None:
                 row = StateRow(policy.new_state())
+            self._recenter(txn, policy, row.state)
             reward = verdict.reward_milli / 1000.0
             policy.learn(row.state, decision.features[decision.chosen], reward)
             row.reward_count += 1
             row.reward_sum_milli += verdict.reward_milli
             row.updated_ms = verdict.now_ms
             txn.save_state(decision.user_id, policy.name, row)
+            if policy.population is not None:
+                self._population.setdefault(policy.name, _Population()).updates += 1
         record = FeedbackRecord(
             event_id=decision.event_id,
             user_id=decision.user_id,
@@ -344,6 +366,41 @@ class Engine:
             return self._apply(txn, shown, verdict)
 
         return job
+
+    # -- population prior -----------------------------------------------------------------
+
+    def _recenter(self, txn: Txn, policy: Policy, state: RidgeState) -> None:
+        """Centre the user's prior on what the population model expects of them."""
+        if policy.population is None:
+            return
+        model = self.population_model(txn, policy)
+        if model is not None:
+            data = user_data(state, policy.model.lam)
+            recenter(state, model.prior_for(data.D, data.c, state.A_inv), policy.model.lam)
+
+    def population_model(self, txn: Txn, policy: Policy) -> PopulationModel | None:
+        """The policy's population model, fitted to every user's data under it; ``None`` when
+        the policy has none or nobody has taught it anything yet.
+
+        Cached, and refitted after ``population_refresh_every`` updates in this process or
+        ``population_refresh_s`` seconds, whichever comes first.
+        """
+        if policy.population is None:
+            return None
+        cached = self._population.setdefault(policy.name, _Population())
+        now = time.monotonic()
+        stale = (
+            cached.computed_at is None
+            or cached.updates >= self.config.population_refresh_every
+            or now - cached.computed_at >= self.config.population_refresh_s
+        )
+        if stale:
+            lam = policy.model.lam
+            users = [user_data(row.state, lam) for row in txn.states_of_policy(policy.name)]
+            cached.model = PopulationModel.fit(users, lam, policy.population)
+            cached.computed_at = now
+            cached.updates = 0
+        return cached.model
 
     # -- default rewards ------------------------------------------------------------------
 

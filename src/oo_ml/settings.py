@@ -20,11 +20,24 @@ variable                          meaning                                 defaul
 ``OO_ML_STORE_CONTENT``           keep task texts in the decision log     ``false``
 ``OO_ML_SQLITE_SYNCHRONOUS``      SQLite durability: ``FULL``/``NORMAL``  ``FULL``
 ``OO_ML_LOG_LEVEL``               ``debug``, ``info``, ``warning``…       ``info``
+``OO_ML_LLM_BASE_URL``            OpenAI-compatible endpoint of the       unset
+                                  ``llm`` judge, e.g.
+                                  ``http://127.0.0.1:8080/v1``
+``OO_ML_LLM_MODEL``               model the ``llm`` judge asks for        unset
+``OO_ML_LLM_API_KEY``             bearer key for that endpoint            unset (none sent)
+``OO_ML_LLM_TIMEOUT_SECONDS``     per-request timeout of the ``llm``      ``30``
+                                  judge
+``OO_ML_LLM_CACHE_DIR``           where ``llm`` judgements are cached     ``.oo-ml-cache/llm``
+                                  (empty: no cache)
+``OO_ML_JUDGE_COMMAND``           program of the ``command`` judge, as    unset
+                                  a shell-style string split by
+                                  ``shlex`` (no shell runs it)
 ================================  ======================================  =====================
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -67,6 +80,12 @@ class Settings(BaseSettings):
     store_content: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    llm_base_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    llm_model: str | None = Field(None, min_length=1)
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
+    llm_cache_dir: str = ".oo-ml-cache/llm"
+    judge_command: str | None = None
 
     @field_validator("admin_token")
     @classmethod
@@ -77,6 +96,18 @@ class Settings(BaseSettings):
     @classmethod
     def _api_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_token(value, "OO_ML_API_TOKEN")
+
+    @field_validator("judge_command")
+    @classmethod
+    def _command_splits(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                argv = shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"OO_ML_JUDGE_COMMAND: {exc}") from None
+            if not argv:
+                raise ValueError("OO_ML_JUDGE_COMMAND must name a program")
+        return value
 
     @field_validator("active_policy")
     @classmethod

@@ -53,7 +53,10 @@ def _strict_int(field: str, value: object, lo: int, hi: int) -> int:
 def _finite(field: str, value: object, bound: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValidationError(field, f"must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range, e.g. 10**400 from a JSON body
+        raise ValidationError(field, f"must be within ±{bound:g}") from None
     if not math.isfinite(number):
         raise ValidationError(field, f"must be finite, got {number}")
     if abs(number) > bound:
@@ -119,12 +122,19 @@ class Candidate:
 
 def check_candidates(candidates: Sequence[Candidate], max_candidates: int | None = None) -> None:
     """Refuse an empty list, a list that is too long, non-candidates and duplicate ids."""
+    if not isinstance(candidates, Sequence):
+        raise ValidationError("candidates", "must be a list of candidates")
     if len(candidates) == 0:
         raise ValidationError("candidates", "must not be empty")
     if max_candidates is not None and len(candidates) > max_candidates:
         raise ValidationError(
             "candidates", f"at most {max_candidates} allowed, got {len(candidates)}"
         )
+    for i, c in enumerate(candidates):
+        if not isinstance(c, Candidate):
+            raise ValidationError(
+                f"candidates[{i}]", f"must be a Candidate, got {type(c).__name__}"
+            )
     ids = {c.id for c in candidates}
     if len(ids) != len(candidates):
         seen: set[str] = set()

@@ -13,6 +13,7 @@ from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, Store, Tx
 
 def decision(
     event_id: str,
+    *,
     user_id: str = "u1",
     policy: str = "egreedy-v1",
     created_ms: int = 1_000,

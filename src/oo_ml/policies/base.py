@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from oo_ml.errors import StateError, ValidationError
+from oo_ml.errors import ConfigurationError, StateError, ValidationError
 from oo_ml.features import Encoder
 from oo_ml.policies.exploration import Exploration
 from oo_ml.policies.model import RidgeModel, RidgeState
+from oo_ml.policies.population import Population
 from oo_ml.types import Candidate, Context, Decision, FloatArray, check_candidates
 
 __all__ = ["Bandit", "Policy"]
@@ -42,7 +43,7 @@ def _draw(probabilities: FloatArray, rng: np.random.Generator) -> int:
 
 
 def _frozen(array: FloatArray) -> FloatArray:
-    array.flags.writeable = False
+    array.setflags(write=False)
     return array
 
 
@@ -55,6 +56,13 @@ class Policy:
     exploration: Exploration
     model: RidgeModel = field(default_factory=RidgeModel)
     description: str = field(default="", compare=False)
+    population: Population | None = None
+    """A prior learned from every user (see :mod:`oo_ml.policies.population`); the engine
+    keeps the population model and re-centres each user's prior on it."""
+
+    def __post_init__(self) -> None:
+        if self.population is not None and self.model.discount < 1.0:
+            raise ConfigurationError("a population prior needs an undiscounted model")
 
     @property
     def dim(self) -> int:
@@ -68,6 +76,7 @@ class Policy:
             "lambda": self.model.lam,
             "discount": self.model.discount,
             "refactor_every": self.model.refactor_every,
+            "population_clusters": 0 if self.population is None else self.population.clusters,
             **self.exploration.params(),
         }
 
@@ -98,7 +107,7 @@ class Policy:
             raise ValidationError("context", f"must be a Context, got {type(context).__name__}")
         check_candidates(candidates)
         features = self.encoder.encode(context, candidates)
-        return self.decide(state, features, tuple(c.id for c in candidates), rng)
+        return self.decide(state, features, tuple([c.id for c in candidates]), rng)
 
     def decide(
         self,
@@ -128,7 +137,7 @@ class Policy:
             raise ValidationError(
                 "features", f"must have shape (k>0, {self.dim}), got {features.shape}"
             )
-        means = features @ state.theta
+        means = features.dot(state.theta)
         return self.exploration.distribution(features, means, state, rng)
 
     def learn(self, state: RidgeState, x: FloatArray, reward: float, weight: float = 1.0) -> None:

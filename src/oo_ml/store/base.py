@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import Candidate, Context, FloatArray
@@ -21,6 +21,8 @@ from oo_ml.types import Candidate, Context, FloatArray
 __all__ = [
     "DecisionRecord",
     "FeedbackRecord",
+    "RunRecord",
+    "SimEvent",
     "StateRow",
     "Store",
     "Txn",
@@ -88,6 +90,47 @@ class FeedbackRecord:
     @property
     def reward(self) -> float:
         return self.reward_milli / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A simulation run: ``status`` is queued, running, done, failed or cancelled."""
+
+    run_id: str
+    created_ms: int
+    updated_ms: int
+    status: str
+    config: dict[str, Any]
+    total_steps: int
+    done_steps: int = 0
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """One simulated step: what the policy chose, what the judge did, and the references.
+
+    ``oracle_reward``/``random_reward``/``chosen_expected`` are expected rewards under the
+    persona's own model (the best candidate, the average candidate, the chosen one); ``None``
+    for judges that have no model (llm, command).
+    """
+
+    run_id: str
+    policy: str
+    user_id: str
+    step: int
+    persona: str
+    hour_of_day: int
+    day_of_week: int
+    chosen_id: str
+    probability: float
+    action: str
+    dwell_ms: int | None
+    reward_milli: int
+    oracle_reward: float | None
+    random_reward: float | None
+    chosen_expected: float | None
 
 
 @dataclass(slots=True)
@@ -162,6 +205,33 @@ class Txn(Protocol):
 
     def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
         """Every (policy, model) of the user."""
+
+    def states_of_policy(self, policy: str) -> Sequence[StateRow]:
+        """Every user's model under ``policy`` (for the population prior)."""
+
+    def insert_run(self, run: RunRecord) -> None:
+        """Raises :class:`~oo_ml.errors.ConflictError` if the run id exists."""
+
+    def update_run(
+        self,
+        run_id: str,
+        updated_ms: int,
+        *,
+        status: str | None = None,
+        done_steps: int | None = None,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def list_runs(self, limit: int) -> Sequence[RunRecord]:
+        """Newest first."""
+
+    def insert_sim_events(self, events: Sequence[SimEvent]) -> None: ...
+
+    def sim_events(self, run_id: str) -> Sequence[SimEvent]:
+        """Ordered by policy, user, step."""
 
 
 class Store(Protocol):

@@ -9,11 +9,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, TypeVar
 
 from oo_ml.errors import ConflictError
-from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, UserRow
+from oo_ml.store.base import (
+    DecisionRecord,
+    FeedbackRecord,
+    RunRecord,
+    SimEvent,
+    StateRow,
+    UserRow,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -32,6 +40,8 @@ class _Data:
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
     users: dict[str, UserRow] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    events: dict[str, list[SimEvent]] = field(default_factory=dict)
 
 
 class _MemoryTxn:
@@ -179,6 +189,55 @@ class _MemoryTxn:
             for (user, policy), row in sorted(self._data.states.items())
             if user == user_id
         ]
+
+    def states_of_policy(self, policy: str) -> Sequence[StateRow]:
+        return [_copy_row(row) for (_, p), row in sorted(self._data.states.items()) if p == policy]
+
+    def insert_run(self, run: RunRecord) -> None:
+        if run.run_id in self._data.runs:
+            raise ConflictError(f"run {run.run_id!r} already exists")
+        self._remember(self._data.runs, run.run_id)
+        self._data.runs[run.run_id] = run
+
+    def update_run(
+        self,
+        run_id: str,
+        updated_ms: int,
+        *,
+        status: str | None = None,
+        done_steps: int | None = None,
+        summary: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        run = self._data.runs.get(run_id)
+        if run is None:
+            return
+        self._remember(self._data.runs, run_id)
+        self._data.runs[run_id] = replace(
+            run,
+            updated_ms=updated_ms,
+            status=run.status if status is None else status,
+            done_steps=run.done_steps if done_steps is None else done_steps,
+            summary=run.summary if summary is None else summary,
+            error=run.error if error is None else error,
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self._data.runs.get(run_id)
+
+    def list_runs(self, limit: int) -> Sequence[RunRecord]:
+        runs = sorted(self._data.runs.values(), key=lambda r: (r.created_ms, r.run_id))
+        return runs[::-1][:limit]
+
+    def insert_sim_events(self, events: Sequence[SimEvent]) -> None:
+        for event in events:
+            bucket = self._data.events.setdefault(event.run_id, [])
+            bucket.append(event)
+            self._undo.append(partial(bucket.remove, event))
+
+    def sim_events(self, run_id: str) -> Sequence[SimEvent]:
+        found = self._data.events.get(run_id, [])
+        return sorted(found, key=lambda e: (e.policy, e.user_id, e.step))
 
 
 class MemoryStore:

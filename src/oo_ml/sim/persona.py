@@ -1,0 +1,334 @@
+"""Personas: simulated people, defined as TOML data files.
+
+A persona has a *utility* for each task at each moment — a weighted sum of task features, with
+weights that depend on the hour and the day — and a *response model* that turns utility into
+what they do with the tip:
+
+    p(done)    = sigmoid(slope · (utility − threshold))
+    p(snooze)  = (1 − p(done)) · snooze_share
+    p(dismiss) = the rest
+    dwell | done ~ log-normal with median ``dwell_median_s`` and log-sd ``dwell_sigma``
+
+Features a persona can weigh (all also visible to the service): ``bias``, ``priority``
+((p−1)/3), ``overdue`` (0/1), ``age`` (days overdue, /30, clipped), ``upcoming`` (days until due,
+/30, clipped) and ``source.todoist`` / ``source.calendar`` / ``source.email`` / ``source.other``.
+``[prefer]`` weights always apply; each ``[[when]]`` table adds its weights when its conditions
+hold: ``hours = [from, to]`` (inclusive), ``weekend = true|false``, ``days = [0, …]``
+(Monday = 0). ``[drift]`` switches to another persona's preferences from a given step on.
+
+File layout::
+
+    name = "morning-focused"
+    description = "One or two sentences an LLM judge can role-play from."
+    [response]
+    threshold = 0.3
+    slope = 5.0
+    snooze_share = 0.5
+    dwell_median_s = 60
+    dwell_sigma = 0.8
+    [prefer]
+    priority = 0.5
+    [[when]]
+    hours = [5, 11]
+    priority = 0.6
+    [drift]          # optional
+    at_step = 75
+    persona = "evening-focused"
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oo_ml.errors import ConfigurationError, NotFoundError
+from oo_ml.rewards import RewardRule
+from oo_ml.sim.tasks import SimTask
+from oo_ml.types import Action, Context, FloatArray
+
+__all__ = [
+    "FEATURES",
+    "Persona",
+    "Response",
+    "Rule",
+    "load_persona",
+    "load_personas",
+    "shipped_personas",
+]
+
+FEATURES = (
+    "bias",
+    "priority",
+    "overdue",
+    "age",
+    "upcoming",
+    "source.todoist",
+    "source.calendar",
+    "source.email",
+    "source.other",
+)
+_SOURCE_COLUMN = {"todoist": 5, "calendar": 6, "email": 7}
+
+
+def task_features(tasks: Sequence[SimTask]) -> FloatArray:
+    """(n, len(FEATURES)) matrix of the features personas weigh."""
+    x = np.zeros((len(tasks), len(FEATURES)))
+    for i, t in enumerate(tasks):
+        age = t.age_days
+        x[i, 0] = 1.0
+        x[i, 1] = (t.priority - 1) / 3
+        x[i, 2] = float(t.is_overdue)
+        x[i, 3] = min(max(age, 0.0), 30.0) / 30.0
+        x[i, 4] = min(max(-age, 0.0), 30.0) / 30.0
+        x[i, _SOURCE_COLUMN.get(t.source.lower(), 8)] = 1.0
+    return x
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Weights that apply when the context matches."""
+
+    weights: FloatArray
+    hours: tuple[int, int] = (0, 23)
+    weekend: bool | None = None
+    days: frozenset[int] | None = None
+
+    def applies(self, context: Context) -> bool:
+        if not self.hours[0] <= context.hour_of_day <= self.hours[1]:
+            return False
+        if self.weekend is not None and (context.day_of_week >= 5) != self.weekend:
+            return False
+        return self.days is None or context.day_of_week in self.days
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    threshold: float = 0.3
+    slope: float = 5.0
+    snooze_share: float = 0.5
+    dwell_median_s: float = 60.0
+    dwell_sigma: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """A simulated person (see the module docstring for the model)."""
+
+    name: str
+    description: str
+    response: Response
+    prefer: FloatArray
+    rules: tuple[Rule, ...] = ()
+    drift_at: int | None = None
+    drift_to: Persona | None = field(default=None, compare=False)
+
+    def at_step(self, step: int) -> Persona:
+        """The preferences in force at ``step`` (after a drift, the other persona's)."""
+        if self.drift_to is not None and self.drift_at is not None and step >= self.drift_at:
+            return self.drift_to
+        return self
+
+    def weights(self, context: Context) -> FloatArray:
+        w = self.prefer.copy()
+        for rule in self.rules:
+            if rule.applies(context):
+                w += rule.weights
+        return w
+
+    def utilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
+        utilities: FloatArray = task_features(tasks) @ self.weights(context)
+        return utilities
+
+    def action_probabilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
+        """(n, 3) probabilities of done, snooze, dismiss per task."""
+        r = self.response
+        done = 1.0 / (1.0 + np.exp(-r.slope * (self.utilities(tasks, context) - r.threshold)))
+        snooze = (1.0 - done) * r.snooze_share
+        return np.column_stack([done, snooze, 1.0 - done - snooze])
+
+    def dwell_cdf(self, seconds: float) -> float:
+        """P(dwell < seconds | done)."""
+        if seconds <= 0:
+            return 0.0
+        r = self.response
+        z = (math.log(seconds) - math.log(r.dwell_median_s)) / r.dwell_sigma
+        return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+    def expected_done_reward(self, rule: RewardRule) -> float:
+        """E[reward | done] under ``rule``'s dwell bands."""
+        total = 0.0
+        for band in rule.actions[Action.DONE].bands:
+            upper = 1.0 if band.until_ms is None else self.dwell_cdf(band.until_ms / 1000.0)
+            total += (upper - self.dwell_cdf(band.from_ms / 1000.0)) * band.milli / 1000.0
+        return total
+
+    def expected_rewards(
+        self, tasks: Sequence[SimTask], context: Context, rule: RewardRule
+    ) -> FloatArray:
+        """Expected reward of showing each task: the oracle the simulator compares against."""
+        probs = self.action_probabilities(tasks, context)
+        values = np.array(
+            [
+                self.expected_done_reward(rule),
+                rule.actions[Action.SNOOZE].milli_for(None) / 1000.0,
+                rule.actions[Action.DISMISS].milli_for(None) / 1000.0,
+            ]
+        )
+        expected: FloatArray = probs @ values
+        return expected
+
+    def sample_dwell_ms(self, rng: np.random.Generator) -> int:
+        r = self.response
+        seconds = r.dwell_median_s * math.exp(r.dwell_sigma * float(rng.standard_normal()))
+        return int(min(seconds, 6 * 3600.0) * 1000)
+
+
+def _weights(table: Mapping[str, Any], where: str) -> FloatArray:
+    w = np.zeros(len(FEATURES))
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "source" and isinstance(value, Mapping):
+            flat.update({f"source.{k}": v for k, v in value.items()})
+        elif key not in {"hours", "weekend", "days"}:
+            flat[key] = value
+    for key, value in flat.items():
+        if key not in FEATURES:
+            known = ", ".join(FEATURES)
+            raise ConfigurationError(f"{where}: unknown feature {key!r}; known: {known}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigurationError(f"{where}.{key}: weight must be a finite number")
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{where}.{key}: weight must be a finite number")
+        w[FEATURES.index(key)] = float(value)
+    return w
+
+
+def _rule(table: Mapping[str, Any], where: str) -> Rule:
+    hours = table.get("hours", [0, 23])
+    if (
+        not isinstance(hours, list)
+        or len(hours) != 2
+        or not all(isinstance(h, int) and 0 <= h <= 23 for h in hours)
+        or hours[0] > hours[1]
+    ):
+        raise ConfigurationError(f"{where}.hours: must be [from, to] with 0 <= from <= to <= 23")
+    weekend = table.get("weekend")
+    if weekend is not None and not isinstance(weekend, bool):
+        raise ConfigurationError(f"{where}.weekend: must be true or false")
+    days = table.get("days")
+    if days is not None and not (
+        isinstance(days, list) and all(isinstance(d, int) and 0 <= d <= 6 for d in days)
+    ):
+        raise ConfigurationError(f"{where}.days: must be a list of 0 (Monday) … 6 (Sunday)")
+    return Rule(
+        _weights(table, where),
+        (hours[0], hours[1]),
+        weekend,
+        None if days is None else frozenset(days),
+    )
+
+
+def _response(table: Mapping[str, Any], where: str) -> Response:
+    allowed = set(Response.__dataclass_fields__)
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown keys {sorted(unknown)}")
+    response = Response(**{k: float(v) for k, v in table.items()})
+    if not 0 <= response.snooze_share <= 1:
+        raise ConfigurationError(f"{where}.snooze_share: must be in [0, 1]")
+    if response.slope <= 0 or response.dwell_median_s <= 0 or response.dwell_sigma <= 0:
+        raise ConfigurationError(f"{where}: slope, dwell_median_s and dwell_sigma must be > 0")
+    return response
+
+
+def _parse(data: Mapping[str, Any], origin: str) -> tuple[Persona, Mapping[str, Any] | None]:
+    unknown = set(data) - {"name", "description", "response", "prefer", "when", "drift"}
+    if unknown:
+        raise ConfigurationError(f"{origin}: unknown keys {sorted(unknown)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"{origin}: needs a name")
+    description = data.get("description", "")
+    if not isinstance(description, str) or not description.strip():
+        raise ConfigurationError(f"{origin}: needs a description")
+    persona = Persona(
+        name=name,
+        description=description.strip(),
+        response=_response(data.get("response", {}), f"{origin}: response"),
+        prefer=_weights(data.get("prefer", {}), f"{origin}: prefer"),
+        rules=tuple(
+            _rule(table, f"{origin}: when[{i}]") for i, table in enumerate(data.get("when", []))
+        ),
+    )
+    return persona, data.get("drift")
+
+
+def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> dict[str, Persona]:
+    personas = {name: p for name, (p, _) in parsed.items()}
+    for name, (persona, drift) in parsed.items():
+        if drift is None:
+            continue
+        target, at = drift.get("persona"), drift.get("at_step")
+        if target not in personas or target == name:
+            raise ConfigurationError(f"{name}: drift.persona must name another persona")
+        if not isinstance(at, int) or at < 1:
+            raise ConfigurationError(f"{name}: drift.at_step must be a positive integer")
+        personas[name] = Persona(
+            persona.name,
+            persona.description,
+            persona.response,
+            persona.prefer,
+            persona.rules,
+            drift_at=at,
+            drift_to=personas[str(target)],
+        )
+    return personas
+
+
+def _shipped_tables() -> dict[str, tuple[Persona, Mapping[str, Any] | None]]:
+    parsed = {}
+    for entry in sorted(resources.files("oo_ml.sim.personas").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            persona, drift = _parse(tomllib.loads(entry.read_text()), entry.name)
+            parsed[persona.name] = (persona, drift)
+    return parsed
+
+
+def shipped_personas() -> dict[str, Persona]:
+    """The personas that ship with oo_ml, by name."""
+    return _resolve(_shipped_tables())
+
+
+def load_persona(path: str | Path) -> Persona:
+    """A persona from a TOML file (its drift may name a shipped persona)."""
+    return load_personas([path])[0]
+
+
+def load_personas(names_or_paths: Iterable[str | Path]) -> list[Persona]:
+    """Shipped personas by name and user files by path (``*.toml``), in the given order."""
+    parsed = _shipped_tables()
+    wanted: list[str] = []
+    for item in names_or_paths:
+        text = str(item)
+        if text.endswith(".toml"):
+            path = Path(text)
+            try:
+                data = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigurationError(f"{path}: {exc}") from None
+            persona, drift = _parse(data, str(path))
+            parsed[persona.name] = (persona, drift)
+            wanted.append(persona.name)
+        elif text in parsed:
+            wanted.append(text)
+        else:
+            raise NotFoundError(f"unknown persona {text!r}; shipped: {', '.join(sorted(parsed))}")
+    resolved = _resolve(parsed)
+    return [resolved[name] for name in wanted]

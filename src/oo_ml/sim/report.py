@@ -1,0 +1,57 @@
+"""Turning a run summary into what people read: a table and a reward-curve SVG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from oo_ml.charts import line_chart
+from oo_ml.store.base import RunRecord
+
+__all__ = ["curve_svg", "summary_table"]
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def summary_table(run: RunRecord) -> Table:
+    """Mean reward ± 95% CI, normalized score, regret, lift and action shares per policy."""
+    table = Table(title=f"Run {run.run_id} ({run.status})")
+    for column in (
+        "policy",
+        "mean reward [95% CI]",
+        "normalized",
+        "last quarter",
+        "regret/step",
+        "lift",
+        "done/snooze/dismiss",
+    ):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    summary: dict[str, Any] = run.summary or {}
+    for name, row in summary.get("policies", {}).items():
+        low, high = row["ci95"]
+        actions = row["actions"]
+        table.add_row(
+            name,
+            f"{row['mean_reward']:+.3f} [{low:+.3f}, {high:+.3f}]",
+            _num(row["normalized"], ".3f"),
+            _num(row["normalized_last_quarter"], ".3f"),
+            _num(row["regret_per_step"], ".3f"),
+            _num(row.get("lift_pct"), "+.1f") + ("%" if row.get("lift_pct") is not None else ""),
+            f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}",
+        )
+    return table
+
+
+def curve_svg(run: RunRecord) -> str:
+    """The run's reward curves, one line per policy, with oracle and random references."""
+    curve = (run.summary or {}).get("curve", {})
+    return line_chart(
+        curve.get("steps", []),
+        curve.get("series", {}),
+        {"oracle": curve.get("oracle", []), "random": curve.get("random", [])},
+        title=f"Mean {curve.get('measure', 'reward')} per step",
+        y_label=curve.get("measure", "reward"),
+    )

@@ -1,0 +1,348 @@
+"""The simulation loop: rank → judge → feedback → reward → update, step after step.
+
+Decisions and feedback go through the serving :class:`~oo_ml.engine.Engine` — in-process over a
+memory store, or over HTTP against a running service — so the simulator exercises exactly the
+code that serves. Runs and their per-step events are stored in ``sim_runs``/``sim_events``.
+
+Policies are compared on *common random numbers*: for a given seed, simulated user ``u`` sees
+the same task stream, the same clock and the same judge randomness at step ``t`` under every
+policy (until the policies' different choices change the pool), so differences between policies
+are not noise in the world they met.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+
+from oo_ml.engine import Engine, EngineConfig
+from oo_ml.errors import ConfigurationError
+from oo_ml.policies import get_policy
+from oo_ml.rewards import RewardRule, get_reward_rule
+from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
+from oo_ml.sim.persona import Persona, load_personas
+from oo_ml.sim.summary import summarize
+from oo_ml.sim.tasks import TaskStream
+from oo_ml.store.base import RunRecord, SimEvent, Store
+from oo_ml.store.memory import MemoryStore
+from oo_ml.types import Candidate, Context, Outcome
+
+__all__ = [
+    "DecisionClient",
+    "HttpClient",
+    "InProcessClient",
+    "SimConfig",
+    "SimRunner",
+    "new_run_id",
+]
+
+EVENT_BATCH = 500
+"""Events are written to the run store in batches of this many (one transaction each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """What to simulate. ``users`` is the number of simulated users per policy; personas are
+    assigned to users round-robin."""
+
+    policies: tuple[str, ...]
+    personas: tuple[str, ...]
+    users: int
+    steps: int
+    judge: str = "rule"
+    seed: int = 0
+    reward_rule: str = "dwell-v1"
+    pool_size: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.policies:
+            raise ConfigurationError("a simulation needs at least one policy")
+        if len(set(self.policies)) != len(self.policies):
+            raise ConfigurationError("policies must be distinct")
+        for name in self.policies:
+            get_policy(name)
+        if not self.personas:
+            raise ConfigurationError("a simulation needs at least one persona")
+        if not 1 <= self.users <= 100_000:
+            raise ConfigurationError("users must be between 1 and 100000")
+        if not 1 <= self.steps <= 100_000:
+            raise ConfigurationError("steps must be between 1 and 100000")
+        if not 2 <= self.pool_size <= 200:
+            raise ConfigurationError("pool_size must be between 2 and 200")
+        get_reward_rule(self.reward_rule)
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.policies) * self.users * self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["policies"] = list(self.policies)
+        data["personas"] = list(self.personas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ConfigurationError(f"unknown simulation settings: {sorted(unknown)}")
+        values = dict(data)
+        values["policies"] = tuple(values.get("policies", ()))
+        values["personas"] = tuple(values.get("personas", ()))
+        return cls(**values)
+
+
+class DecisionClient(Protocol):
+    """The two calls a simulated app makes."""
+
+    def rank(
+        self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
+    ) -> tuple[str, int, float]:
+        """(event id, chosen index, its probability)."""
+
+    def feedback(self, event_id: str, outcome: Outcome) -> int:
+        """The reward the service inferred, in thousandths."""
+
+
+@dataclass
+class InProcessClient:
+    """The serving engine in this process, over a memory store, with seeded decisions."""
+
+    reward_rule: str
+    seed: int
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        self.engine = Engine(
+            MemoryStore(),
+            EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
+            seed_source=lambda: int(rng.integers(0, 2**63 - 1)),
+        )
+
+    def rank(
+        self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
+    ) -> tuple[str, int, float]:
+        record = self.engine.rank(user_id, context, candidates, policy=policy)
+        assert record.probabilities is not None
+        return record.event_id, record.chosen, float(record.probabilities[record.chosen])
+
+    def feedback(self, event_id: str, outcome: Outcome) -> int:
+        return self.engine.feedback(event_id, outcome).feedback.reward_milli
+
+
+class HttpClient:
+    """A running service's decision API (``/v1/rank``, ``/v1/feedback``).
+
+    ``trust_env=False``: a proxy configured in the environment must never capture requests to
+    the service (the old simulator's localhost calls went through a proxy).
+    """
+
+    def __init__(self, base_url: str, api_token: str | None = None, timeout_s: float = 30.0):
+        headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, trust_env=False
+        )
+
+    def rank(
+        self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
+    ) -> tuple[str, int, float]:
+        body = {
+            "user_id": user_id,
+            "policy": policy,
+            "context": {"hour_of_day": context.hour_of_day, "day_of_week": context.day_of_week},
+            "candidates": [
+                {
+                    "id": c.id,
+                    "content": "",
+                    "source": c.source,
+                    "features": {
+                        "hour_of_day": context.hour_of_day,
+                        "is_overdue": c.is_overdue,
+                        "task_age_days": c.task_age_days,
+                        "priority": c.priority,
+                    },
+                }
+                for c in candidates
+            ],
+        }
+        response = self._client.post("/v1/rank", json=body)
+        response.raise_for_status()
+        data = response.json()
+        chosen = [c.id for c in candidates].index(data["tip_id"])
+        return str(data["event_id"]), chosen, float(data["probability"])
+
+    def feedback(self, event_id: str, outcome: Outcome) -> int:
+        response = self._client.post(
+            "/v1/feedback",
+            json={
+                "event_id": event_id,
+                "action": outcome.action.value,
+                "dwell_ms": outcome.dwell_ms,
+            },
+        )
+        response.raise_for_status()
+        return int(response.json()["reward_milli"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def new_run_id() -> str:
+    return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+class CancelledError(Exception):
+    """The run was cancelled from outside."""
+
+
+@dataclass
+class SimRunner:
+    """Runs a :class:`SimConfig`, storing the run and its events in ``store``.
+
+    ``progress`` is called with (steps done, total steps) after every batch of events;
+    ``cancel`` is checked at the same points.
+    """
+
+    store: Store
+    judge: Judge = field(default_factory=RuleJudge)
+    client_factory: Callable[[SimConfig], DecisionClient] | None = None
+    progress: Callable[[int, int], None] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def create(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
+        """Record a queued run."""
+        now = int(time.time() * 1000)
+        run = RunRecord(
+            run_id=run_id or new_run_id(),
+            created_ms=now,
+            updated_ms=now,
+            status="queued",
+            config={**config.to_dict(), "judge": self.judge.name},
+            total_steps=config.total_steps,
+        )
+        self.store.write(lambda txn: txn.insert_run(run))
+        return run
+
+    def run(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
+        """Create and execute a run; returns it finished (done, failed or cancelled)."""
+        return self.execute(self.create(config, run_id).run_id, config)
+
+    def execute(self, run_id: str, config: SimConfig) -> RunRecord:
+        """Execute a queued run to the end, recording its status and summary."""
+        self._update(run_id, status="running")
+        try:
+            personas = load_personas(config.personas)
+            client = (
+                self.client_factory(config)
+                if self.client_factory is not None
+                else InProcessClient(config.reward_rule, config.seed)
+            )
+            self._loop(run_id, config, personas, client, get_reward_rule(config.reward_rule))
+        except CancelledError:
+            self._update(run_id, status="cancelled")
+        except Exception as exc:
+            self._update(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            events = self.store.read(lambda txn: txn.sim_events(run_id))
+            summary = summarize(events, list(config.policies))
+            self._update(run_id, status="done", summary=summary)
+        run = self.store.read(lambda txn: txn.get_run(run_id))
+        assert run is not None
+        return run
+
+    def _update(self, run_id: str, **changes: Any) -> None:
+        now = int(time.time() * 1000)
+        self.store.write(lambda txn: txn.update_run(run_id, now, **changes))
+
+    def _loop(
+        self,
+        run_id: str,
+        config: SimConfig,
+        personas: list[Persona],
+        client: DecisionClient,
+        rule: RewardRule,
+    ) -> None:
+        judge_has_model = isinstance(self.judge, RuleJudge)
+        buffer: list[SimEvent] = []
+        done = 0
+        # Every (policy, user) has its own world; user u's is the same under every policy.
+        streams = {
+            (policy, u): TaskStream(
+                seed=int(np.random.SeedSequence([config.seed, u]).generate_state(1)[0]),
+                user=f"u{u}",
+                pool_size=config.pool_size,
+            )
+            for policy in config.policies
+            for u in range(config.users)
+        }
+        # All users live through the same days: step by step, as a service's users do, so a
+        # population prior learns from everyone's past, never from anyone's future.
+        for step in range(config.steps):
+            for policy in config.policies:
+                for u in range(config.users):
+                    persona = personas[u % len(personas)]
+                    stream = streams[(policy, u)]
+                    user_id = f"{run_id}/{policy}/u{u}"
+                    now = persona.at_step(step)
+                    context, tasks = stream.context, stream.tasks
+                    expected = (
+                        now.expected_rewards(tasks, context, rule) if judge_has_model else None
+                    )
+                    event_id, chosen, probability = client.rank(
+                        user_id, context, [t.candidate() for t in tasks], policy
+                    )
+                    task = tasks[chosen]
+                    step_rng = np.random.default_rng([config.seed, u, step])
+                    verdict = self.judge.judge(JudgeRequest(now, context, task, step), step_rng)
+                    milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
+                    buffer.append(
+                        SimEvent(
+                            run_id=run_id,
+                            policy=policy,
+                            user_id=f"u{u}",
+                            step=step,
+                            persona=persona.name,
+                            hour_of_day=context.hour_of_day,
+                            day_of_week=context.day_of_week,
+                            chosen_id=task.id,
+                            probability=probability,
+                            action=verdict.action.value,
+                            dwell_ms=verdict.dwell_ms,
+                            reward_milli=milli,
+                            oracle_reward=None if expected is None else float(expected.max()),
+                            random_reward=None if expected is None else float(expected.mean()),
+                            chosen_expected=None if expected is None else float(expected[chosen]),
+                        )
+                    )
+                    if verdict.action.value == "done":
+                        stream.complete(task.id)
+                    stream.advance()
+                    done += 1
+                    if len(buffer) >= EVENT_BATCH:
+                        self._flush(run_id, buffer, done, config.total_steps)
+        self._flush(run_id, buffer, done, config.total_steps)
+
+    def _flush(self, run_id: str, buffer: list[SimEvent], done: int, total: int) -> None:
+        batch = list(buffer)
+        buffer.clear()
+        now = int(time.time() * 1000)
+
+        def job(txn: Any) -> None:
+            txn.insert_sim_events(batch)
+            txn.update_run(run_id, now, done_steps=done)
+
+        self.store.write(job)
+        if self.progress is not None:
+            self.progress(done, total)
+        if self.cancel.is_set():
+            raise CancelledError

@@ -1,0 +1,100 @@
+"""Population priors: pooled and clustered, and re-centring a user's prior keeps their data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oo_ml import ConfigurationError, RidgeModel
+from oo_ml.policies.population import Population, PopulationModel, recenter, user_data
+
+D = 4
+THETA_A = np.array([1.0, -1.0, 0.5, 0.0])
+THETA_B = np.array([-1.0, 1.0, 0.0, 0.5])
+
+
+def simulated_user(theta: np.ndarray, n: int, seed: int, lam: float = 1.0):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    model = RidgeModel(lam=lam)
+    state = model.new_state("t", D)
+    for _ in range(n):
+        x = rng.normal(size=D)
+        model.update(state, x, float(x @ theta + rng.normal(0, 0.3)))
+    return state
+
+
+def test_one_cluster_is_the_pooled_ridge_fit() -> None:
+    states = [simulated_user(THETA_A, 30, s) for s in range(5)]
+    data = [user_data(s, 1.0) for s in states]
+    model = PopulationModel.fit(data, 1.0, Population(clusters=1))
+    assert model is not None
+    expected = np.linalg.solve(np.eye(D) + sum(u.D for u in data), sum(u.c for u in data))
+    np.testing.assert_allclose(model.means[0], expected)
+
+
+def test_user_data_is_the_statistics_without_the_prior() -> None:
+    state = simulated_user(THETA_A, 10, 0, lam=3.0)
+    data = user_data(state, 3.0)
+    np.testing.assert_allclose(data.D, state.A - 3.0 * np.eye(D))
+    assert data.n == 10
+
+
+def test_nobody_with_data_means_no_model() -> None:
+    empty = user_data(RidgeModel().new_state("t", D), 1.0)
+    assert PopulationModel.fit([empty], 1.0, Population(clusters=3)) is None
+
+
+def test_clusters_find_the_two_kinds_of_user_and_pick_the_right_one() -> None:
+    states = [simulated_user(THETA_A if s % 2 else THETA_B, 40, s) for s in range(12)]
+    model = PopulationModel.fit([user_data(s, 1.0) for s in states], 1.0, Population(clusters=2))
+    assert model is not None
+    assert model.means.shape == (2, D)
+    distances = sorted(
+        min(np.linalg.norm(mu - t) for mu in model.means) for t in (THETA_A, THETA_B)
+    )
+    assert distances[-1] < 0.2
+    np.testing.assert_allclose(model.shares, [0.5, 0.5])
+    newcomer = simulated_user(THETA_B, 6, 99)
+    data = user_data(newcomer, 1.0)
+    prior = model.prior_for(data.D, data.c, newcomer.A_inv)
+    assert np.linalg.norm(prior - THETA_B) < 0.3
+
+
+def test_a_user_without_data_gets_the_share_weighted_average() -> None:
+    states = [simulated_user(THETA_A if s % 3 else THETA_B, 40, s) for s in range(9)]
+    model = PopulationModel.fit([user_data(s, 1.0) for s in states], 1.0, Population(clusters=2))
+    assert model is not None
+    blank = RidgeModel().new_state("t", D)
+    data = user_data(blank, 1.0)
+    np.testing.assert_allclose(
+        model.prior_for(data.D, data.c, blank.A_inv), model.shares @ model.means
+    )
+
+
+def test_fitting_is_deterministic() -> None:
+    states = [simulated_user(THETA_A if s % 2 else THETA_B, 20, s) for s in range(10)]
+    data = [user_data(s, 1.0) for s in states]
+    first = PopulationModel.fit(data, 1.0, Population(clusters=3))
+    second = PopulationModel.fit(data, 1.0, Population(clusters=3))
+    assert first is not None
+    assert second is not None
+    np.testing.assert_array_equal(first.means, second.means)
+
+
+def test_recentering_moves_the_prior_and_keeps_the_data() -> None:
+    lam = 2.0
+    state = simulated_user(THETA_A, 15, 3, lam=lam)
+    before = user_data(state, lam)
+    mu = np.array([0.3, 0.3, -0.3, 0.1])
+    recenter(state, mu, lam)
+    after = user_data(state, lam)
+    np.testing.assert_allclose(after.D, before.D)
+    np.testing.assert_allclose(after.c, before.c, atol=1e-12)
+    np.testing.assert_allclose(state.theta, np.linalg.solve(state.A, lam * mu + before.c))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"clusters": 0}, "clusters"),
+                                                 ({"noise": 0.0}, "noise")])  # fmt: skip
+def test_bad_population_settings_are_refused(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigurationError, match=message):
+        Population(**kwargs)

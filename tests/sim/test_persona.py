@@ -1,0 +1,139 @@
+"""Personas: shipped files load, the response model is a distribution, the oracle is exact."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from oo_ml import ConfigurationError, Context, NotFoundError, get_reward_rule
+from oo_ml.sim.judges import JudgeRequest, RuleJudge
+from oo_ml.sim.persona import FEATURES, load_persona, load_personas, shipped_personas
+from oo_ml.sim.tasks import SimTask
+
+RULE = get_reward_rule("dwell-v1")
+
+
+def task(**kw: object) -> SimTask:
+    values = {"id": "t", "content": "x", "category": "work", "source": "todoist",
+              "priority": 1, "due_in_days": 3.0}  # fmt: skip
+    values.update(kw)
+    return SimTask(**values)  # type: ignore[arg-type]
+
+
+def test_at_least_six_distinct_documented_personas_ship() -> None:
+    personas = shipped_personas()
+    assert len(personas) >= 6
+    for persona in personas.values():
+        assert len(persona.description) > 40
+    weights = {
+        tuple(p.prefer) + tuple(w for r in p.rules for w in r.weights) for p in personas.values()
+    }
+    assert len(weights) >= 6
+
+
+def test_drift_switches_preferences_at_the_stated_step() -> None:
+    shift = shipped_personas()["shift-change"]
+    assert shift.drift_at == 75
+    assert shift.at_step(74) is shift
+    assert shift.at_step(75).name == "evening-focused"
+
+
+def test_morning_person_prefers_high_priority_in_the_morning_only() -> None:
+    persona = shipped_personas()["morning-focused"]
+    tasks = [task(id="low", priority=1), task(id="high", priority=4)]
+    morning = persona.expected_rewards(tasks, Context(8, 1), RULE)
+    evening = persona.expected_rewards(tasks, Context(20, 1), RULE)
+    assert morning[1] > morning[0]
+    assert evening[0] > evening[1]
+
+
+def test_action_probabilities_sum_to_one() -> None:
+    for persona in shipped_personas().values():
+        tasks = [task(priority=p, due_in_days=d) for p in (1, 4) for d in (-10.0, 0.5, 12.0)]
+        probs = persona.action_probabilities(tasks, Context(13, 5))
+        assert np.all(probs >= 0)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+
+
+def test_expected_done_reward_integrates_the_dwell_bands() -> None:
+    persona = shipped_personas()["quick-wins"]
+    rng = np.random.default_rng(0)
+    dwells = np.array([persona.sample_dwell_ms(rng) for _ in range(40_000)])
+    rewards = np.select(
+        [dwells < 15_000, dwells < 120_000, dwells < 600_000], [-0.3, 1.0, 0.6], default=0.3
+    )
+    assert persona.expected_done_reward(RULE) == pytest.approx(rewards.mean(), abs=0.01)
+
+
+def test_rule_judge_frequencies_match_the_response_model() -> None:
+    persona = shipped_personas()["deadline-driven"]
+    request = JudgeRequest(persona, Context(10, 2), task(due_in_days=-2.0, priority=3), step=0)
+    expected = persona.action_probabilities([request.task], request.context)[0]
+    judge = RuleJudge()
+    counts = {"done": 0, "snooze": 0, "dismiss": 0}
+    for seed in range(6000):
+        counts[judge.judge(request, np.random.default_rng(seed)).action.value] += 1
+    observed = np.array([counts["done"], counts["snooze"], counts["dismiss"]]) / 6000
+    np.testing.assert_allclose(observed, expected, atol=0.03)
+
+
+def test_rule_judge_is_deterministic_for_a_seed() -> None:
+    persona = shipped_personas()["quick-wins"]
+    request = JudgeRequest(persona, Context(9, 0), task(), step=3)
+    first = [RuleJudge().judge(request, np.random.default_rng(s)) for s in range(50)]
+    second = [RuleJudge().judge(request, np.random.default_rng(s)) for s in range(50)]
+    assert first == second
+
+
+def test_user_persona_file_loads_and_may_drift_to_a_shipped_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "night-nurse.toml"
+    path.write_text(
+        'name = "night-nurse"\n'
+        'description = "Works nights; only wants calendar prep before a shift, at 18:00."\n'
+        "[prefer]\nsource.calendar = 0.8\n"
+        "[[when]]\nhours = [17, 19]\npriority = 0.5\n"
+        '[drift]\nat_step = 10\npersona = "quick-wins"\n'
+    )
+    persona = load_persona(path)
+    assert persona.name == "night-nurse"
+    assert persona.prefer[FEATURES.index("source.calendar")] == 0.8
+    assert persona.at_step(10).name == "quick-wins"
+    both = load_personas(["quick-wins", str(path)])
+    assert [p.name for p in both] == ["quick-wins", "night-nurse"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('description = "no name here"', "needs a name"),
+        ('name = "x"', "needs a description"),
+        ('name = "x"\ndescription = "d"\n[prefer]\nmood = 1', "unknown feature 'mood'"),
+        ('name = "x"\ndescription = "d"\n[prefer]\npriority = "high"', "finite number"),
+        ('name = "x"\ndescription = "d"\n[[when]]\nhours = [20, 5]', "hours"),
+        ('name = "x"\ndescription = "d"\n[[when]]\ndays = [7]', "days"),
+        ('name = "x"\ndescription = "d"\n[response]\nslope = -1', "must be > 0"),
+        ('name = "x"\ndescription = "d"\n[response]\nsnooze_share = 2', "snooze_share"),
+        ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "nobody"', "drift"),
+        ('name = "x"\ndescription = "d"\ncolour = "red"', "unknown keys"),
+    ],
+)
+def test_bad_persona_files_are_refused_precisely(tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        load_persona(path)
+
+
+def test_unknown_persona_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(NotFoundError, match="morning-focused"):
+        load_personas(["nobody"])
+
+
+def test_dwell_cdf_is_a_distribution_function() -> None:
+    persona = shipped_personas()["morning-focused"]
+    assert persona.dwell_cdf(0) == 0.0
+    assert persona.dwell_cdf(persona.response.dwell_median_s) == pytest.approx(0.5)
+    assert persona.dwell_cdf(1e9) == pytest.approx(1.0)
+    assert math.isclose(persona.dwell_cdf(10), 1 - persona.dwell_cdf(360), rel_tol=1e-9)

@@ -1,0 +1,148 @@
+"""The simulation loop: through the serving engine, stored, reproducible, comparable."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from oo_ml import ConfigurationError
+from oo_ml.sim.judges import Judgement, JudgeRequest
+from oo_ml.sim.runner import SimConfig, SimRunner
+from oo_ml.store.memory import MemoryStore
+from oo_ml.store.migrate import upgrade
+from oo_ml.store.sql import SqlStore
+from oo_ml.types import Action
+
+SMALL = SimConfig(
+    policies=("egreedy-v1", "ucb-ix1"),
+    personas=("morning-focused", "quick-wins"),
+    users=3,
+    steps=20,
+    seed=11,
+)
+
+
+def numbers(run) -> dict:  # type: ignore[no-untyped-def]
+    return {p: (r["mean_reward"], r["normalized"]) for p, r in run.summary["policies"].items()}
+
+
+def test_run_is_stored_with_one_event_per_step() -> None:
+    store = MemoryStore()
+    run = SimRunner(store).run(SMALL)
+    assert run.status == "done"
+    assert run.done_steps == run.total_steps == 2 * 3 * 20
+    events = store.read(lambda t: t.sim_events(run.run_id))
+    assert len(events) == 120
+    first = events[0]
+    assert first.oracle_reward >= first.chosen_expected >= -1
+    assert first.oracle_reward >= first.random_reward
+    assert {e.persona for e in events} == {"morning-focused", "quick-wins"}
+    assert set(run.summary["policies"]) == {"egreedy-v1", "ucb-ix1"}
+
+
+def test_same_seed_same_numbers() -> None:
+    first = SimRunner(MemoryStore()).run(SMALL)
+    second = SimRunner(MemoryStore()).run(SMALL)
+    assert numbers(first) == numbers(second)
+
+
+def test_another_seed_other_numbers() -> None:
+    first = SimRunner(MemoryStore()).run(SMALL)
+    other = SimRunner(MemoryStore()).run(SimConfig(**{**SMALL.to_dict(), "seed": 12}))  # type: ignore[arg-type]
+    assert numbers(first) != numbers(other)
+
+
+def test_policies_meet_the_same_world_at_the_first_step() -> None:
+    """Common random numbers: same tasks, time and oracle for every policy at step 0."""
+    store = MemoryStore()
+    run = SimRunner(store).run(SMALL)
+    events = store.read(lambda t: t.sim_events(run.run_id))
+    by_key = {}
+    for e in events:
+        if e.step == 0:
+            by_key.setdefault(e.user_id, []).append((e.hour_of_day, e.day_of_week, e.oracle_reward))
+    for worlds in by_key.values():
+        assert len(worlds) == 2
+        assert worlds[0] == worlds[1]
+
+
+def test_runs_and_events_go_to_the_serving_database(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    store = SqlStore(sqlite_url)
+    try:
+        run = SimRunner(store).run(SMALL)
+        assert store.read(lambda t: t.get_run(run.run_id)).summary == run.summary
+        assert len(store.read(lambda t: t.sim_events(run.run_id))) == 120
+        assert [r.run_id for r in store.read(lambda t: t.list_runs(5))] == [run.run_id]
+    finally:
+        store.close()
+
+
+class ExplodingJudge:
+    name = "exploding"
+
+    def judge(self, request: JudgeRequest, rng) -> Judgement:  # type: ignore[no-untyped-def]
+        if request.step == 5:
+            raise RuntimeError("judge fell over")
+        return Judgement(Action.SNOOZE, None)
+
+
+def test_a_failing_run_records_why() -> None:
+    run = SimRunner(MemoryStore(), judge=ExplodingJudge()).run(SMALL)
+    assert run.status == "failed"
+    assert "judge fell over" in (run.error or "")
+
+
+def test_a_cancelled_run_stops_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("oo_ml.sim.runner.EVENT_BATCH", 10)
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if done >= 30:
+            cancel.set()
+
+    big = SimConfig(**{**SMALL.to_dict(), "users": 20})  # type: ignore[arg-type]
+    run = SimRunner(MemoryStore(), progress=progress, cancel=cancel).run(big)
+    assert run.status == "cancelled"
+    assert run.done_steps < big.total_steps
+    assert seen == sorted(seen)
+
+
+def test_judges_without_a_model_have_no_oracle() -> None:
+    class Always:
+        name = "always-done"
+
+        def judge(self, request, rng):  # type: ignore[no-untyped-def]
+            return Judgement(Action.DONE, 30_000)
+
+    store = MemoryStore()
+    run = SimRunner(store, judge=Always()).run(SMALL)
+    events = store.read(lambda t: t.sim_events(run.run_id))
+    assert all(e.oracle_reward is None and e.reward_milli == 1000 for e in events)
+    assert run.summary["policies"]["ucb-ix1"]["normalized"] is None
+    assert run.summary["policies"]["ucb-ix1"]["mean_reward"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"policies": ()}, "at least one policy"),
+        ({"policies": ("ucb-ix1", "ucb-ix1")}, "distinct"),
+        ({"policies": ("nope",)}, "unknown policy"),
+        ({"users": 0}, "users"),
+        ({"steps": 0}, "steps"),
+        ({"personas": ()}, "persona"),
+    ],
+)
+def test_bad_configs_are_refused(change: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises((ConfigurationError, KeyError), match=message):
+        SimConfig(**{**SMALL.to_dict(), **change})  # type: ignore[arg-type]
+
+
+def test_config_round_trips_through_json_data() -> None:
+    assert SimConfig.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(ConfigurationError, match="unknown"):
+        SimConfig.from_dict({**SMALL.to_dict(), "colour": "red"})
