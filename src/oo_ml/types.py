@@ -104,6 +104,19 @@ class Candidate:
     source: str = "other"
 
     def __post_init__(self) -> None:
+        # The common case — exact built-in types, in range — is checked without conversions.
+        if (
+            type(self.id) is str
+            and 0 < len(self.id) <= MAX_ID_LENGTH
+            and type(self.is_overdue) is bool
+            and type(self.task_age_days) is float
+            and -MAX_TASK_AGE_DAYS <= self.task_age_days <= MAX_TASK_AGE_DAYS
+            and type(self.priority) is int
+            and 1 <= self.priority <= 4
+            and type(self.source) is str
+            and len(self.source) <= MAX_ID_LENGTH
+        ):
+            return
         _text("id", self.id, MAX_ID_LENGTH)
         if not isinstance(self.is_overdue, bool | np.bool_):
             raise ValidationError(

@@ -116,7 +116,11 @@ class PopulationModel:
         if self.means.shape[0] == 1:
             mean: FloatArray = self.means[0].copy()
             return mean
-        costs = np.array([_misfit(mu, D, c, A_inv) for mu in self.means])
+        # Q_k for all k at once: the rows of M are the cluster means.
+        M = self.means
+        DM = M @ D
+        G = c - DM
+        costs = (M * DM).sum(axis=1) - 2.0 * (M @ c) - ((G @ A_inv) * G).sum(axis=1)
         logits = np.log(self.shares) - costs / (2.0 * self.noise)
         weights = np.exp(logits - logits.max())
         mixed: FloatArray = (weights / weights.sum()) @ self.means

@@ -79,15 +79,16 @@ _SOURCE_COLUMN = {"todoist": 5, "calendar": 6, "email": 7}
 
 def task_features(tasks: Sequence[SimTask]) -> FloatArray:
     """(n, len(FEATURES)) matrix of the features personas weigh."""
-    x = np.zeros((len(tasks), len(FEATURES)))
-    for i, t in enumerate(tasks):
-        age = t.age_days
-        x[i, 0] = 1.0
-        x[i, 1] = (t.priority - 1) / 3
-        x[i, 2] = float(t.is_overdue)
-        x[i, 3] = min(max(age, 0.0), 30.0) / 30.0
-        x[i, 4] = min(max(-age, 0.0), 30.0) / 30.0
-        x[i, _SOURCE_COLUMN.get(t.source.lower(), 8)] = 1.0
+    n = len(tasks)
+    raw = np.array([(t.priority, t.due_in_days) for t in tasks], dtype=np.float64).reshape(n, 2)
+    due = raw[:, 1]
+    x = np.zeros((n, len(FEATURES)))
+    x[:, 0] = 1.0
+    x[:, 1] = (raw[:, 0] - 1.0) / 3.0
+    x[:, 2] = due < 0
+    x[:, 3] = np.clip(-due, 0.0, 30.0) / 30.0
+    x[:, 4] = np.clip(due, 0.0, 30.0) / 30.0
+    x[np.arange(n), [_SOURCE_COLUMN.get(t.source.lower(), 8) for t in tasks]] = 1.0
     return x
 
 

@@ -197,6 +197,22 @@ class HttpClient:
         self._client.close()
 
 
+class _StepRandom:
+    """The judge's randomness for each step of one simulated user: the same at step t under
+    every policy, however many numbers earlier steps used (common random numbers). Cheaper
+    than seeding a new generator per step: one PCG64 stream, jumped to 2³² draws per step."""
+
+    def __init__(self, seed: int, user: int) -> None:
+        self._bits = np.random.PCG64(np.random.SeedSequence([seed, user, 0x7A]))
+        self._start = self._bits.state
+        self._rng = np.random.Generator(self._bits)
+
+    def at(self, step: int) -> np.random.Generator:
+        self._bits.state = self._start
+        self._bits.advance(step << 32)
+        return self._rng
+
+
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
@@ -285,6 +301,11 @@ class SimRunner:
             for policy in config.policies
             for u in range(config.users)
         }
+        randomness = {
+            (policy, u): _StepRandom(config.seed, u)
+            for policy in config.policies
+            for u in range(config.users)
+        }
         # All users live through the same days: step by step, as a service's users do, so a
         # population prior learns from everyone's past, never from anyone's future.
         for step in range(config.steps):
@@ -299,10 +320,10 @@ class SimRunner:
                         now.expected_rewards(tasks, context, rule) if judge_has_model else None
                     )
                     event_id, chosen, probability = client.rank(
-                        user_id, context, [t.candidate() for t in tasks], policy
+                        user_id, context, stream.candidates(), policy
                     )
                     task = tasks[chosen]
-                    step_rng = np.random.default_rng([config.seed, u, step])
+                    step_rng = randomness[(policy, u)].at(step)
                     verdict = self.judge.judge(JudgeRequest(now, context, task, step), step_rng)
                     milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
                     buffer.append(

@@ -8,7 +8,10 @@ a task marked done leaves the pool, and new ones arrive at random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import bisect
+import itertools
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,13 +59,20 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
 }
 _KEYS = tuple(TEMPLATES)
-_KEY_WEIGHTS = np.array([0.3, 0.2, 0.12, 0.08, 0.18, 0.12])
-_PRIORITY_WEIGHTS = np.array([0.55, 0.25, 0.13, 0.07])  # p1 … p4, Todoist's usual skew
+_KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
+_PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
+
+
+def _pick(cumulative: tuple[float, ...], u: float) -> int:
+    return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(cumulative) - 1)
 
 
 @dataclass(frozen=True, slots=True)
 class SimTask:
-    """A task in a simulated user's pool. ``due_in_days`` < 0 means overdue by that much."""
+    """A task in a simulated user's pool, as seen at one moment.
+
+    ``due_in_days`` < 0 means overdue by that much.
+    """
 
     id: str
     content: str
@@ -86,6 +96,18 @@ class SimTask:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A task in the pool with its due date on the stream's clock (days since the start)."""
+
+    id: str
+    content: str
+    category: str
+    source: str
+    priority: int
+    due_at: float
+
+
 class TaskStream:
     """One user's tasks and clock. ``advance`` moves time to the next tip request.
 
@@ -99,55 +121,73 @@ class TaskStream:
         self._next_id = 0
         self.day = start_day
         self.hour = 7
-        self.tasks: list[SimTask] = []
+        self._pool: list[_Entry] = []
         self._target = pool_size
         for _ in range(pool_size):
-            self.tasks.append(self._new_task())
+            self._pool.append(self._new_task())
+        self._snapshot: tuple[list[SimTask], list[Candidate]] | None = None
 
-    def _new_task(self) -> SimTask:
-        rng = self._rng
-        source, category = _KEYS[int(rng.choice(len(_KEYS), p=_KEY_WEIGHTS))]
+    @property
+    def now_days(self) -> float:
+        """The clock, in days since the stream started."""
+        return self.day + self.hour / 24.0
+
+    def _new_task(self) -> _Entry:
+        u_key, u_text, u_priority, u_late, u_due = self._rng.random(5).tolist()
+        source, category = _KEYS[_pick(_KEY_CUMULATIVE, u_key)]
         texts = TEMPLATES[(source, category)]
         self._next_id += 1
-        # Due dates: a third overdue (up to a month), the rest due within the next two weeks.
-        due = -rng.exponential(6.0) if rng.random() < 0.35 else rng.uniform(0.0, 14.0)
-        return SimTask(
+        # Due dates: a third overdue (exponential, mean 6 days), the rest due within two weeks.
+        due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
+        return _Entry(
             id=f"{self._user}-t{self._next_id}",
-            content=str(texts[int(rng.integers(len(texts)))]),
+            content=texts[min(int(u_text * len(texts)), len(texts) - 1)],
             category=category,
             source=source,
-            priority=int(rng.choice(4, p=_PRIORITY_WEIGHTS)) + 1,
-            due_in_days=float(min(due, 14.0)),
+            priority=_pick(_PRIORITY_CUMULATIVE, u_priority) + 1,
+            due_at=self.now_days + due,
         )
+
+    def _view(self) -> tuple[list[SimTask], list[Candidate]]:
+        if self._snapshot is None:
+            now = self.now_days
+            tasks = [
+                SimTask(e.id, e.content, e.category, e.source, e.priority, e.due_at - now)
+                for e in self._pool
+            ]
+            self._snapshot = (tasks, [t.candidate() for t in tasks])
+        return self._snapshot
+
+    @property
+    def tasks(self) -> list[SimTask]:
+        """The pool as it stands now."""
+        return self._view()[0]
 
     @property
     def context(self) -> Context:
         return Context(self.hour, self.day % 7)
 
     def candidates(self) -> list[Candidate]:
-        return [t.candidate() for t in self.tasks]
+        return self._view()[1]
 
     def task(self, task_id: str) -> SimTask:
         return next(t for t in self.tasks if t.id == task_id)
 
     def complete(self, task_id: str) -> None:
-        self.tasks = [t for t in self.tasks if t.id != task_id]
+        self._pool = [e for e in self._pool if e.id != task_id]
+        self._snapshot = None
 
     def advance(self) -> None:
-        """Move the clock to the next tip request; age tasks; let new tasks arrive."""
+        """Move the clock to the next tip request; let new tasks arrive."""
         rng = self._rng
         later = self.hour + int(rng.integers(3, 9))
         if later <= 22:
-            elapsed_hours = later - self.hour
             self.hour = later
         else:  # the next request comes after a night's sleep
-            wake = 7 + int(rng.integers(0, 3))
-            elapsed_hours = 24 - self.hour + wake
-            self.hour = wake
+            self.hour = 7 + int(rng.integers(0, 3))
             self.day += 1
-        elapsed_days = elapsed_hours / 24.0
-        self.tasks = [replace(t, due_in_days=t.due_in_days - elapsed_days) for t in self.tasks]
-        arrivals = int(rng.poisson(0.6)) + max(0, 4 - len(self.tasks))
+        arrivals = int(rng.poisson(0.6)) + max(0, 4 - len(self._pool))
         for _ in range(arrivals):
-            if len(self.tasks) < 2 * self._target:
-                self.tasks.append(self._new_task())
+            if len(self._pool) < 2 * self._target:
+                self._pool.append(self._new_task())
+        self._snapshot = None
