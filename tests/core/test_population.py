@@ -98,3 +98,19 @@ def test_recentering_moves_the_prior_and_keeps_the_data() -> None:
 def test_bad_population_settings_are_refused(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigurationError, match=message):
         Population(**kwargs)
+
+
+def test_user_data_decomposition_holds_with_a_discount() -> None:
+    lam, mu = 2.0, np.array([0.5, -0.5, 0.0, 0.25])
+    model = RidgeModel(lam=lam, discount=0.9)
+    state = model.new_state("t", D, prior_mean=mu)
+    rng = np.random.default_rng(4)
+    D_expected, c_expected = np.zeros((D, D)), np.zeros(D)
+    for _ in range(30):
+        x, r = rng.normal(size=D), float(rng.normal())
+        model.update(state, x, r)
+        D_expected = 0.9 * D_expected + np.outer(x, x)
+        c_expected = 0.9 * c_expected + r * x
+    data = user_data(state, lam)
+    np.testing.assert_allclose(data.D, D_expected, atol=1e-10)
+    np.testing.assert_allclose(data.c, c_expected, atol=1e-10)

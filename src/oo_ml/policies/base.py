@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from oo_ml.errors import ConfigurationError, StateError, ValidationError
+from oo_ml.errors import StateError, ValidationError
 from oo_ml.features import Encoder
 from oo_ml.policies.exploration import Exploration
 from oo_ml.policies.model import RidgeModel, RidgeState
@@ -58,11 +58,8 @@ class Policy:
     description: str = field(default="", compare=False)
     population: Population | None = None
     """A prior learned from every user (see :mod:`oo_ml.policies.population`); the engine
-    keeps the population model and re-centres each user's prior on it."""
-
-    def __post_init__(self) -> None:
-        if self.population is not None and self.model.discount < 1.0:
-            raise ConfigurationError("a population prior needs an undiscounted model")
+    keeps the population model and re-centres each user's prior on it. With a discount the
+    population is fitted to everyone's recent, discounted, data."""
 
     @property
     def dim(self) -> int:

@@ -167,7 +167,11 @@ def _kmeans_plus_plus(
 
 
 def user_data(state: RidgeState, lam: float) -> UserData:
-    """The data part of a user's statistics: D = A − λI, c = b − λμ (undiscounted models)."""
+    """The data part of a user's statistics: D = A − λI, c = b − λμ.
+
+    Exact with a discount too: the model tops the prior back up on every discounted update, so
+    A stays λI plus the discounted data and b stays λμ plus the discounted data.
+    """
     D = state.A.copy()
     D.flat[:: state.dim + 1] -= lam
     return UserData(D, state.b - lam * state.prior_mean, state.n_updates)
