@@ -41,6 +41,7 @@ __all__ = [
     "InProcessClient",
     "SimConfig",
     "SimRunner",
+    "SimUser",
     "new_run_id",
 ]
 
@@ -213,6 +214,70 @@ class _StepRandom:
         return self._rng
 
 
+@dataclass
+class SimUser:
+    """One simulated person: who they are, their task pool and clock, and their randomness."""
+
+    label: str
+    persona: Persona
+    stream: TaskStream
+    randomness: _StepRandom
+
+    @classmethod
+    def create(cls, seed: int, index: int, persona: Persona, pool_size: int = 10) -> SimUser:
+        """User number ``index`` of a run seeded ``seed``: the same world under every policy."""
+        stream_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+        return cls(
+            label=f"u{index}",
+            persona=persona,
+            stream=TaskStream(seed=stream_seed, user=f"u{index}", pool_size=pool_size),
+            randomness=_StepRandom(seed, index),
+        )
+
+    def play(
+        self,
+        client: DecisionClient,
+        judge: Judge,
+        rule: RewardRule,
+        *,
+        policy: str,
+        step: int,
+        user_id: str,
+        run_id: str,
+    ) -> SimEvent:
+        """One tip: rank, the judge's verdict, feedback; then the world moves on."""
+        now = self.persona.at_step(step)
+        stream = self.stream
+        context, tasks = stream.context, stream.tasks
+        expected = (
+            now.expected_rewards(tasks, context, rule) if isinstance(judge, RuleJudge) else None
+        )
+        event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
+        task = tasks[chosen]
+        verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
+        milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
+        if verdict.action.value == "done":
+            stream.complete(task.id)
+        stream.advance()
+        return SimEvent(
+            run_id=run_id,
+            policy=policy,
+            user_id=self.label,
+            step=step,
+            persona=self.persona.name,
+            hour_of_day=context.hour_of_day,
+            day_of_week=context.day_of_week,
+            chosen_id=task.id,
+            probability=probability,
+            action=verdict.action.value,
+            dwell_ms=verdict.dwell_ms,
+            reward_milli=milli,
+            oracle_reward=None if expected is None else float(expected.max()),
+            random_reward=None if expected is None else float(expected.mean()),
+            chosen_expected=None if expected is None else float(expected[chosen]),
+        )
+
+
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
@@ -288,21 +353,13 @@ class SimRunner:
         client: DecisionClient,
         rule: RewardRule,
     ) -> None:
-        judge_has_model = isinstance(self.judge, RuleJudge)
         buffer: list[SimEvent] = []
         done = 0
         # Every (policy, user) has its own world; user u's is the same under every policy.
-        streams = {
-            (policy, u): TaskStream(
-                seed=int(np.random.SeedSequence([config.seed, u]).generate_state(1)[0]),
-                user=f"u{u}",
-                pool_size=config.pool_size,
+        users = {
+            (policy, u): SimUser.create(
+                config.seed, u, personas[u % len(personas)], config.pool_size
             )
-            for policy in config.policies
-            for u in range(config.users)
-        }
-        randomness = {
-            (policy, u): _StepRandom(config.seed, u)
             for policy in config.policies
             for u in range(config.users)
         }
@@ -311,43 +368,18 @@ class SimRunner:
         for step in range(config.steps):
             for policy in config.policies:
                 for u in range(config.users):
-                    persona = personas[u % len(personas)]
-                    stream = streams[(policy, u)]
-                    user_id = f"{run_id}/{policy}/u{u}"
-                    now = persona.at_step(step)
-                    context, tasks = stream.context, stream.tasks
-                    expected = (
-                        now.expected_rewards(tasks, context, rule) if judge_has_model else None
-                    )
-                    event_id, chosen, probability = client.rank(
-                        user_id, context, stream.candidates(), policy
-                    )
-                    task = tasks[chosen]
-                    step_rng = randomness[(policy, u)].at(step)
-                    verdict = self.judge.judge(JudgeRequest(now, context, task, step), step_rng)
-                    milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
+                    user = users[(policy, u)]
                     buffer.append(
-                        SimEvent(
-                            run_id=run_id,
+                        user.play(
+                            client,
+                            self.judge,
+                            rule,
                             policy=policy,
-                            user_id=f"u{u}",
                             step=step,
-                            persona=persona.name,
-                            hour_of_day=context.hour_of_day,
-                            day_of_week=context.day_of_week,
-                            chosen_id=task.id,
-                            probability=probability,
-                            action=verdict.action.value,
-                            dwell_ms=verdict.dwell_ms,
-                            reward_milli=milli,
-                            oracle_reward=None if expected is None else float(expected.max()),
-                            random_reward=None if expected is None else float(expected.mean()),
-                            chosen_expected=None if expected is None else float(expected[chosen]),
+                            user_id=f"{run_id}/{policy}/u{u}",
+                            run_id=run_id,
                         )
                     )
-                    if verdict.action.value == "done":
-                        stream.complete(task.id)
-                    stream.advance()
                     done += 1
                     if len(buffer) >= EVENT_BATCH:
                         self._flush(run_id, buffer, done, config.total_steps)
