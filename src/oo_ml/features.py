@@ -26,6 +26,10 @@ where ``age`` and ``priority`` are scaled as in ``v1``, ``upcoming = clip(-age, 
 any other source counts as ``other``. The c=1 row carries the context alone: it cannot change
 the ranking but lets the model explain how reward varies with time, which sharpens the rest.
 
+``v4`` (d=64) moves the source into the candidate block — c = [1, overdue, age, priority,
+upcoming, source=todoist, source=calendar, source=email] — so that it, too, interacts with the
+time of day and the weekend.
+
 >>> from oo_ml.types import Candidate, Context
 >>> get_encoder("v2").encode(Context(6, 0), [Candidate("t", priority=4)]).round(3).tolist()
 [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]]
@@ -47,6 +51,7 @@ __all__ = [
     "ENCODERS",
     "Encoder",
     "InteractionEncoder",
+    "SourceInteractionEncoder",
     "V1Encoder",
     "V2Encoder",
     "get_encoder",
@@ -79,17 +84,36 @@ class Encoder(ABC):
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
 
-def _task_terms(c: Candidate) -> tuple[float, float, float]:
-    """[is_overdue, clip(age, 0, 30)/30, (priority-1)/3]: the existing service's arithmetic."""
-    return (
-        1.0 if c.is_overdue else 0.0,
-        min(max(c.task_age_days, 0.0), 30.0) / 30.0,
-        (c.priority - 1.0) / 3.0,
-    )
-
-
 # Encoders build rows in plain floats and convert once: for the k ≤ 200 candidates of a request
 # that beats column-wise numpy, whose per-call overhead dominates at this size.
+
+_PRIORITY = tuple((p - 1.0) / 3.0 for p in range(5))  # by priority 1–4; index 0 is unused
+
+
+def _task_rows(
+    candidates: Sequence[Candidate], lead: tuple[float, ...], trail: tuple[float, ...]
+) -> list[float]:
+    """The rows ``[*lead, is_overdue, clip(age, 0, 30)/30, (priority-1)/3, *trail]``, flat.
+
+    The clip is written out to save two calls per candidate; it equals the service's
+    ``min(max(age, 0.0), 30.0) / 30.0`` bit for bit, -0.0 included.
+    """
+    values: list[float] = []
+    for c in candidates:
+        age = c.task_age_days
+        values += (
+            *lead,
+            1.0 if c.is_overdue else 0.0,
+            age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
+            _PRIORITY[c.priority],
+            *trail,
+        )
+    return values
+
+
+def _matrix(values: list[float], dim: int) -> FloatArray:
+    """Flat row-major values as a (k, dim) matrix."""
+    return np.fromiter(values, np.float64, len(values)).reshape(-1, dim)
 
 
 class V1Encoder(Encoder):
@@ -99,9 +123,9 @@ class V1Encoder(Encoder):
     labels = ("hour_sin", "hour_cos", "is_overdue", "task_age", "priority")
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
-        hs, hc = _HOUR_SIN[context.hour_of_day], _HOUR_COS[context.hour_of_day]
-        rows = [(hs, hc, *_task_terms(c)) for c in candidates]
-        return np.array(rows, dtype=np.float64).reshape(len(candidates), self.dim)
+        hour = context.hour_of_day
+        lead = (_HOUR_SIN[hour], _HOUR_COS[hour])
+        return _matrix(_task_rows(candidates, lead, ()), len(self.labels))
 
 
 class V2Encoder(Encoder):
@@ -111,10 +135,9 @@ class V2Encoder(Encoder):
     labels = (*V1Encoder.labels, "dow_sin", "dow_cos")
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
-        hs, hc = _HOUR_SIN[context.hour_of_day], _HOUR_COS[context.hour_of_day]
-        ds, dc = _DOW_SIN[context.day_of_week], _DOW_COS[context.day_of_week]
-        rows = [(hs, hc, *_task_terms(c), ds, dc) for c in candidates]
-        return np.array(rows, dtype=np.float64).reshape(len(candidates), self.dim)
+        hour, dow = context.hour_of_day, context.day_of_week
+        lead, trail = (_HOUR_SIN[hour], _HOUR_COS[hour]), (_DOW_SIN[dow], _DOW_COS[dow])
+        return _matrix(_task_rows(candidates, lead, trail), len(self.labels))
 
 
 _SOURCES = ("todoist", "calendar", "email", "other")
@@ -145,6 +168,16 @@ def _context_block(hour: int, dow: int) -> FloatArray:
     )
 
 
+def _expansion(z: FloatArray) -> FloatArray:
+    """The (9, 44) matrix E with [c, one-hot(source)] @ E = x for the context block ``z``."""
+    n_c, n_z, n_s = len(_CANDIDATE_LABELS), len(_CONTEXT_LABELS), len(_SOURCES)
+    e = np.zeros((n_c + n_s, n_c * n_z + n_s))
+    for a in range(n_c):
+        e[a, a * n_z : (a + 1) * n_z] = z
+    e[n_c:, n_c * n_z :] = np.eye(n_s)
+    return e
+
+
 class InteractionEncoder(Encoder):
     """``v3``: context × candidate interactions plus the source one-hot, d=44 (see module doc)."""
 
@@ -153,25 +186,89 @@ class InteractionEncoder(Encoder):
         *(_interaction_label(c, z) for c in _CANDIDATE_LABELS for z in _CONTEXT_LABELS),
         *(f"source={s}" for s in _SOURCES),
     )
-    _N_INTERACTIONS = len(_CANDIDATE_LABELS) * len(_CONTEXT_LABELS)
-    _SOURCE_INDEX: ClassVar[dict[str, int]] = {s: i for i, s in enumerate(_SOURCES)}
-    # 24 × 7 context blocks, computed once.
-    _CONTEXT_TABLE = np.stack([_context_block(h, d) for h in range(24) for d in range(7)])
+    _ONE_HOT: ClassVar[dict[str, tuple[float, ...]]] = {
+        s: tuple(float(s == t) for t in _SOURCES) for s in _SOURCES
+    }
+    # One expansion matrix per (hour, day of week), computed once. Each entry of the product is
+    # one c_a·z_b (or a one-hot 1) plus exact zeros, hence that product rounded once, just as an
+    # elementwise multiply gives it; the bias term adds an exact +0.0 to every column outside
+    # its own block, so a -0.0 product comes out as 0.0, which logs and exports read better.
+    _EXPANSIONS: ClassVar[FloatArray] = np.stack(
+        [_expansion(_context_block(h, d)) for h in range(24) for d in range(7)]
+    )
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
-        k = len(candidates)
-        index = self._SOURCE_INDEX
-        other = index["other"]
-        rows = [
-            (1.0, *_task_terms(c), min(max(-c.task_age_days, 0.0), 30.0) / 30.0) for c in candidates
+        one_hot = self._ONE_HOT
+        other = one_hot["other"]
+        values: list[float] = []
+        for c in candidates:
+            age = c.task_age_days
+            # Both clips equal min(max(±age, 0.0), 30.0) / 30.0 bit for bit, as in _task_rows.
+            values += (
+                1.0,
+                1.0 if c.is_overdue else 0.0,
+                age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
+                _PRIORITY[c.priority],
+                -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
+            )
+            values += one_hot.get(c.source.lower(), other)
+        terms = _matrix(values, len(_CANDIDATE_LABELS) + len(_SOURCES))
+        x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
+        return x
+
+
+_SOURCE_TERMS = ("todoist", "calendar", "email")  # "other" is the baseline of the 1 row
+_CANDIDATE_LABELS_V4 = (*_CANDIDATE_LABELS, *(f"source={s}" for s in _SOURCE_TERMS))
+
+
+def _kron_expansion(z: FloatArray, n_c: int) -> FloatArray:
+    """The (n_c, n_c·len(z)) matrix E with c @ E = vec(c ⊗ z), c-major."""
+    e = np.zeros((n_c, n_c * z.shape[0]))
+    for a in range(n_c):
+        e[a, a * z.shape[0] : (a + 1) * z.shape[0]] = z
+    return e
+
+
+class SourceInteractionEncoder(Encoder):
+    """``v4``: ``v3`` with the source inside the interactions, d=64.
+
+    candidate block c = [1, overdue, age, priority, upcoming, source=todoist, source=calendar,
+    source=email] (any other source is the baseline) times the same context block z as ``v3``,
+    x = vec(c ⊗ z). What ``v3`` cannot say and people do: "email on weekdays, never at the
+    weekend", "calendar prep in the morning".
+    """
+
+    name = "v4"
+    labels = tuple(_interaction_label(c, z) for c in _CANDIDATE_LABELS_V4 for z in _CONTEXT_LABELS)
+    _SOURCE_ROWS: ClassVar[dict[str, tuple[float, ...]]] = {
+        s: tuple(float(s == t) for t in _SOURCE_TERMS) for s in _SOURCE_TERMS
+    }
+    _NO_SOURCE = (0.0,) * len(_SOURCE_TERMS)
+    # As in v3, each entry of the product is a single c_a·z_b plus exact zeros (so -0.0 → 0.0).
+    _EXPANSIONS: ClassVar[FloatArray] = np.stack(
+        [
+            _kron_expansion(_context_block(h, d), len(_CANDIDATE_LABELS_V4))
+            for h in range(24)
+            for d in range(7)
         ]
-        cand = np.array(rows, dtype=np.float64).reshape(k, len(_CANDIDATE_LABELS))
-        z = self._CONTEXT_TABLE[context.hour_of_day * 7 + context.day_of_week]
-        x = np.zeros((k, self.dim))
-        # "+ 0.0" turns the -0.0 of 0 × negative into 0.0, which logs and exports read better.
-        x[:, : self._N_INTERACTIONS] = (cand[:, :, None] * z).reshape(k, -1) + 0.0
-        sources = [self._N_INTERACTIONS + index.get(c.source.lower(), other) for c in candidates]
-        x[range(k), sources] = 1.0
+    )
+
+    def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
+        rows = self._SOURCE_ROWS
+        none = self._NO_SOURCE
+        values: list[float] = []
+        for c in candidates:
+            age = c.task_age_days
+            values += (
+                1.0,
+                1.0 if c.is_overdue else 0.0,
+                age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
+                _PRIORITY[c.priority],
+                -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
+            )
+            values += rows.get(c.source.lower(), none)
+        terms = _matrix(values, len(_CANDIDATE_LABELS_V4))
+        x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
 
 
@@ -196,5 +293,5 @@ def get_encoder(name: str) -> Encoder:
         raise NotFoundError(f"unknown encoder {name!r}; known: {known}") from None
 
 
-for _encoder in (V1Encoder(), V2Encoder(), InteractionEncoder()):
+for _encoder in (V1Encoder(), V2Encoder(), InteractionEncoder(), SourceInteractionEncoder()):
     register_encoder(_encoder)

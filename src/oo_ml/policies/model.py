@@ -164,11 +164,11 @@ class RidgeModel:
         Validates everything before touching ``state``, so a refused update changes nothing.
         """
         row = np.asarray(x, dtype=np.float64)
-        if row.shape != (state.dim,):
+        if row.shape != state.b.shape:
             raise ValidationError("x", f"must have shape ({state.dim},), got {row.shape}")
         # One dot product checks finiteness and size at once: NaN and ±inf make it non-finite,
         # and ‖x‖² ≤ bound² implies every |x_i| ≤ bound.
-        if not float(row @ row) <= MAX_ABS_FEATURE**2:
+        if not row.dot(row) <= MAX_ABS_FEATURE**2:
             raise ValidationError("x", f"must be finite and within ±{MAX_ABS_FEATURE:g}")
         if not (math.isfinite(reward) and abs(reward) <= MAX_ABS_REWARD):
             raise ValidationError("reward", f"must be finite and within ±{MAX_ABS_REWARD:g}")
@@ -185,14 +185,17 @@ class RidgeModel:
             state.A_inv = _inverse(a)
             state.since_refactor = 0
         else:
-            u = state.A_inv @ row
-            state.A_inv -= u[:, None] * (u * (weight / (1.0 + weight * float(row @ u))))
-            state.A += row[:, None] * (row if weight == 1.0 else weight * row)
+            u = state.A_inv.dot(row)
+            v = u * (weight / (1.0 + weight * float(row.dot(u))))
+            # Outer products as (d×1)·(1×d) matrix products: the same roundings as broadcasting
+            # u[:, None] * v (up to the sign of an exact zero), at a fraction of its cost.
+            state.A_inv -= u[:, None].dot(v[None, :])
+            state.A += row[:, None].dot((row if weight == 1.0 else weight * row)[None, :])
             state.b += (weight * reward) * row
             state.since_refactor += 1
             if self.refactor_every and state.since_refactor >= self.refactor_every:
                 self.refactor(state)
-        state.theta = state.A_inv @ state.b
+        state.theta = state.A_inv.dot(state.b)
         state.n_updates += 1
 
     @staticmethod

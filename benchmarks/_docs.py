@@ -1,0 +1,36 @@
+"""Writing a benchmark's table into docs/benchmarks.md: each script owns one marked section."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["DOCS", "command_line", "write_section"]
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+_HEADER = (
+    "# Benchmarks\n\n"
+    "Numbers written by the scripts in `benchmarks/`. Each script rewrites only its own section,\n"
+    "together with the command that produced it.\n"
+)
+
+
+def command_line() -> str:
+    """The command that is running, as someone would type it again."""
+    return shlex.join(["python", *sys.argv])
+
+
+def write_section(name: str, body: str, path: Path = DOCS) -> None:
+    """Replace (or append) the section between ``<!-- bench:NAME:start/end -->``."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    section = f"{start}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else _HEADER
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
