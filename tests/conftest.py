@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy
 from hypothesis import settings
 
 settings.register_profile("oo-ml", derandomize=True, deadline=None, print_blob=True)
@@ -19,8 +20,6 @@ POSTGRES_URL = os.environ.get(
 
 def _postgres_reachable() -> str | None:
     """None when PostgreSQL answers, else why not."""
-    import sqlalchemy
-
     try:
         engine = sqlalchemy.create_engine(POSTGRES_URL, poolclass=sqlalchemy.pool.NullPool)
         with engine.connect() as conn:
@@ -48,8 +47,6 @@ def postgres_server() -> str:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A URL whose connections use a fresh, empty schema, dropped afterwards."""
-    import sqlalchemy
-
     schema = f"t_{secrets.token_hex(6)}"
     admin = sqlalchemy.create_engine(postgres_server, poolclass=sqlalchemy.pool.NullPool)
     with admin.begin() as conn:

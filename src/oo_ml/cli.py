@@ -52,7 +52,8 @@ def policies(as_json: JsonOption = False) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="Registered policies")
-    for column in ("name", "encoder", "d", "exploration", "parameters", "description"):
+    table.add_column("name", no_wrap=True)
+    for column in ("encoder", "d", "exploration", "parameters", "description"):
         table.add_column(column)
     for policy in POLICIES.values():
         params = policy.params()

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -59,6 +62,8 @@ def new_event_id(now_ms: int) -> str:
 def check_user_id(user_id: object) -> str:
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_ID_LENGTH:
         raise ValidationError("user_id", f"must be a string of 1 to {MAX_ID_LENGTH} characters")
+    if "\x00" in user_id:  # PostgreSQL text cannot hold NUL; refused on every database alike
+        raise ValidationError("user_id", "must not contain the NUL character")
     return user_id
 
 
@@ -145,6 +150,47 @@ class _ActiveCache:
     expires: float = 0.0
 
 
+class _LoopWaker:
+    """Hands the store's results to one event loop with one wake-up per batch.
+
+    ``asyncio.wrap_future`` wakes the loop once per result (a write to its self-pipe, from the
+    writer thread); a group commit resolves many results at once, and each wake-up costs the
+    writer a GIL hand-off to a busy loop. Here the first result of a batch schedules one drain
+    and the others join it. Cancelling a waiter does not cancel the job: it was queued and
+    runs anyway, as before; its result is dropped.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[Future[Any], asyncio.Future[Any]]] = []
+
+    def wait(self, source: Future[T]) -> asyncio.Future[T]:
+        target: asyncio.Future[T] = self._loop.create_future()
+        source.add_done_callback(partial(self._done, target=target))
+        return target
+
+    def _done(self, source: Future[Any], target: asyncio.Future[Any]) -> None:
+        with self._lock:
+            self._ready.append((source, target))
+            if len(self._ready) > 1:
+                return  # a drain is already scheduled
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for source, target in ready:
+            if target.cancelled():
+                continue
+            error = source.exception()
+            if error is None:
+                target.set_result(source.result())
+            else:
+                target.set_exception(error)
+
+
 @dataclass
 class Engine:
     """Decisions and feedback over ``store``. ``clock`` returns seconds since the epoch;
@@ -155,6 +201,9 @@ class Engine:
     clock: Callable[[], float] = time.time
     seed_source: Callable[[], int] = field(default=lambda: secrets.randbits(63))
     _active: _ActiveCache = field(default_factory=_ActiveCache, repr=False)
+    _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
     _population: dict[str, _Population] = field(default_factory=dict, repr=False)
 
     def now_ms(self) -> int:
@@ -211,8 +260,11 @@ class Engine:
             if event_id is not None and txn.get_decision(event_id) is not None:
                 raise ConflictError(f"event id {event_id!r} already exists")
             row = txn.load_state(user_id, chosen_policy.name)
-            state = row.state if row is not None else chosen_policy.new_state()
-            self._recenter(txn, chosen_policy, state)
+            if row is not None:
+                state = row.state
+            else:
+                state = chosen_policy.new_state()
+                self._recenter(txn, chosen_policy, state)
             rng = np.random.Generator(np.random.PCG64(seed))
             decision = chosen_policy.decide(state, features, ids, rng)
             record = DecisionRecord(
@@ -269,7 +321,11 @@ class Engine:
 
     async def run_async(self, job: Callable[[Txn], T]) -> T:
         """Run a write job from async code without blocking the event loop."""
-        return await asyncio.wrap_future(self.store.submit(job))
+        loop = asyncio.get_running_loop()
+        waker = self._wakers.get(loop)
+        if waker is None:
+            waker = self._wakers[loop] = _LoopWaker(loop)
+        return await waker.wait(self.store.submit(job))
 
     def _apply(self, txn: Txn, decision: DecisionRecord, verdict: _Verdict) -> FeedbackResult:
         """Record feedback on ``decision`` and update its model, unless it already has some."""
@@ -280,13 +336,15 @@ class Engine:
         if existing is not None:
             return FeedbackResult(existing, duplicate=True)
         user = txn.get_user(decision.user_id)
-        applied = user is None or user.reset_ms is None or decision.created_ms > user.reset_ms
+        # A decision in the same millisecond as the reset counts as after it.
+        applied = user is None or user.reset_ms is None or decision.created_ms >= user.reset_ms
         if applied:
             if row is None:
                 row = StateRow(policy.new_state())
-            self._recenter(txn, policy, row.state)
             reward = verdict.reward_milli / 1000.0
             policy.learn(row.state, decision.features[decision.chosen], reward)
+            # Stored re-centred: the next decision starts from the prior this data points to.
+            self._recenter(txn, policy, row.state)
             row.reward_count += 1
             row.reward_sum_milli += verdict.reward_milli
             row.updated_ms = verdict.now_ms
@@ -335,6 +393,10 @@ class Engine:
         new_id = new_event_id(now)
 
         def job(txn: Txn) -> FeedbackResult:
+            # Lock the model before looking for the shown tip's feedback: otherwise two rewards
+            # for one tip on two workers both see it unanswered and the second is dropped as a
+            # duplicate of the first.
+            txn.load_state(user_id, chosen_policy.name, for_update=True)
             shown = txn.latest_decision_for_tip(user_id, chosen_policy.name, tip_id)
             if shown is None or txn.get_feedback(shown.event_id) is not None:
                 if shown is None:
@@ -370,7 +432,8 @@ class Engine:
     # -- population prior -----------------------------------------------------------------
 
     def _recenter(self, txn: Txn, policy: Policy, state: RidgeState) -> None:
-        """Centre the user's prior on what the population model expects of them."""
+        """Centre the user's prior on what the population model expects of them (on a new
+        user's state at ranking, and after each update before it is stored)."""
         if policy.population is None:
             return
         model = self.population_model(txn, policy)
@@ -462,8 +525,7 @@ class Engine:
         def job(txn: Txn) -> list[DecisionRecord]:
             user = txn.get_user(user_id)
             since = None if user is None else user.reset_ms
-            found = txn.recent_decisions(user_id, limit * 2, since_ms=since)
-            return [d for d in found if d.origin == "rank"][:limit]
+            return list(txn.recent_decisions(user_id, limit, since_ms=since, origin="rank"))
 
         return list(reversed(self.store.read(job)))
 

@@ -56,8 +56,12 @@ def _check_token(value: SecretStr | None, name: str) -> SecretStr | None:
     if value is None:
         return None
     token = value.get_secret_value()
-    if len(token) < 16 or token.lower().strip("0123456789") in _WEAK_TOKENS:
-        raise ValueError(f"{name} must be at least 16 characters and not a well-known word")
+    word = token.lower().strip("0123456789")
+    if len(token) < 16 or not word or word in _WEAK_TOKENS or len(set(token)) < 6:
+        raise ValueError(
+            f"{name} must be at least 16 characters, not a well-known word or digits alone, "
+            "and use at least 6 different characters"
+        )
     return value
 
 

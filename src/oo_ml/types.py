@@ -69,6 +69,8 @@ def _text(field: str, value: object, max_length: int) -> str:
         raise ValidationError(field, f"must be a string, got {type(value).__name__}")
     if not 1 <= len(value) <= max_length:
         raise ValidationError(field, f"must be 1 to {max_length} characters, got {len(value)}")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it everywhere alike
+        raise ValidationError(field, "must not contain the NUL character")
     return value
 
 
@@ -108,6 +110,7 @@ class Candidate:
         if (
             type(self.id) is str
             and 0 < len(self.id) <= MAX_ID_LENGTH
+            and "\x00" not in self.id
             and type(self.is_overdue) is bool
             and type(self.task_age_days) is float
             and -MAX_TASK_AGE_DAYS <= self.task_age_days <= MAX_TASK_AGE_DAYS
@@ -115,6 +118,7 @@ class Candidate:
             and 1 <= self.priority <= 4
             and type(self.source) is str
             and len(self.source) <= MAX_ID_LENGTH
+            and "\x00" not in self.source
         ):
             return
         _text("id", self.id, MAX_ID_LENGTH)
@@ -127,7 +131,11 @@ class Candidate:
             self, "task_age_days", _finite("task_age_days", self.task_age_days, MAX_TASK_AGE_DAYS)
         )
         object.__setattr__(self, "priority", _strict_int("priority", self.priority, 1, 4))
-        if not isinstance(self.source, str) or len(self.source) > MAX_ID_LENGTH:
+        if (
+            not isinstance(self.source, str)
+            or len(self.source) > MAX_ID_LENGTH
+            or "\x00" in self.source
+        ):
             raise ValidationError(
                 "source", f"must be a string of at most {MAX_ID_LENGTH} characters"
             )

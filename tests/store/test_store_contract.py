@@ -198,7 +198,10 @@ def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
     only = store.read(lambda t: t.recent_decisions("u1", 10, policies=["egreedy-v1"]))
     assert [d.event_id for d in only] == ["e5", "e3", "e1"]
     since = store.read(lambda t: t.recent_decisions("u1", 10, since_ms=300))
-    assert [d.event_id for d in since] == ["e5", "e4"]
+    assert [d.event_id for d in since] == ["e5", "e4", "e3"]  # at or after
+    store.write(lambda t: t.insert_decision(decision("old", origin="legacy", k=1, created_ms=999)))
+    ranked = store.read(lambda t: t.recent_decisions("u1", 2, origin="rank"))
+    assert [d.event_id for d in ranked] == ["e5", "e4"]
 
 
 def test_count_decisions_counts_ranked_explored_and_newest(store: Store) -> None:
@@ -207,7 +210,8 @@ def test_count_decisions_counts_ranked_explored_and_newest(store: Store) -> None
     store.write(lambda t: t.insert_decision(decision("c", created_ms=30, origin="legacy", k=1)))
     store.write(lambda t: t.insert_decision(decision("d", created_ms=40, policy="linucb-v1")))
     assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1")) == (2, 1, 20)
-    assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1", since_ms=10)) == (1, 1, 20)
+    assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1", since_ms=11)) == (1, 1, 20)
+    assert store.read(lambda t: t.count_decisions("u1", "egreedy-v1", since_ms=10)) == (2, 1, 20)
     assert store.read(lambda t: t.count_decisions("u9", "egreedy-v1")) == (0, 0, None)
 
 

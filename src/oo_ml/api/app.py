@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oo_ml import __version__
+from oo_ml.admin import routes as admin_routes
 from oo_ml.api.metrics import Metrics
 from oo_ml.api.routes import compat, decisions, ops, policies, users
 from oo_ml.engine import Engine, EngineConfig
@@ -107,8 +108,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, [{"loc": loc, "msg": exc.message, "type": "value_error"}])
 
     @app.exception_handler(UnknownPolicyError)
-    async def _unknown_policy(_: Request, exc: UnknownPolicyError) -> JSONResponse:
-        return _error(422, [{"loc": ["policy"], "msg": str(exc), "type": "value_error"}])
+    async def _unknown_policy(request: Request, exc: UnknownPolicyError) -> JSONResponse:
+        where = "query" if request.method == "GET" else "body"
+        return _error(422, [{"loc": [where, "policy"], "msg": str(exc), "type": "value_error"}])
 
     @app.exception_handler(NotFoundError)
     async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
@@ -172,6 +174,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.metrics = metrics
     app.add_middleware(_Timing, metrics=metrics)
     _install_error_handlers(app)
-    for module in (compat, decisions, users, policies, ops):
+    for module in (compat, decisions, users, policies, ops, admin_routes):
         app.include_router(module.router)
     return app

@@ -11,7 +11,7 @@ import hmac
 from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 
 from oo_ml.api.metrics import Metrics
 from oo_ml.engine import Engine
@@ -21,8 +21,11 @@ __all__ = [
     "AdminDep",
     "ApiDep",
     "EngineDep",
+    "EventIdPath",
     "MetricsDep",
     "SettingsDep",
+    "UserIdPath",
+    "decode_segment",
     "path_tail",
     "require_admin",
     "require_api",
@@ -58,7 +61,11 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_admin(request: Request) -> None:
+# The two checks are ``async`` although they never wait: FastAPI runs a plain ``def`` dependency
+# in its thread pool, which costs every request two thread hand-offs.
+
+
+async def require_admin(request: Request) -> None:
     settings = get_settings(request)
     if settings.admin_token is None:
         raise HTTPException(403, "admin endpoints are disabled: set OO_ML_ADMIN_TOKEN")
@@ -66,7 +73,7 @@ def require_admin(request: Request) -> None:
         raise _unauthorized("admin token required")
 
 
-def require_api(request: Request) -> None:
+async def require_api(request: Request) -> None:
     settings = get_settings(request)
     if settings.api_token is None:
         return
@@ -90,9 +97,24 @@ def path_tail(request: Request, prefix: str, suffix: str = "") -> str:
     middle = path[len(prefix) : len(path) - len(suffix)] if suffix else path[len(prefix) :]
     if "/" in middle:
         raise HTTPException(404, "not found")
-    return unquote(middle, errors="strict")
+    return decode_segment(middle)
 
 
+def decode_segment(raw: str) -> str:
+    """A percent-encoded path segment as text; 422 when its bytes are not UTF-8 (two invalid
+    encodings must not decode to the same replacement character, i.e. the same id)."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPException(
+            422, "the path's id is not valid UTF-8 after percent-decoding"
+        ) from None
+
+
+# Path parameters as documented in OpenAPI. Handlers read the ids from the raw path with
+# path_tail/decode_segment (so that "%2F" stays inside one id); these only describe them.
+UserIdPath = Annotated[str, Path(description="The user id, percent-encoded (1–256 characters).")]
+EventIdPath = Annotated[str, Path(description="The decision's event id.")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
 
@@ -31,12 +31,20 @@ class Metrics:
             ["action", "origin"],
             registry=r,
         )
+        # prometheus_client exports no _sum for a histogram whose buckets go below zero, so the
+        # distribution and the sum are two metrics.
         self.rewards = Histogram(
-            "oo_ml_reward",
-            "Rewards applied, by policy (its _sum is the reward sum).",
+            "oo_ml_reward_value",
+            "Distribution of the rewards applied, by policy.",
             ["policy"],
             registry=r,
             buckets=(-1.0, -0.5, -0.3, 0.0, 0.1, 0.3, 0.6, 1.0),
+        )
+        self.reward_sum = Gauge(
+            "oo_ml_reward_sum",
+            "Sum of the rewards applied by this process, by policy.",
+            ["policy"],
+            registry=r,
         )
         self.updates = Counter(
             "oo_ml_model_updates_total", "Model updates applied, by policy.", ["policy"], registry=r

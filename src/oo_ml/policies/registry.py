@@ -13,6 +13,7 @@ from oo_ml.features import get_encoder
 from oo_ml.policies.base import Policy
 from oo_ml.policies.exploration import UCB, EpsilonGreedy, SquareCB, Thompson
 from oo_ml.policies.model import RidgeModel
+from oo_ml.policies.population import Population
 
 __all__ = ["POLICIES", "get_policy", "register_policy"]
 
@@ -82,5 +83,35 @@ register_policy(
         Thompson(v=0.3, draws=256),
         RidgeModel(lam=1.0),
         description="Linear Thompson sampling on v3 interactions, v=0.3, 256 draws, λ=1.",
+    )
+)
+register_policy(
+    Policy(
+        "ucb-ix2",
+        get_encoder("v4"),
+        UCB(alpha=0.5),
+        RidgeModel(lam=1.0),
+        description="LinUCB on v4 interactions (source × time too, d=64), α=0.5, λ=1.",
+    )
+)
+register_policy(
+    Policy(
+        "ucb-pop1",
+        get_encoder("v4"),
+        UCB(alpha=0.5),
+        RidgeModel(lam=32.0, discount=0.98),
+        description="LinUCB on v4 with a 6-cluster population prior (λ=32, σ²=0.25) and "
+        "discount γ=0.98: the simulator's best (ADR 0003).",
+        population=Population(clusters=6, noise=0.25),
+    )
+)
+register_policy(
+    Policy(
+        "ucb-pop1-steady",
+        get_encoder("v4"),
+        UCB(alpha=0.5),
+        RidgeModel(lam=32.0),
+        description="ucb-pop1 without the discount (for the drift comparison).",
+        population=Population(clusters=6, noise=0.25),
     )
 )

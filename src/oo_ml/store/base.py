@@ -194,8 +194,10 @@ class Txn(Protocol):
         limit: int,
         policies: Sequence[str] | None = None,
         since_ms: int | None = None,
+        origin: str | None = None,
     ) -> Sequence[DecisionRecord]:
-        """The user's newest decisions first."""
+        """The user's newest decisions first; ``since_ms``: made at or after that time;
+        ``origin``: only decisions of that origin (``rank`` or ``legacy``)."""
 
     def count_decisions(
         self, user_id: str, policy: str, since_ms: int | None = None

@@ -158,12 +158,15 @@ class _MemoryTxn:
         limit: int,
         policies: Sequence[str] | None = None,
         since_ms: int | None = None,
+        origin: str | None = None,
     ) -> Sequence[DecisionRecord]:
         found = []
         for record in self._user_decisions(user_id):
-            if since_ms is not None and record.created_ms <= since_ms:
+            if since_ms is not None and record.created_ms < since_ms:
                 continue
             if policies is not None and record.policy not in policies:
+                continue
+            if origin is not None and record.origin != origin:
                 continue
             found.append(record)
             if len(found) == limit:
@@ -178,7 +181,7 @@ class _MemoryTxn:
             for record in self._user_decisions(user_id)
             if record.policy == policy
             and record.origin == "rank"
-            and (since_ms is None or record.created_ms > since_ms)
+            and (since_ms is None or record.created_ms >= since_ms)
         ]
         newest = max((r.created_ms for r in found), default=None)
         return len(found), sum(r.explored for r in found), newest

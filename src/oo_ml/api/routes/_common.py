@@ -58,6 +58,7 @@ def log_feedback(request: Request, result: FeedbackResult) -> None:
         metrics.feedback.labels(feedback.action or "none", feedback.origin).inc()
         if feedback.applied:
             metrics.rewards.labels(feedback.policy).observe(feedback.reward)
+            metrics.reward_sum.labels(feedback.policy).inc(feedback.reward)
             metrics.updates.labels(feedback.policy).inc()
     if log.isEnabledFor(logging.INFO):
         log.info(

@@ -8,17 +8,16 @@ refused with 422.
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from oo_ml.api.deps import ApiDep, EngineDep, get_engine, path_tail
+from oo_ml.api.deps import ApiDep, EngineDep, UserIdPath, decode_segment, get_engine, path_tail
+from oo_ml.api.json_route import JsonBodyRoute
 from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
 from oo_ml.api.schemas import OkOut, RewardIn, ScoreIn, ScoreOut
 from oo_ml.types import Candidate, Context
 
-router = APIRouter(tags=["existing contract"])
+router = APIRouter(tags=["existing contract"], route_class=JsonBodyRoute)
 
 LINUCB = "linucb-v1"
 EGREEDY = "egreedy-v1"
@@ -81,9 +80,9 @@ def _stats_target(request: Request) -> tuple[str, str]:
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     segments = raw.split("?", 1)[0][len("/stats/") :].split("/")
     if len(segments) == 2 and segments[0] == "egreedy":
-        return EGREEDY, unquote(segments[1])
+        return EGREEDY, decode_segment(segments[1])
     if len(segments) == 1:
-        return LINUCB, unquote(segments[0])
+        return LINUCB, decode_segment(segments[0])
     raise HTTPException(404, "not found")
 
 
@@ -106,21 +105,21 @@ def _stats(engine: EngineDep, request: Request) -> dict[str, object]:
     return body
 
 
-@router.get("/stats/egreedy/{user_id:path}")
-def stats_egreedy(engine: EngineDep, request: Request) -> dict[str, object]:
+@router.get("/stats/egreedy/{user_id:path}", dependencies=[ApiDep])
+def stats_egreedy(engine: EngineDep, request: Request, user_id: UserIdPath) -> dict[str, object]:
     """``egreedy-v1`` stats: pulls, rewards, θ with labels, and how often it explored
     (chose something other than its best-scoring tip)."""
     return _stats(engine, request)
 
 
-@router.get("/stats/{user_id:path}")
-def stats(engine: EngineDep, request: Request) -> dict[str, object]:
+@router.get("/stats/{user_id:path}", dependencies=[ApiDep])
+def stats(engine: EngineDep, request: Request, user_id: UserIdPath) -> dict[str, object]:
     """``linucb-v1`` stats: pulls, rewards, θ."""
     return _stats(engine, request)
 
 
-@router.get("/features/{user_id:path}")
-def features(engine: EngineDep, request: Request) -> dict[str, object]:
+@router.get("/features/{user_id:path}", dependencies=[ApiDep])
+def features(engine: EngineDep, request: Request, user_id: UserIdPath) -> dict[str, object]:
     """The user's last 100 ranked decisions (any policy), oldest first, since their last reset."""
     user_id = path_tail(request, "/features/")
     history = []
@@ -147,7 +146,7 @@ def features(engine: EngineDep, request: Request) -> dict[str, object]:
 
 
 @router.post("/reset/{user_id:path}", response_model=OkOut, dependencies=[ApiDep])
-def reset(engine: EngineDep, request: Request) -> dict[str, bool]:
+def reset(engine: EngineDep, request: Request, user_id: UserIdPath) -> dict[str, bool]:
     """Forget the user's models under every policy and clear their feature history."""
     engine.reset_user(path_tail(request, "/reset/"))
     return {"ok": True}

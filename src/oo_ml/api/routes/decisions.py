@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from oo_ml.api.deps import ApiDep, EngineDep, get_engine, path_tail
+from oo_ml.api.deps import ApiDep, EngineDep, EventIdPath, get_engine, path_tail
+from oo_ml.api.json_route import JsonBodyRoute
 from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
 from oo_ml.api.schemas import FeedbackIn, FeedbackOut, RankIn, RankOut
 from oo_ml.store.base import DecisionRecord, FeedbackRecord
 from oo_ml.types import Outcome
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
+router = APIRouter(prefix="/v1", tags=["decisions"], route_class=JsonBodyRoute)
 
 
 @router.post("/rank", response_model=RankOut, dependencies=[ApiDep])
@@ -125,7 +126,7 @@ def decision_json(record: DecisionRecord, feedback: FeedbackRecord | None) -> di
     dependencies=[ApiDep],
     responses={404: {"description": "Unknown event id"}},
 )
-def get_decision(engine: EngineDep, request: Request) -> dict[str, Any]:
+def get_decision(engine: EngineDep, request: Request, event_id: EventIdPath) -> dict[str, Any]:
     """The decision as logged — candidates, features, scores, probabilities — with feedback."""
     record, fb = engine.decision(path_tail(request, "/v1/decisions/"))
     return decision_json(record, fb)

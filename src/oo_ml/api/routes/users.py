@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from oo_ml.api.deps import AdminDep, ApiDep, EngineDep, path_tail
+from oo_ml.api.deps import AdminDep, ApiDep, EngineDep, UserIdPath, path_tail
 from oo_ml.api.routes._common import iso_time
 from oo_ml.api.routes.decisions import decision_json
 
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 def user_stats(
     engine: EngineDep,
     request: Request,
+    user_id: UserIdPath,
     policy: Annotated[str | None, Query(max_length=64, description="default: active")] = None,
 ) -> dict[str, Any]:
     """Pulls, rewards, mean reward and θ by feature label for one policy."""
@@ -43,6 +44,7 @@ def user_stats(
 def user_decisions(
     engine: EngineDep,
     request: Request,
+    user_id: UserIdPath,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """The user's newest decisions with their feedback (admin)."""
@@ -52,7 +54,7 @@ def user_decisions(
 
 
 @router.delete("/{user_id:path}", dependencies=[AdminDep])
-def forget_user(engine: EngineDep, request: Request) -> dict[str, Any]:
+def forget_user(engine: EngineDep, request: Request, user_id: UserIdPath) -> dict[str, Any]:
     """Erase the user: models, decisions and feedback (admin)."""
     user_id = path_tail(request, "/v1/users/")
     return {"user_id": user_id, "deleted_rows": engine.forget_user(user_id)}

@@ -1,0 +1,275 @@
+"""Simulation experiments: learning quality, cold start, drift and simulator speed.
+
+Each experiment prints a table and rewrites its own section of docs/benchmarks.md (with the
+command that produced it); ``quality`` also writes docs/img/sim-quality.svg.
+
+    python benchmarks/simulation.py quality      # shipped personas, 150 steps per user
+    python benchmarks/simulation.py cold-start   # population prior vs none, new users' first 10
+    python benchmarks/simulation.py drift        # discounted vs undiscounted after a flip
+    python benchmarks/simulation.py speed        # simulator steps/s vs the core's rounds/s
+    python benchmarks/simulation.py all
+
+All runs are in-process with the rule judge and seeded: the same command prints the same
+numbers (``speed`` aside, which measures time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._docs import DOCS, command_line, write_section
+from oo_ml import Bandit, get_policy, get_reward_rule
+from oo_ml.sim.judges import RuleJudge
+from oo_ml.sim.persona import load_personas, shipped_personas
+from oo_ml.sim.report import curve_svg
+from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, SimUser
+from oo_ml.sim.tasks import TaskStream
+from oo_ml.store.base import SimEvent
+from oo_ml.store.memory import MemoryStore
+from oo_ml.store.migrate import upgrade
+from oo_ml.store.sql import SqlStore
+
+console = Console()
+
+QUALITY_POLICIES = ("egreedy-v1", "linucb-v1", "ucb-ix1", "ts-ix1", "squarecb-ix1")
+
+
+def _normalized(events: Sequence[SimEvent]) -> float:
+    chosen = sum(e.chosen_expected or 0.0 for e in events)
+    rand = sum(e.random_reward or 0.0 for e in events)
+    best = sum(e.oracle_reward or 0.0 for e in events)
+    return (chosen - rand) / (best - rand) if best > rand else float("nan")
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def quality(policies: Sequence[str], users: int, steps: int, seed: int) -> str:
+    personas = tuple(shipped_personas())
+    config = SimConfig(tuple(policies), personas, users, steps, seed=seed)
+    started = time.perf_counter()
+    run = SimRunner(MemoryStore()).run(config)
+    elapsed = time.perf_counter() - started
+    assert run.status == "done", run.error
+    summary = run.summary or {}
+    rows = []
+    for name, row in summary["policies"].items():
+        low, high = row["ci95"]
+        rows.append(
+            (
+                name,
+                f"{row['mean_reward']:+.3f} [{low:+.3f}, {high:+.3f}]",
+                _fmt(row["normalized"]),
+                _fmt(row["normalized_last_quarter"]),
+                _fmt(row["regret_per_step"]),
+                _fmt(row["lift_pct"], "+.1f") + "%",
+            )
+        )
+    header = ("policy", "mean reward [95% CI]", "normalized", "last quarter", "regret/step", "lift")
+    persona_header = ("persona", *summary["policies"])
+    persona_rows = [
+        (persona, *(_fmt(cells[p]["normalized"], ".2f") for p in summary["policies"]))
+        for persona, cells in summary["personas"].items()
+    ]
+    _show("Learning quality", header, rows)
+    _show("Normalized score by persona", persona_header, persona_rows)
+    img = DOCS.parent / "img" / "sim-quality.svg"
+    img.parent.mkdir(parents=True, exist_ok=True)
+    img.write_text(curve_svg(run))
+    return (
+        f"### Learning quality\n\n`{command_line()}` — {users} users per policy "
+        f"({len(personas)} shipped personas, round-robin), {steps} steps each, rule judge, "
+        f"seed {seed}, common random numbers; {elapsed:.0f} s.\n\n"
+        "Normalized score: 0 = choosing at random, 1 = always the persona's best tip "
+        "(expected reward under its own model); last quarter = the last 25% of the steps.\n\n"
+        + _markdown(header, rows)
+        + "\n"
+        + _markdown(persona_header, persona_rows)
+        + "\n![reward curves](img/sim-quality.svg)\n"
+    )
+
+
+def cold_start(policy: str, baseline: str, veterans: int, newcomers: int, seed: int) -> str:
+    """New users' first 10 steps after ``veterans`` users taught the service for 60 steps."""
+    personas = [p for p in load_personas(list(shipped_personas())) if p.drift_to is None]
+    rule = get_reward_rule("dwell-v1")
+    judge = RuleJudge()
+    client = InProcessClient("dwell-v1", seed)
+    team = [SimUser.create(seed, u, personas[u % len(personas)]) for u in range(veterans)]
+    for step in range(60):
+        for u, user in enumerate(team):
+            user.play(client, judge, rule, policy=policy, step=step, user_id=f"vet{u}", run_id="-")
+    results = {}
+    for name in (policy, baseline):
+        events = []
+        cohort = [
+            SimUser.create(seed + 1, u, personas[u % len(personas)]) for u in range(newcomers)
+        ]
+        for step in range(10):
+            for u, user in enumerate(cohort):
+                events.append(
+                    user.play(
+                        client,
+                        judge,
+                        rule,
+                        policy=name,
+                        step=step,
+                        user_id=f"new{u}/{name}",
+                        run_id="-",
+                    )
+                )
+        results[name] = events
+    header = ("policy", "prior", "mean reward, first 10", "expected reward", "normalized")
+    rows = []
+    for name, events in results.items():
+        rows.append(
+            (
+                name,
+                "population" if get_policy(name).population else "none",
+                f"{np.mean([e.reward_milli for e in events]) / 1000:+.3f}",
+                f"{np.mean([e.chosen_expected or 0.0 for e in events]):+.3f}",
+                f"{_normalized(events):.3f}",
+            )
+        )
+    _show("Cold start", header, rows)
+    return (
+        f"### Cold start\n\n`{command_line()}` — {veterans} users teach `{policy}` for 60 steps; "
+        f"then {newcomers} new users (the same worlds for both rows) get their first 10 tips "
+        f"from `{policy}` (prior from the population) and from `{baseline}` (no prior).\n\n"
+        + _markdown(header, rows)
+    )
+
+
+def drift(policy: str, discounted: str, users: int, seed: int) -> str:
+    """Recovery after the ``shift-change`` persona flips to an evening person at step 75."""
+    store = MemoryStore()
+    config = SimConfig((policy, discounted), ("shift-change",), users, 150, seed=seed)
+    run = SimRunner(store).run(config)
+    events = store.read(lambda txn: txn.sim_events(run.run_id))
+    windows = [(0, 75), (75, 100), (100, 125), (125, 150)]
+    header = ("policy", "discount", *(f"steps {a}–{b - 1}" for a, b in windows))
+    rows = []
+    for name in (policy, discounted):
+        mine = [e for e in events if e.policy == name]
+        cells = [f"{_normalized([e for e in mine if a <= e.step < b]):.3f}" for a, b in windows]
+        rows.append((name, str(get_policy(name).model.discount), *cells))
+    _show("Drift (normalized score by window)", header, rows)
+    return (
+        f"### Drift\n\n`{command_line()}` — {users} users of the `shift-change` persona, whose "
+        "preferences flip to an evening person's at step 75; normalized score per window.\n\n"
+        + _markdown(header, rows)
+    )
+
+
+def speed(policy: str, repeats: int, seed: int) -> str:
+    """Simulated steps/s (engine, judge, event log on SQLite) vs core rank + learn rounds/s."""
+    stream = TaskStream(seed, "bench")
+    rounds = []
+    for _ in range(400):
+        rounds.append((stream.context, stream.candidates()))
+        stream.advance()
+
+    def core() -> float:
+        bandit = Bandit(get_policy(policy), seed=seed)
+        started = time.perf_counter()
+        for context, candidates in rounds:
+            decision = bandit.rank(context, candidates)
+            bandit.learn(decision, 0.5)
+        return len(rounds) / (time.perf_counter() - started)
+
+    def sim() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/sim.db"
+            upgrade(url)
+            store = SqlStore(url)
+            config = SimConfig((policy,), ("morning-focused", "quick-wins"), 8, 50, seed=seed)
+            started = time.perf_counter()
+            SimRunner(store).run(config)
+            elapsed = time.perf_counter() - started
+            store.close()
+        return config.total_steps / elapsed
+
+    core(), sim()  # warm-up
+    core_runs, sim_runs = [], []
+    for i in range(repeats):
+        order = (core, sim) if i % 2 == 0 else (sim, core)
+        for fn in order:
+            (core_runs if fn is core else sim_runs).append(fn())
+    core_median, sim_median = statistics.median(core_runs), statistics.median(sim_runs)
+    header = ("policy", "core rounds/s", "simulated steps/s", "ratio (target ≥ 0.5)")
+    rows = [
+        (policy, f"{core_median:,.0f}", f"{sim_median:,.0f}", f"{sim_median / core_median:.2f}")
+    ]
+    _show("Simulator speed (medians)", header, rows)
+    return (
+        f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs. "
+        "Core: `Bandit.rank` + `learn` on the simulator's own candidate lists. Simulator: "
+        "the full step (task pool, persona, rule judge, rank and feedback through the serving "
+        "engine over a memory store, events batched into SQLite).\n\n" + _markdown(header, rows)
+    )
+
+
+def _show(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", choices=["quality", "cold-start", "drift", "speed", "all"])
+    parser.add_argument("--policies", default=",".join(QUALITY_POLICIES))
+    parser.add_argument("--users", type=int, default=72)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cold-policy", default="ucb-ix1")
+    parser.add_argument("--cold-baseline", default="ucb-ix1")
+    parser.add_argument("--drift-policy", default="ucb-ix1")
+    parser.add_argument("--drift-discounted", default="ucb-ix1")
+    parser.add_argument("--speed-policy", default="ucb-ix1")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    chosen = (
+        ["quality", "cold-start", "drift", "speed"]
+        if args.experiment == "all"
+        else [args.experiment]
+    )
+    for experiment in chosen:
+        if experiment == "quality":
+            body = quality(args.policies.split(","), args.users, args.steps, args.seed)
+        elif experiment == "cold-start":
+            body = cold_start(args.cold_policy, args.cold_baseline, 48, 48, args.seed)
+        elif experiment == "drift":
+            body = drift(args.drift_policy, args.drift_discounted, 24, args.seed)
+        else:
+            body = speed(args.speed_policy, args.repeats, args.seed)
+        if not args.no_write:
+            write_section(f"sim-{experiment}", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

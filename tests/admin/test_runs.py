@@ -1,0 +1,258 @@
+"""Simulation runs from the console: started in the background, followed, cancelled, failed,
+and recovered after a server died."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from oo_ml.admin.runs import ProcessIdentity, RunManager
+from oo_ml.store.base import RunRecord
+from oo_ml.store.sql import SqlStore
+from tests.api.support import LiveServer
+
+from .conftest import ServerFactory
+from .support import BEARER, ExplodingJudge, GateJudge, start_run, wait_for_run
+
+
+def _manager(server: LiveServer) -> RunManager:
+    manager: RunManager = server.app.state.console_runs
+    return manager
+
+
+def test_a_comparison_runs_in_the_background_and_its_page_shows_the_results(
+    server: LiveServer, csrf: str
+) -> None:
+    client = server.client
+    run_id = start_run(client, csrf)
+    # The API keeps answering while the run executes.
+    assert client.get("/health").status_code == 200
+    finished = wait_for_run(client, run_id)
+    assert finished["status"] == "done"
+    assert finished["done_steps"] == finished["total_steps"] == 2 * 2 * 20
+    page = client.get(f"/admin/runs/{run_id}")
+    assert page.status_code == 200
+    assert "<svg" in page.text
+    assert 'id="action-table"' in page.text
+    assert 'id="persona-table"' in page.text
+    assert "morning-focused" in page.text
+    assert "Cancel run" not in page.text
+    listing = client.get("/admin/simulations").text
+    assert f'data-run-id="{run_id}" data-status="done"' in listing
+
+
+def test_simulated_decisions_never_reach_the_serving_tables(server: LiveServer, csrf: str) -> None:
+    run_id = start_run(server.client, csrf)
+    assert wait_for_run(server.client, run_id)["status"] == "done"
+    store = server.engine.store
+    first_user = f"{run_id}/egreedy-v1/u0"
+    assert store.read(lambda txn: txn.recent_decisions(first_user, 10)) == []
+    assert len(store.read(lambda txn: txn.sim_events(run_id))) == 80
+
+
+def test_the_baseline_is_the_active_policy_when_it_is_compared(
+    server: LiveServer, csrf: str
+) -> None:
+    run_id = start_run(server.client, csrf, policies=["linucb-v1", "ucb-ix1", "egreedy-v1"])
+    run = server.engine.store.read(lambda txn: txn.get_run(run_id))
+    assert run is not None
+    assert run.config["policies"] == ["egreedy-v1", "linucb-v1", "ucb-ix1"]
+
+
+def test_a_form_with_bad_values_is_shown_again_with_the_reasons(
+    server: LiveServer, csrf: str
+) -> None:
+    response = server.client.post(
+        "/admin/simulations",
+        data={
+            "csrf_token": csrf,
+            "policies": [],
+            "personas": ["morning-focused", "../../etc/passwd.toml"],
+            "users": "0",
+            "steps": "lots",
+            "judge": "rule",
+            "seed": "1",
+        },
+    )
+    assert response.status_code == 422
+    for reason in (
+        "Choose at least one policy.",
+        "unknown names: ../../etc/passwd.toml",
+        "Users must be between 1 and 100,000.",
+        "Steps must be a whole number.",
+    ):
+        assert reason in response.text
+    assert 'value="lots"' in response.text  # what was typed stays in the form
+    assert server.engine.store.read(lambda txn: txn.list_runs(10)) == []
+
+
+def test_an_unconfigured_judge_is_refused_before_anything_is_stored(
+    server: LiveServer, csrf: str
+) -> None:
+    response = server.client.post(
+        "/admin/simulations",
+        data={
+            "csrf_token": csrf,
+            "policies": ["egreedy-v1"],
+            "personas": ["quick-wins"],
+            "users": "1",
+            "steps": "5",
+            "judge": "llm",
+            "seed": "0",
+        },
+    )
+    assert response.status_code == 422
+    assert "OO_ML_LLM_BASE_URL" in response.text
+    assert server.engine.store.read(lambda txn: txn.list_runs(10)) == []
+
+
+def test_cancel_stops_a_running_run(server: LiveServer, csrf: str) -> None:
+    gate = GateJudge()
+    _manager(server).judge_factory = gate.factory
+    run_id = start_run(server.client, csrf, policies=["egreedy-v1"], users="1", steps="2000")
+    assert gate.entered.wait(30)
+    assert wait_for_run(server.client, run_id, ("running",))["done_steps"] == 0
+    page = server.client.get(f"/admin/runs/{run_id}").text
+    assert "Cancel run" in page
+    response = server.client.post(f"/admin/runs/{run_id}/cancel", data={"csrf_token": csrf})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/admin/runs/{run_id}?notice=cancelling"
+    gate.gate.set()
+    finished = wait_for_run(server.client, run_id)
+    assert finished["status"] == "cancelled"
+    assert finished["done_steps"] < finished["total_steps"]
+    page = server.client.get(f"/admin/runs/{run_id}").text
+    assert "The run was cancelled" in page
+
+
+def test_cancel_needs_the_csrf_token(server: LiveServer, csrf: str) -> None:
+    gate = GateJudge()
+    _manager(server).judge_factory = gate.factory
+    run_id = start_run(server.client, csrf, policies=["egreedy-v1"], users="1", steps="600")
+    assert gate.entered.wait(30)
+    refused = server.client.post(f"/admin/runs/{run_id}/cancel", data={"csrf_token": "nope"})
+    assert refused.status_code == 403
+    gate.gate.set()
+    assert wait_for_run(server.client, run_id)["status"] == "done"
+
+
+def test_a_failing_run_shows_why(server: LiveServer, csrf: str) -> None:
+    _manager(server).judge_factory = lambda _name, _settings: ExplodingJudge()
+    run_id = start_run(server.client, csrf)
+    finished = wait_for_run(server.client, run_id)
+    assert finished["status"] == "failed"
+    assert finished["error"] == "RuntimeError: the persona model broke"
+    page = server.client.get(f"/admin/runs/{run_id}").text
+    assert "The run failed." in page
+    assert "RuntimeError: the persona model broke" in page
+
+
+def test_unknown_runs_answer_404_pages(client: httpx.Client, csrf: str) -> None:
+    response = client.get("/admin/runs/run-missing")
+    assert response.status_code == 404
+    assert "no simulation run &#39;run-missing&#39;" in response.text
+    cancel = client.post("/admin/runs/run-missing/cancel", data={"csrf_token": csrf})
+    assert cancel.status_code == 404
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _run(run_id: str, status: str, owner: ProcessIdentity | None) -> RunRecord:
+    config = {"policies": ["egreedy-v1"], "personas": ["quick-wins"], "users": 1, "steps": 10}
+    if owner is not None:
+        config["console"] = owner.to_dict()
+    return RunRecord(run_id, 1, 1, status, config, total_steps=10, done_steps=4)
+
+
+def test_runs_left_running_by_a_dead_server_are_marked_failed_at_startup(
+    database_url: str, start_server: ServerFactory
+) -> None:
+    here = ProcessIdentity.current()
+    dead = ProcessIdentity(here.host, here.boot, _dead_pid(), None)
+    rebooted = ProcessIdentity(here.host, "another-boot", os.getpid(), here.start)
+    elsewhere = ProcessIdentity("another-host", "", 1, None)
+    store = SqlStore(database_url)
+    try:
+        runs = [
+            _run("run-dead-running", "running", dead),
+            _run("run-dead-queued", "queued", dead),
+            _run("run-rebooted", "running", rebooted),
+            _run("run-alive", "running", here),
+            _run("run-elsewhere", "running", elsewhere),
+            _run("run-cli", "running", None),
+            _run("run-dead-done", "done", dead),
+        ]
+        store.write(lambda txn: [txn.insert_run(run) for run in runs])
+    finally:
+        store.close()
+    server = start_server()
+    status = {
+        run.run_id: (run.status, run.error)
+        for run in server.engine.store.read(lambda txn: txn.list_runs(20))
+    }
+    for failed in ("run-dead-running", "run-dead-queued", "run-rebooted"):
+        state, error = status[failed]
+        assert state == "failed"
+        assert error is not None
+        assert "stopped before it finished" in error
+    assert status["run-alive"] == ("running", None)
+    assert status["run-elsewhere"] == ("running", None)
+    assert status["run-cli"] == ("running", None)
+    assert status["run-dead-done"] == ("done", None)
+    page = server.client.get("/admin/runs/run-dead-running", headers=BEARER).text
+    assert "stopped before it finished" in page
+
+
+def test_a_run_from_the_command_line_cannot_be_cancelled_here(
+    database_url: str, start_server: ServerFactory
+) -> None:
+    store = SqlStore(database_url)
+    try:
+        store.write(lambda txn: txn.insert_run(_run("run-cli", "running", None)))
+    finally:
+        store.close()
+    server = start_server()
+    response = server.client.post("/admin/runs/run-cli/cancel", headers=BEARER)
+    assert response.headers["location"] == "/admin/runs/run-cli?notice=foreign"
+    page = server.client.get(response.headers["location"], headers=BEARER).text
+    assert "stop it where it was started" in page
+
+
+def test_runs_still_executing_when_the_server_stops_are_marked_failed(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server()
+    gate = GateJudge()
+    _manager(server).judge_factory = gate.factory
+    response = server.client.post(
+        "/admin/simulations",
+        headers=BEARER,
+        data={
+            "policies": "egreedy-v1",
+            "personas": "quick-wins",
+            "users": "1",
+            "steps": "100000",
+            "judge": "rule",
+            "seed": "0",
+        },
+    )
+    run_id = response.headers["location"].rsplit("/", 1)[-1]
+    assert gate.entered.wait(30)
+    store_url = server.app.state.settings.database_url
+    gate.gate.set()
+    server.stop()
+    store = SqlStore(store_url)
+    try:
+        run = store.read(lambda txn: txn.get_run(run_id))
+    finally:
+        store.close()
+    assert run is not None
+    assert run.status == "failed"
+    assert run.error == "the server stopped before the run finished"
