@@ -93,6 +93,9 @@ class EngineConfig:
     active_policy_ttl_s: float = 1.0
     population_refresh_every: int = 100
     population_refresh_s: float = 300.0
+    population_users: int = 2000
+    """The population model is fitted to this many most recently active users at most: the
+    refit runs in the writer thread and costs O(users × clusters × d²)."""
 
     def __post_init__(self) -> None:
         get_policy(self.default_policy)
@@ -459,7 +462,8 @@ class Engine:
         )
         if stale:
             lam = policy.model.lam
-            users = [user_data(row.state, lam) for row in txn.states_of_policy(policy.name)]
+            rows = txn.states_of_policy(policy.name, self.config.population_users)
+            users = [user_data(row.state, lam) for row in rows]
             cached.model = PopulationModel.fit(users, lam, policy.population)
             cached.computed_at = now
             cached.updates = 0

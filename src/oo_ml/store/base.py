@@ -208,8 +208,9 @@ class Txn(Protocol):
     def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
         """Every (policy, model) of the user."""
 
-    def states_of_policy(self, policy: str) -> Sequence[StateRow]:
-        """Every user's model under ``policy`` (for the population prior)."""
+    def states_of_policy(self, policy: str, limit: int) -> Sequence[StateRow]:
+        """Users' models under ``policy``, the ``limit`` most recently updated (for the
+        population prior)."""
 
     def insert_run(self, run: RunRecord) -> None:
         """Raises :class:`~oo_ml.errors.ConflictError` if the run id exists."""

@@ -193,8 +193,10 @@ class _MemoryTxn:
             if user == user_id
         ]
 
-    def states_of_policy(self, policy: str) -> Sequence[StateRow]:
-        return [_copy_row(row) for (_, p), row in sorted(self._data.states.items()) if p == policy]
+    def states_of_policy(self, policy: str, limit: int) -> Sequence[StateRow]:
+        rows = [(key, row) for key, row in self._data.states.items() if key[1] == policy]
+        rows.sort(key=lambda item: (-item[1].updated_ms, item[0]))
+        return [_copy_row(row) for _, row in rows[:limit]]
 
     def insert_run(self, run: RunRecord) -> None:
         if run.run_id in self._data.runs:

@@ -427,11 +427,12 @@ class SqlTxn:
         ).all()
         return [(r.policy, _state_from_row(r)) for r in rows]
 
-    def states_of_policy(self, policy: str) -> Sequence[StateRow]:
+    def states_of_policy(self, policy: str, limit: int) -> Sequence[StateRow]:
         rows = self._conn.execute(
             select(policy_state)
             .where(policy_state.c.policy == policy)
-            .order_by(policy_state.c.user_id)
+            .order_by(policy_state.c.updated_ms.desc(), policy_state.c.user_id)
+            .limit(limit)
         ).all()
         return [_state_from_row(r) for r in rows]
 
