@@ -9,6 +9,7 @@ latency itself is measured by the benchmarks, not here.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 
@@ -42,7 +43,10 @@ def nodelay_of_accepted_connection(listener: socket.socket) -> int:
                 with contextlib.suppress(ConnectionError):
                     await writer.wait_closed()
 
-    return asyncio.run(accept_one())
+    # A fresh thread: another test's tool (e.g. Playwright's sync API) may have left an event
+    # loop running in this one, and asyncio.run() refuses to nest.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, accept_one()).result()
 
 
 def test_listen_socket_is_created_as_tcp() -> None:
