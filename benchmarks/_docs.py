@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["DOCS", "command_line", "write_section"]
+__all__ = ["DOCS", "command_line", "markers", "write_section"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _HEADER = (
@@ -22,9 +22,14 @@ def command_line() -> str:
     return shlex.join(["python", *sys.argv])
 
 
+def markers(name: str) -> tuple[str, str]:
+    """The comments that open and close benchmark ``name``'s section."""
+    return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
 def write_section(name: str, body: str, path: Path = DOCS) -> None:
     """Replace (or append) the section between ``<!-- bench:NAME:start/end -->``."""
-    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    start, end = markers(name)
     section = f"{start}\n{body.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else _HEADER
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)

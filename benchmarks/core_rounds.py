@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -44,6 +43,9 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
+
+from benchmarks._docs import DOCS, markers, write_section
 from oo_ml import Bandit, Candidate, Context, get_encoder, get_policy
 
 FloatArray = NDArray[np.float64]
@@ -51,14 +53,7 @@ FloatArray = NDArray[np.float64]
 K = 10
 """Candidates per decision."""
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-SECTION_START = "<!-- bench:core:start -->"
-SECTION_END = "<!-- bench:core:end -->"
-DOC_HEADER = (
-    "# Benchmarks\n\n"
-    "Numbers written by the scripts in `benchmarks/`. Each script rewrites only its own section,\n"
-    "together with the command that produced it.\n"
-)
+SECTION_START, SECTION_END = markers("core")
 
 SOURCES = ("todoist", "calendar", "email", "other")
 
@@ -441,19 +436,6 @@ def markdown(command: str, settings: str, rows: Sequence[tuple[str, ...]]) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of ``path``, creating the file if needed."""
-    section = f"{SECTION_START}\n{body}{SECTION_END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else DOC_HEADER
-    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3000, help="rounds per repeat")
@@ -505,9 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    output = args.output or (None if args.quick else DOCS)
     if output is not None:
-        write_section(output, markdown(command, settings, rows))
+        write_section("core", markdown(command, settings, rows), output)
         console.print(f"wrote {output}")
     return 0
 

@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
 import signal
@@ -42,15 +41,11 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too
+
+from benchmarks._docs import DOCS, write_section  # noqa: E402
+
 DEFAULT_SEED = ROOT.parent / "shared" / "reference" / "seed_main.py"
-DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
-SECTION_START = "<!-- bench:lost-updates:start -->"
-SECTION_END = "<!-- bench:lost-updates:end -->"
-DOC_HEADER = (
-    "# Benchmarks\n\n"
-    "Numbers written by the scripts in `benchmarks/`. Each script rewrites only its own section,\n"
-    "together with the command that produced it.\n"
-)
 COLUMNS = ("service", "run", "sent", "200", "5xx", "no answer", "reward_count", "lost", "in file")
 STARTUP_SECONDS = 60.0
 USER = "one-busy-user"
@@ -221,19 +216,6 @@ def markdown(command: str, settings: str, rows: Sequence[tuple[str, ...]]) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of ``path``, creating the file if needed."""
-    section = f"{SECTION_START}\n{body}{SECTION_END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else DOC_HEADER
-    pattern = re.compile(re.escape(SECTION_START) + ".*?" + re.escape(SECTION_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=500, help="concurrent rewards per run")
@@ -282,9 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    output = args.output or (None if args.quick else DEFAULT_OUTPUT)
+    output = args.output or (None if args.quick else DOCS)
     if output is not None:
-        write_section(output, markdown(command, settings, rows))
+        write_section("lost-updates", markdown(command, settings, rows), output)
         console.print(f"wrote {output}")
     return 0
 
