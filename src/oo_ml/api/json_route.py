@@ -10,13 +10,15 @@ model refuses, goes through FastAPI's own handler, so errors keep FastAPI's exac
 body is never accepted that FastAPI would refuse. The OpenAPI schema is FastAPI's, unchanged.
 
 Only routes whose endpoint takes exactly one body model and optionally the ``Request``, whose
-dependencies take only the ``Request``, and whose endpoint returns a ``Response`` use the fast
-path; any other route behaves exactly as a plain :class:`~fastapi.routing.APIRoute`.
+dependencies take only the ``Request``, and whose endpoint is declared to return a
+``Response`` use the fast path, and only while the app overrides no dependency; any other
+route behaves exactly as a plain :class:`~fastapi.routing.APIRoute`.
 """
 
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -83,17 +85,22 @@ class JsonBodyRoute(APIRoute):
             for d in dependant.dependencies
             if d.call is not None and inspect.iscoroutinefunction(d.call) and _request_only(d)
         ]
+        returns = typing.get_type_hints(self.endpoint).get("return")
         if (
             not (isinstance(model, type) and issubclass(model, BaseModel))
             or set(inspect.signature(self.endpoint).parameters) != expected
             or len(checks) != len(dependant.dependencies)
+            or not (isinstance(returns, type) and issubclass(returns, Response))
         ):
             return standard
         body_name = field.name
         endpoint: Callable[..., Awaitable[Any]] = self.endpoint
 
         async def handler(request: Request) -> Response:
-            if not (_json_content(request) and _length_within_limit(request)):
+            if (
+                not (_json_content(request) and _length_within_limit(request))
+                or request.app.dependency_overrides  # only FastAPI's handler applies them
+            ):
                 return await standard(request)
             try:
                 body = await request.body()
