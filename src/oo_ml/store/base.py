@@ -188,6 +188,19 @@ class Txn(Protocol):
     ) -> Sequence[DecisionRecord]:
         """Decisions made in ``[since_ms, before_ms)`` that have no feedback, oldest first."""
 
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The log for evaluation and export: decisions made in ``[since_ms, until_ms)`` with
+        their feedback, oldest first by ``(created_ms, event_id)``; ``after`` continues a page
+        after that key (keyset paging, stable while decisions are being added)."""
+
     def recent_decisions(
         self,
         user_id: str,

@@ -152,6 +152,26 @@ class _MemoryTxn:
         waiting.sort(key=lambda d: (d.created_ms, d.event_id))
         return waiting[:limit]
 
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        found = [
+            d
+            for d in self._data.decisions.values()
+            if since_ms <= d.created_ms < until_ms
+            and (after is None or (d.created_ms, d.event_id) > after)
+            and (policies is None or d.policy in policies)
+        ]
+        found.sort(key=lambda d: (d.created_ms, d.event_id))
+        feedback = self._data.feedback
+        return [(d, feedback.get(d.event_id)) for d in found[:limit]]
+
     def recent_decisions(
         self,
         user_id: str,

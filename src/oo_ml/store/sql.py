@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -377,6 +378,38 @@ class SqlTxn:
             .limit(limit)
         ).all()
         return [_decision_from_row(r) for r in rows]
+
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        conditions = [decisions.c.created_ms >= since_ms, decisions.c.created_ms < until_ms]
+        if after is not None:
+            conditions.append(tuple_(decisions.c.created_ms, decisions.c.event_id) > after)
+        if policies is not None:
+            conditions.append(decisions.c.policy.in_(list(policies)))
+        feedback_cols = [c.label(f"fb_{c.name}") for c in tip_feedback.c]
+        rows = self._conn.execute(
+            select(decisions, *feedback_cols)
+            .outerjoin(tip_feedback, tip_feedback.c.event_id == decisions.c.event_id)
+            .where(*conditions)
+            .order_by(decisions.c.created_ms, decisions.c.event_id)
+            .limit(limit)
+        ).all()
+        found: list[tuple[DecisionRecord, FeedbackRecord | None]] = []
+        for r in rows:
+            fb = None
+            if r.fb_event_id is not None:
+                fb = _feedback_from_row(
+                    _FeedbackRow(*(getattr(r, f"fb_{name}") for name in _FEEDBACK_COLUMNS))
+                )
+            found.append((_decision_from_row(r), fb))
+        return found
 
     def recent_decisions(
         self,
