@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,12 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from oo_ml.api.app import engine_config
+from oo_ml.decision_log import END_OF_TIME_MS, parse_time
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
+from oo_ml.evaluation import Evaluation, evaluate
 from oo_ml.features import ENCODERS, get_encoder
-from oo_ml.policies import POLICIES
+from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.serve import run_server
 from oo_ml.settings import Settings
@@ -318,6 +321,88 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
         console.print(f"[red]no run {run_id!r}[/red]")
         raise typer.Exit(1)
     _report(run, plot)
+
+
+@app.command()
+def ope(
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="Policy to evaluate (repeatable).")
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
+    logged_policy: Annotated[
+        list[str] | None,
+        typer.Option("--logged-policy", help="Only decisions served by this policy."),
+    ] = None,
+    reward_rule: Annotated[
+        str | None, typer.Option(help="Re-score outcomes with this rule (default: as logged).")
+    ] = None,
+    clip: Annotated[
+        float | None, typer.Option(min=1.0, help="Clip importance weights at this value.")
+    ] = None,
+    max_rounds: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate off-policy how POLICY would have done on the logged decisions."""
+    store = _open_store()
+    now = int(time.time() * 1000)
+    try:
+        for name in policy:
+            get_policy(name)
+        rule = None if reward_rule is None else get_reward_rule(reward_rule)
+        window = {
+            "since_ms": 0 if since is None else parse_time(since, now, name="since"),
+            "until_ms": END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
+        }
+        results = [
+            evaluate(
+                store,
+                name,
+                logged_policies=logged_policy or None,
+                reward_rule=rule,
+                clip=clip,
+                max_rounds=max_rounds,
+                **window,
+            )
+            for name in policy
+        ]
+    except OOMLError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in results]))
+        return
+    for result in results:
+        _print_evaluation(result)
+
+
+def _print_evaluation(result: Evaluation) -> None:
+    table = Table(title=f"{result.policy}: estimated mean reward per decision ({result.n} rounds)")
+    for column in ("estimator", "estimate", "95% interval", "ESS", "max weight"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    rows = [("logged (actual)", result.logged), *result.estimates.items()]
+    for label, est in rows:
+        if est is None:
+            continue
+        table.add_row(
+            label,
+            f"{est.value:+.4f}",
+            f"[{est.lower:+.4f}, {est.upper:+.4f}]",
+            "" if est.ess is None else f"{est.ess:,.0f}",
+            "" if est.max_weight is None else f"{est.max_weight:.2f}",
+        )
+    console.print(table)
+    for name, (n, mean) in result.logged_by_policy.items():
+        console.print(f"  logged by {name}: {n} rounds, mean reward {mean:+.4f}")
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items()))
+    console.print(f"  {result.policy}'s probabilities: {sources or 'none'}")
+    if result.skipped:
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items()))
+        console.print(f"  skipped: {skipped}")
 
 
 if __name__ == "__main__":  # pragma: no cover
