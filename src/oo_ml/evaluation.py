@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from oo_ml.decision_log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.errors import ValidationError
-from oo_ml.ope import Estimate, dm, dr, ips, snips
+from oo_ml.ope import Estimate, dm, dr, ips, replay, sample_actions, snips
 from oo_ml.ope.estimate import around, standard_error
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy
@@ -60,6 +60,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
+REPLAY_SEED = 20261126
+"""Seed of the draws of the evaluated policy's actions for the replay estimator."""
 GateEstimator = Literal["ips", "snips", "dm", "dr"]
 Source = Literal["logged", "shadow", "replayed"]
 
@@ -234,7 +236,7 @@ def collect(
                 dist, source = exact[decision.event_id], "shadow"
             else:
                 rng = np.random.Generator(np.random.PCG64(decision.seed))
-                ids = [c.id for c in decision.candidates]
+                ids = tuple(c.id for c in decision.candidates)
                 dist, source = policy.decide(state, x, ids, rng).probabilities, "replayed"
             out.q_hats.append(np.clip(x @ state.theta, -1.0, 1.0))
             reward = _reward(round_, reward_rule)
@@ -307,16 +309,24 @@ class Evaluation:
 
 
 def estimate_all(data: LogData, clip: float | None = None) -> dict[str, Estimate]:
-    """Every estimator on ``data``; empty when there are no usable rounds."""
+    """Every estimator on ``data``; empty when there are no usable rounds.
+
+    ``replay`` draws the evaluated policy's action in each round (seeded) and averages the
+    rounds where it matches the logged one; it is only unbiased when the logging policy's
+    probabilities were uniform, so it is shown for comparison and the gate never uses it.
+    """
     if data.n == 0:
         return {}
     target_pscore = data.target_pscore
-    return {
-        "ips": ips(data.reward, data.pscore, target_pscore, clip=clip),
-        "snips": snips(data.reward, data.pscore, target_pscore),
-        "dm": dm(data.target_dist, data.q_hat),
-        "dr": dr(data.reward, data.pscore, data.target_dist, data.q_hat, data.action, clip=clip),
-    }
+    found = {"ips": ips(data.reward, data.pscore, target_pscore, clip=clip)}
+    if target_pscore.any():  # otherwise SNIPS is 0/0: the policy never takes a logged action
+        found["snips"] = snips(data.reward, data.pscore, target_pscore)
+    found["dm"] = dm(data.target_dist, data.q_hat)
+    found["dr"] = dr(data.reward, data.pscore, data.target_dist, data.q_hat, data.action, clip=clip)
+    drawn = sample_actions(data.target_dist, seed=REPLAY_SEED)
+    if np.any(drawn == data.action):
+        found["replay"] = replay(data.reward, data.action, drawn)
+    return found
 
 
 def _logged_mean(reward: FloatArray) -> Estimate | None:
