@@ -104,7 +104,7 @@ def check_matrix(
     if array.shape[1] == 0:
         raise ValidationError(name, "must have at least one candidate column")
     if shape is not None and array.shape != shape:
-        raise ValidationError(name, f"has shape {array.shape} but {other} has {shape}")
+        raise ValidationError(name, f"has shape {array.shape} but {other} has shape {shape}")
     result = array.astype(np.float64)
     _finite(name, result)
     return result
