@@ -157,7 +157,7 @@ def snips(
         raise ValidationError(
             "target_pscore", "is 0 in every round, so SNIPS (Σwr / Σw) is undefined"
         )
-    value = float(np.dot(w, r)) / total
+    value = float(np.sum(w * r)) / total
     influence = w * (r - value) / (total / n)
     ess, max_weight = weight_diagnostics(w)
     return around(
