@@ -70,7 +70,7 @@ def check_rewards(name: str, value: object, n: int | None = None, other: str = "
     """A finite 1-d float array; ``n`` rounds when given (``other`` names where n came from)."""
     array = _numeric(name, value, 1)
     _same_rows(name, array, n, other)
-    result = array.astype(np.float64)
+    result = array.astype(np.float64, copy=False)
     _finite(name, result)
     return result
 
@@ -104,8 +104,8 @@ def check_matrix(
     if array.shape[1] == 0:
         raise ValidationError(name, "must have at least one candidate column")
     if shape is not None and array.shape != shape:
-        raise ValidationError(name, f"has shape {array.shape} but {other} has {shape}")
-    result = array.astype(np.float64)
+        raise ValidationError(name, f"has shape {array.shape} but {other} has shape {shape}")
+    result = array.astype(np.float64, copy=False)
     _finite(name, result)
     return result
 
@@ -142,7 +142,7 @@ def check_actions(
     _same_rows(name, array, n, other)
     if array.dtype.kind not in "iu":
         raise ValidationError(name, f"must hold integer action indices, not {array.dtype}")
-    result = array.astype(np.int64)
+    result = array.astype(np.int64, copy=False)
     bad = result < 0 if n_candidates is None else (result < 0) | (result >= n_candidates)
     if bad.any():
         row = int(np.argmax(bad))

@@ -69,7 +69,14 @@ FloatArray = npt.NDArray[np.float64]
 def _weights(
     pscore: FloatArray, target_pscore: FloatArray, clip: float | None
 ) -> tuple[FloatArray, int]:
-    raw = target_pscore / pscore
+    with np.errstate(over="ignore"):
+        raw = target_pscore / pscore
+    overflow = ~np.isfinite(raw)
+    if overflow.any():  # a subnormal pscore: 1 / 5e-324 is inf
+        row = int(np.argmax(overflow))
+        raise ValidationError(
+            f"pscore[{row}]", f"is {float(pscore[row])!r}, too small for a finite weight"
+        )
     if clip is None:
         return raw, 0
     return np.minimum(raw, clip), int(np.count_nonzero(raw > clip))
@@ -144,13 +151,13 @@ def snips(
     n = r.shape[0]
     mu = check_probabilities("pscore", pscore, n, "reward", positive=True)
     pi = check_probabilities("target_pscore", target_pscore, n, "reward", positive=False)
-    w = pi / mu
+    w, _ = _weights(mu, pi, None)
     total = float(w.sum())
     if total == 0.0:
         raise ValidationError(
             "target_pscore", "is 0 in every round, so SNIPS (Σwr / Σw) is undefined"
         )
-    value = float(np.dot(w, r)) / total
+    value = float(np.sum(w * r)) / total
     influence = w * (r - value) / (total / n)
     ess, max_weight = weight_diagnostics(w)
     return around(
