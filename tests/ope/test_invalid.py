@@ -172,13 +172,14 @@ CASES = [
     # action
     Case("action-negative", "action", [0, 1, -1, 2], "action[2]", "is -1"),
     Case("action-beyond-K", "action", [3, 1, 0, 2], "action[0]", "must be in [0, 3)", D),
-    Case("action-float", "action", [0.0, 1.0, 0.0, 2.0], "action", "integer action indices"),
-    Case("action-nan", "action", [0, NAN, 0, 2], "action", "integer action indices"),
+    Case("action-fractional", "action", [0.0, 1.5, 0.0, 2.0], "action[1]", "integer action index"),
+    Case("action-nan", "action", [0.0, float("nan"), 0.0, 2.0], "action[1]", "finite"),
     Case("action-bool", "action", [True, False, True, False], "action", "integer action indices"),
     Case("action-short", "action", [0, 1], "action", "has 2 rounds but reward has 4", R),
     # target_action
     Case("target_action-negative", "target_action", [0, -2, 0, 2], "target_action[1]", "is -2"),
-    Case("target_action-float", "target_action", [0.5, 0, 0, 2], "target_action", "integer"),
+    Case("target_action-half", "target_action", [0.5, 0, 0, 2], "target_action[0]", "integer"),
+    Case("target_action-text", "target_action", ["a", "b", "c", "d"], "target_action", ""),
     Case(
         "target_action-long", "target_action", [0, 0, 0, 2, 1], "target_action", "has 5 rounds", R
     ),

@@ -140,7 +140,16 @@ def check_actions(
     """Non-negative integer action indices, below ``n_candidates`` when given."""
     array = _numeric(name, value, 1)
     _same_rows(name, array, n, other)
-    if array.dtype.kind not in "iu":
+    if array.dtype.kind == "f":
+        # Tables read with pandas or CSV readers often hold indices as floats: accept whole ones.
+        _finite(name, array.astype(np.float64, copy=False))
+        fractional = array != np.floor(array)
+        if fractional.any():
+            row = int(np.argmax(fractional))
+            raise ValidationError(
+                f"{name}[{row}]", f"is {float(array[row])!r}, must be an integer action index"
+            )
+    elif array.dtype.kind not in "iu":
         raise ValidationError(name, f"must hold integer action indices, not {array.dtype}")
     result = array.astype(np.int64, copy=False)
     bad = result < 0 if n_candidates is None else (result < 0) | (result >= n_candidates)
