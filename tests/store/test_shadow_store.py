@@ -17,7 +17,9 @@ from oo_ml.store.schema import metadata
 from .test_store_contract import decision, feedback, trained_row
 
 
-def shadow(event_id: str, policy: str = "linucb-v1", *, k: int = 3, chosen: int = 1) -> ShadowRecord:
+def shadow(
+    event_id: str, policy: str = "linucb-v1", *, k: int = 3, chosen: int = 1
+) -> ShadowRecord:
     rng = np.random.default_rng(len(event_id) * 31 + len(policy))
     probabilities = rng.dirichlet(np.ones(k))
     return ShadowRecord(
@@ -39,7 +41,8 @@ def assert_same_shadow(a: ShadowRecord, b: ShadowRecord) -> None:
     )
     np.testing.assert_array_equal(a.scores, b.scores)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
-    assert a.scores.dtype == np.float64 and a.probabilities.shape == b.probabilities.shape
+    assert a.scores.dtype == np.float64
+    assert a.probabilities.shape == b.probabilities.shape
 
 
 def test_shadows_round_trip_exactly_ordered_by_policy(store: Store) -> None:
