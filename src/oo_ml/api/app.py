@@ -50,6 +50,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         store_content=settings.store_content,
         default_reward=settings.default_reward,
         reward_wait_ms=int(settings.reward_wait_seconds * 1000),
+        shadow_policies=settings.shadow_policies,
     )
 
 
