@@ -386,10 +386,19 @@ def _take(rounds: Iterable[Round], limit: int) -> Iterable[Round]:
         yield round_
 
 
-def _shadow_lookup(store: Store, policy: Policy) -> ShadowLookup | None:
-    """Exact shadow probabilities from the store, when it keeps them."""
-    del store, policy
-    return None
+def _shadow_lookup(store: Store, policy: Policy) -> ShadowLookup:
+    """The policy's probabilities logged while it ran as a shadow, by event id."""
+
+    def lookup(event_ids: Sequence[str]) -> Mapping[str, FloatArray]:
+        found = store.read(lambda txn: txn.shadows_for(event_ids))
+        return {
+            event_id: record.probabilities
+            for event_id, records in found.items()
+            for record in records
+            if record.policy == policy.name
+        }
+
+    return lookup
 
 
 # -- the promotion gate --------------------------------------------------------------------

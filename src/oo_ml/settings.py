@@ -10,6 +10,9 @@ variable                          meaning                                 defaul
 ``OO_ML_API_TOKEN``               if set, rank/feedback/compat need it    unset (open)
 ``OO_ML_ACTIVE_POLICY``           policy serving requests that name none  ``egreedy-v1``
                                   (until one is promoted in the database)
+``OO_ML_SHADOW_POLICIES``         challengers scored and logged beside    unset (none)
+                                  the served policy, comma-separated
+                                  (at most 4; until set in the database)
 ``OO_ML_REWARD_RULE``             rule turning outcomes into rewards      ``dwell-v1``
 ``OO_ML_MAX_CANDIDATES``          most candidates per request             ``200``
 ``OO_ML_MAX_BODY_BYTES``          largest request body                    ``1048576``
@@ -46,12 +49,13 @@ variable                          meaning                                 defaul
 from __future__ import annotations
 
 import shlex
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oo_ml.errors import NotFoundError
+from oo_ml.engine import check_shadow_policies
+from oo_ml.errors import NotFoundError, ValidationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import get_reward_rule
 
@@ -82,6 +86,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_token: SecretStr | None = None
     active_policy: str = "egreedy-v1"
+    # NoDecode: the variable is a comma-separated list, not JSON.
+    shadow_policies: Annotated[tuple[str, ...], NoDecode] = ()
     reward_rule: str = "dwell-v1"
     max_candidates: int = Field(200, ge=1, le=10_000)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
@@ -133,6 +139,16 @@ class Settings(BaseSettings):
         except NotFoundError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("shadow_policies", mode="before")
+    @classmethod
+    def _shadows_exist(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        try:
+            return check_shadow_policies(value, "OO_ML_SHADOW_POLICIES")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("reward_rule")
     @classmethod

@@ -17,13 +17,20 @@ from oo_ml.types import Action, Outcome
 from .world import expected_reward, play
 
 
-def logged_engine(policy: str, *, users: int = 20, rounds: int = 30, seed: int = 1) -> Engine:
+def logged_engine(
+    policy: str,
+    *,
+    users: int = 20,
+    rounds: int = 30,
+    seed: int = 1,
+    shadows: tuple[str, ...] = (),
+) -> Engine:
     """An engine whose log holds ``users`` × ``rounds`` decisions of ``policy`` with feedback."""
     ticks = itertools.count()
     seeds = np.random.default_rng(seed + 1000)
     engine = Engine(
         MemoryStore(),
-        EngineConfig(default_policy=policy),
+        EngineConfig(default_policy=policy, shadow_policies=shadows),
         clock=lambda: 1_700_000_000 + next(ticks) * 0.001,
         seed_source=lambda: int(seeds.integers(2**62)),
     )
@@ -123,3 +130,18 @@ def test_replay_is_deterministic(egreedy_log: Engine) -> None:
     b = evaluate(egreedy_log.store, "ucb-pop1")
     assert a.to_dict() == b.to_dict()
     assert a.sources == {"replayed": 600}
+
+
+def test_a_shadow_is_evaluated_with_its_logged_probabilities() -> None:
+    engine = logged_engine("egreedy-v1", users=10, rounds=20, shadows=("ucb-ix1",))
+    shadowed = evaluate(engine.store, "ucb-ix1")
+    assert shadowed.sources == {"shadow": 200}
+    # The replay's approximation is exactly what a shadow learns: the same logged actions in
+    # the same order, so without a population prior the replayed probabilities are the shadow's.
+    logged = list(iter_rounds(engine.store))
+    replayed = collect(logged, get_policy("ucb-ix1"))
+    shadows = engine.store.read(lambda t: t.shadows_for([d.event_id for d, _ in logged]))
+    for i, (decision, _) in enumerate(logged):
+        (record,) = shadows[decision.event_id]
+        k = len(decision.candidates)
+        np.testing.assert_allclose(replayed.target_dist[i, :k], record.probabilities, atol=1e-9)

@@ -55,6 +55,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         promotion_window_ms=int(settings.promotion_window_days * 86_400_000),
         promotion_min_rounds=settings.promotion_min_rounds,
         promotion_max_rounds=settings.promotion_max_rounds,
+        shadow_policies=settings.shadow_policies,
     )
 
 

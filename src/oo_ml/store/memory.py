@@ -18,6 +18,7 @@ from oo_ml.store.base import (
     DecisionRecord,
     FeedbackRecord,
     RunRecord,
+    ShadowRecord,
     SimEvent,
     StateRow,
     UserRow,
@@ -38,6 +39,9 @@ class _Data:
     decisions: dict[str, DecisionRecord] = field(default_factory=dict)
     by_user: dict[str, list[str]] = field(default_factory=dict)
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
+    shadows: dict[tuple[str, str], ShadowRecord] = field(default_factory=dict)
+    shadow_keys: dict[str, list[str]] = field(default_factory=dict)
+    """The policies that shadowed each event id (an index into ``shadows``)."""
     users: dict[str, UserRow] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
@@ -105,6 +109,23 @@ class _MemoryTxn:
         self._remember(self._data.feedback, record.event_id)
         self._data.feedback[record.event_id] = record
 
+    def insert_shadows(self, records: Sequence[ShadowRecord]) -> None:
+        for record in records:
+            key = (record.event_id, record.policy)
+            if record.event_id not in self._data.decisions:
+                raise ConflictError(f"no decision {record.event_id!r} to shadow")
+            if key in self._data.shadows:
+                raise ConflictError(f"shadow {key!r} already exists")
+            self._remember(self._data.shadows, key)
+            self._data.shadows[key] = record
+            self._remember(self._data.shadow_keys, record.event_id)
+            known = self._data.shadow_keys.get(record.event_id, [])
+            self._data.shadow_keys[record.event_id] = sorted([*known, record.policy])
+
+    def shadows_for(self, event_ids: Sequence[str]) -> dict[str, list[ShadowRecord]]:
+        shadows, keys = self._data.shadows, self._data.shadow_keys
+        return {e: [shadows[(e, p)] for p in keys.get(e, [])] for e in event_ids}
+
     def get_user(self, user_id: str) -> UserRow | None:
         return self._data.users.get(user_id)
 
@@ -127,6 +148,13 @@ class _MemoryTxn:
                     self._remember(mapping, event_id)
                     del mapping[event_id]
                     removed += 1
+            for policy in self._data.shadow_keys.get(event_id, []):
+                self._remember(self._data.shadows, (event_id, policy))
+                del self._data.shadows[(event_id, policy)]
+                removed += 1
+            if event_id in self._data.shadow_keys:
+                self._remember(self._data.shadow_keys, event_id)
+                del self._data.shadow_keys[event_id]
         self._remember(self._data.by_user, user_id)
         self._data.by_user.pop(user_id, None)
         self._remember(self._data.users, user_id)
