@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +17,10 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from oo_ml.api.app import engine_config
+from oo_ml.decision_log import END_OF_TIME_MS
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
+from oo_ml.export import FORMATS, export_log
 from oo_ml.features import ENCODERS, get_encoder
 from oo_ml.policies import POLICIES
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
@@ -318,6 +321,75 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
         console.print(f"[red]no run {run_id!r}[/red]")
         raise typer.Exit(1)
     _report(run, plot)
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def _time_ms(value: str | None, option: str) -> int | None:
+    """Milliseconds since the epoch, or an ISO-8601 time (UTC when it names no zone)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            "must be milliseconds since the epoch or an ISO-8601 time, e.g. 2024-05-01T09:00Z",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
+
+
+@app.command("export")
+def export_command(
+    fmt: Annotated[str, typer.Option("--format", help="dsjson (Vowpal Wabbit), csv or parquet.")],
+    since: Annotated[
+        str | None, typer.Option(help="Decisions made at or after: ISO-8601 or epoch ms.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Decisions made before: ISO-8601 or epoch ms.")
+    ] = None,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Only decisions of this policy (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write; standard output if omitted (not parquet).")
+    ] = None,
+    include_unlabeled: Annotated[
+        bool, typer.Option(help="Also write decisions that have no feedback yet, unlabeled.")
+    ] = False,
+) -> None:
+    """Export the decision log for other tools; a summary goes to standard error."""
+    since_ms = _time_ms(since, "--since")
+    until_ms = _time_ms(until, "--until")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt == "parquet" and (output is None or str(output) == "-"):
+        raise typer.BadParameter(
+            "parquet is binary: give a file with --output", param_hint="--output"
+        )
+    errors = Console(stderr=True)
+    store = _open_store()
+    try:
+        summary = export_log(
+            store,
+            fmt,
+            None if output is None or str(output) == "-" else output,
+            since_ms=0 if since_ms is None else since_ms,
+            until_ms=END_OF_TIME_MS if until_ms is None else until_ms,
+            policies=policy or None,
+            include_unlabeled=include_unlabeled,
+        )
+    except (OOMLError, ImportError) as exc:
+        errors.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    errors.print(summary.describe(), markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
