@@ -248,7 +248,7 @@ def write_dsjson(
     summary = ExportSummary("dsjson")
     for decision, feedback in _select(rounds, summary, include_unlabeled):
         event = dsjson_event(decision, feedback)
-        out.write(json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        out.write(json.dumps(event, separators=(",", ":"), allow_nan=False))
         out.write("\n")
     return summary
 
