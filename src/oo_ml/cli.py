@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +17,13 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from oo_ml.api.app import engine_config
-from oo_ml.decision_log import END_OF_TIME_MS
+from oo_ml.decision_log import END_OF_TIME_MS, parse_time
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
+from oo_ml.evaluation import Evaluation, evaluate
 from oo_ml.export import FORMATS, export_log
 from oo_ml.features import ENCODERS, get_encoder
-from oo_ml.policies import POLICIES
+from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.serve import run_server
 from oo_ml.settings import Settings
@@ -323,36 +324,98 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
     _report(run, plot)
 
 
-# -- export ---------------------------------------------------------------------------------
-
-
-def _time_ms(value: str | None, option: str) -> int | None:
-    """Milliseconds since the epoch, or an ISO-8601 time (UTC when it names no zone)."""
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
+@app.command()
+def ope(
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="Policy to evaluate (repeatable).")
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
+    logged_policy: Annotated[
+        list[str] | None,
+        typer.Option("--logged-policy", help="Only decisions served by this policy."),
+    ] = None,
+    reward_rule: Annotated[
+        str | None, typer.Option(help="Re-score outcomes with this rule (default: as logged).")
+    ] = None,
+    clip: Annotated[
+        float | None, typer.Option(min=1.0, help="Clip importance weights at this value.")
+    ] = None,
+    max_rounds: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate off-policy how POLICY would have done on the logged decisions."""
+    store = _open_store()
+    now = int(time.time() * 1000)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            "must be milliseconds since the epoch or an ISO-8601 time, e.g. 2024-05-01T09:00Z",
-            param_hint=option,
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+        for name in policy:
+            get_policy(name)
+        rule = None if reward_rule is None else get_reward_rule(reward_rule)
+        window = {
+            "since_ms": 0 if since is None else parse_time(since, now, name="since"),
+            "until_ms": END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
+        }
+        results = [
+            evaluate(
+                store,
+                name,
+                logged_policies=logged_policy or None,
+                reward_rule=rule,
+                clip=clip,
+                max_rounds=max_rounds,
+                **window,
+            )
+            for name in policy
+        ]
+    except OOMLError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in results]))
+        return
+    for result in results:
+        _print_evaluation(result)
+
+
+def _print_evaluation(result: Evaluation) -> None:
+    table = Table(title=f"{result.policy}: estimated mean reward per decision ({result.n} rounds)")
+    for column in ("estimator", "estimate", "95% interval", "ESS", "max weight"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    rows = [("logged (actual)", result.logged), *result.estimates.items()]
+    for label, est in rows:
+        if est is None:
+            continue
+        table.add_row(
+            label,
+            f"{est.value:+.4f}",
+            f"[{est.lower:+.4f}, {est.upper:+.4f}]",
+            "" if est.ess is None else f"{est.ess:,.0f}",
+            "" if est.max_weight is None else f"{est.max_weight:.2f}",
+        )
+    console.print(table)
+    for name, (n, mean) in result.logged_by_policy.items():
+        console.print(f"  logged by {name}: {n} rounds, mean reward {mean:+.4f}")
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items()))
+    console.print(f"  {result.policy}'s probabilities: {sources or 'none'}")
+    if result.skipped:
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items()))
+        console.print(f"  skipped: {skipped}")
+
+
+# -- export ---------------------------------------------------------------------------------
 
 
 @app.command("export")
 def export_command(
     fmt: Annotated[str, typer.Option("--format", help="dsjson (Vowpal Wabbit), csv or parquet.")],
     since: Annotated[
-        str | None, typer.Option(help="Decisions made at or after: ISO-8601 or epoch ms.")
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
     ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="Decisions made before: ISO-8601 or epoch ms.")
-    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
     policy: Annotated[
         list[str] | None, typer.Option(help="Only decisions of this policy (repeatable).")
     ] = None,
@@ -364,8 +427,6 @@ def export_command(
     ] = False,
 ) -> None:
     """Export the decision log for other tools; a summary goes to standard error."""
-    since_ms = _time_ms(since, "--since")
-    until_ms = _time_ms(until, "--until")
     if fmt not in FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
     if fmt == "parquet" and (output is None or str(output) == "-"):
@@ -373,14 +434,15 @@ def export_command(
             "parquet is binary: give a file with --output", param_hint="--output"
         )
     errors = Console(stderr=True)
+    now = int(time.time() * 1000)
     store = _open_store()
     try:
         summary = export_log(
             store,
             fmt,
             None if output is None or str(output) == "-" else output,
-            since_ms=0 if since_ms is None else since_ms,
-            until_ms=END_OF_TIME_MS if until_ms is None else until_ms,
+            since_ms=0 if since is None else parse_time(since, now, name="since"),
+            until_ms=END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
             policies=policy or None,
             include_unlabeled=include_unlabeled,
         )

@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from oo_ml.errors import ConflictError, NotFoundError, ValidationError
+from oo_ml.errors import ConflictError, NotFoundError, PromotionRefusedError, ValidationError
+from oo_ml.evaluation import GateEstimator, PromotionCheck, check_promotion
 from oo_ml.policies import Policy, get_policy
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, recenter, user_data
@@ -93,6 +94,11 @@ class EngineConfig:
     active_policy_ttl_s: float = 1.0
     population_refresh_every: int = 100
     population_refresh_s: float = 300.0
+    promotion_gate: str | None = None
+    """Estimator of the promotion gate (``ips``, ``snips``, ``dm``, ``dr``); ``None``: no gate."""
+    promotion_window_ms: int = 14 * 86_400_000
+    promotion_min_rounds: int = 200
+    promotion_max_rounds: int = 50_000
     population_users: int = 2000
     """The population model is fitted to this many most recently active users at most: the
     refit runs in the writer thread and costs O(users × clusters × d²)."""
@@ -229,6 +235,35 @@ class Engine:
         self._active.name = policy.name
         self._active.expires = time.monotonic() + self.config.active_policy_ttl_s
         return policy
+
+    def check_promotion(self, name: str) -> PromotionCheck | None:
+        """The promotion gate's verdict on making ``name`` active; ``None`` without a gate."""
+        challenger = get_policy(name)
+        if self.config.promotion_gate is None:
+            return None
+        now = self.now_ms()
+        return check_promotion(
+            self.store,
+            challenger.name,
+            self.active_policy().name,
+            estimator=cast(GateEstimator, self.config.promotion_gate),
+            since_ms=max(0, now - self.config.promotion_window_ms),
+            until_ms=now + 1,
+            min_rounds=self.config.promotion_min_rounds,
+            max_rounds=self.config.promotion_max_rounds,
+        )
+
+    def promote(self, name: str) -> tuple[Policy, PromotionCheck | None]:
+        """Make ``name`` the active policy if the promotion gate (when configured) lets it.
+
+        Raises :class:`~oo_ml.errors.PromotionRefusedError` with the gate's numbers otherwise.
+        """
+        verdict = self.check_promotion(name)
+        if verdict is not None and not verdict.allowed:
+            raise PromotionRefusedError(
+                f"promotion of {verdict.challenger} refused: {verdict.reason}", verdict.to_dict()
+            )
+        return self.set_active_policy(name), verdict
 
     # -- ranking --------------------------------------------------------------------------
 

@@ -20,6 +20,14 @@ variable                          meaning                                 defaul
 ``OO_ML_STORE_CONTENT``           keep task texts in the decision log     ``false``
 ``OO_ML_SQLITE_SYNCHRONOUS``      SQLite durability: ``FULL``/``NORMAL``  ``FULL``
 ``OO_ML_LOG_LEVEL``               ``debug``, ``info``, ``warning``…       ``info``
+``OO_ML_PROMOTION_GATE``          estimator that must show a challenger   ``off``
+                                  beats the active policy before it is
+                                  promoted: ``ips``, ``snips``, ``dm``,
+                                  ``dr`` or ``off``
+``OO_ML_PROMOTION_WINDOW_DAYS``   how far back the gate reads the log     ``14``
+``OO_ML_PROMOTION_MIN_ROUNDS``    fewest usable logged rounds the gate    ``200``
+                                  accepts as evidence
+``OO_ML_PROMOTION_MAX_ROUNDS``    most logged rounds the gate replays     ``50000``
 ``OO_ML_LLM_BASE_URL``            OpenAI-compatible endpoint of the       unset
                                   ``llm`` judge, e.g.
                                   ``http://127.0.0.1:8080/v1``
@@ -84,6 +92,10 @@ class Settings(BaseSettings):
     store_content: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    promotion_gate: Literal["off", "ips", "snips", "dm", "dr"] = "off"
+    promotion_window_days: float = Field(14.0, gt=0, le=3650, allow_inf_nan=False)
+    promotion_min_rounds: int = Field(200, ge=1, le=10_000_000)
+    promotion_max_rounds: int = Field(50_000, ge=1, le=10_000_000)
     llm_base_url: str | None = Field(None, pattern=r"^https?://\S+$")
     llm_model: str | None = Field(None, min_length=1)
     llm_api_key: SecretStr | None = None

@@ -97,7 +97,7 @@ def test_epoch_milliseconds_select_the_same_window_as_iso(
     [
         (["--format", "xml"], "must be one of dsjson, csv, parquet"),
         (["--format", "parquet"], "give a file with --output"),
-        (["--format", "csv", "--since", "yesterday"], "ISO-8601"),
+        (["--format", "csv", "--since", "yesterday"], "since: 'yesterday' is not milliseconds"),
         (["--format", "csv", "--since", "2024-06-02", "--until", "2024-06-01"], "since"),
     ],
 )

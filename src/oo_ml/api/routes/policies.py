@@ -31,7 +31,17 @@ def list_policies(engine: EngineDep) -> dict[str, Any]:
     }
 
 
-@router.put("/active", dependencies=[AdminDep])
-def set_active(body: ActiveIn, engine: EngineDep) -> dict[str, str]:
-    """Make ``policy`` serve every request that names none (admin)."""
-    return {"active": engine.set_active_policy(body.policy).name}
+@router.put(
+    "/active",
+    dependencies=[AdminDep],
+    responses={409: {"description": "the promotion gate refused the challenger"}},
+)
+def set_active(body: ActiveIn, engine: EngineDep) -> dict[str, Any]:
+    """Make ``policy`` serve every request that names none (admin).
+
+    With a promotion gate configured (``OO_ML_PROMOTION_GATE``) the challenger is first
+    evaluated off-policy on the decision log beside the active policy; it is refused (409, with
+    the numbers) unless its lower 95% bound beats the active policy's estimate.
+    """
+    policy, verdict = engine.promote(body.policy)
+    return {"active": policy.name, "gate": None if verdict is None else verdict.to_dict()}

@@ -1,0 +1,27 @@
+"""The console's promote button goes through the promotion gate and shows its numbers."""
+
+from __future__ import annotations
+
+from tests.api.test_promotion_gate import logged_store
+
+from .conftest import ServerFactory
+from .support import BEARER
+
+
+def test_a_refused_promotion_shows_the_gate_numbers(start_server: ServerFactory) -> None:
+    server = start_server(store=logged_store(), promotion_gate="snips", promotion_min_rounds=1000)
+    page = server.client.get("/admin/policies/linucb-v1/promote", headers=BEARER)
+    assert "A promotion gate is on" in page.text
+    response = server.client.post("/admin/policies/linucb-v1/promote", headers=BEARER)
+    assert response.status_code == 409
+    assert "The promotion gate refused this" in response.text
+    assert "does not beat" in response.text
+    assert "1200 logged rounds were used" in response.text
+    assert server.engine.active_policy().name == "egreedy-v1"
+
+
+def test_an_accepted_promotion_redirects(start_server: ServerFactory) -> None:
+    server = start_server(store=logged_store(), promotion_gate="dr", promotion_min_rounds=1000)
+    response = server.client.post("/admin/policies/ucb-pop1/promote", headers=BEARER)
+    assert response.status_code == 303
+    assert server.engine.active_policy().name == "ucb-pop1"
