@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from oo_ml.decision_log import iter_rounds
+from oo_ml.engine import Engine, EngineConfig
 from oo_ml.export import dsjson_event, export_log, write_dsjson
 from oo_ml.features import get_encoder
+from oo_ml.store.memory import MemoryStore
 from oo_ml.store.sql import SqlStore
+from oo_ml.types import Candidate, Context, Outcome
 
-from .conftest import SimulatedLog
+from .conftest import START_S, SimulatedLog
 
 vowpalwabbit = pytest.importorskip("vowpalwabbit")
 
@@ -203,3 +206,27 @@ def test_vowpal_wabbit_learns_from_the_export_that_email_tips_pay(
     # same log without the source features leaves it no better than a guess among four.
     assert email_mass(lines, strip_source=False) > 0.9
     assert email_mass(lines, strip_source=True) < 0.5
+
+
+def test_non_ascii_ids_and_sources_are_escaped_and_read_back_by_vowpal_wabbit() -> None:
+    store = MemoryStore()
+    engine = Engine(store, EngineConfig(), clock=lambda: START_S, seed_source=lambda: 5)
+    candidates = [Candidate("tâche-1", source="courriel ✉"), Candidate("任务-2", priority=3)]
+    decision = engine.rank("Zoë", Context(8, 6), candidates, policy="ucb-ix1")
+    feedback = engine.feedback(decision.event_id, Outcome("dismiss")).feedback
+    out = io.StringIO()
+    write_dsjson([(decision, feedback)], out)
+    line = out.getvalue().strip()
+    assert line.isascii()
+    event = json.loads(line)
+    assert event["c"]["User"] == {"id": "Zoë"}
+    assert [a["_tag"] for a in event["c"]["_multi"]] == ["tâche-1", "任务-2"]
+    assert event["c"]["_multi"][0]["Task"]["source"] == "courriel ✉"
+    workspace = vowpalwabbit.Workspace("--cb_explore_adf --dsjson --quiet")
+    try:
+        examples = workspace.parse(line)
+        assert len(examples) == 3
+        workspace.learn(examples)
+        workspace.finish_example(examples)
+    finally:
+        workspace.finish()
