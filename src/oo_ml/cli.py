@@ -21,6 +21,7 @@ from oo_ml.decision_log import END_OF_TIME_MS, parse_time
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
 from oo_ml.evaluation import Evaluation, evaluate
+from oo_ml.export import FORMATS, export_log
 from oo_ml.features import ENCODERS, get_encoder
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
@@ -403,6 +404,54 @@ def _print_evaluation(result: Evaluation) -> None:
     if result.skipped:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items()))
         console.print(f"  skipped: {skipped}")
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    fmt: Annotated[str, typer.Option("--format", help="dsjson (Vowpal Wabbit), csv or parquet.")],
+    since: Annotated[
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Only decisions of this policy (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write; standard output if omitted (not parquet).")
+    ] = None,
+    include_unlabeled: Annotated[
+        bool, typer.Option(help="Also write decisions that have no feedback yet, unlabeled.")
+    ] = False,
+) -> None:
+    """Export the decision log for other tools; a summary goes to standard error."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt == "parquet" and (output is None or str(output) == "-"):
+        raise typer.BadParameter(
+            "parquet is binary: give a file with --output", param_hint="--output"
+        )
+    errors = Console(stderr=True)
+    now = int(time.time() * 1000)
+    store = _open_store()
+    try:
+        summary = export_log(
+            store,
+            fmt,
+            None if output is None or str(output) == "-" else output,
+            since_ms=0 if since is None else parse_time(since, now, name="since"),
+            until_ms=END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
+            policies=policy or None,
+            include_unlabeled=include_unlabeled,
+        )
+    except (OOMLError, ImportError) as exc:
+        errors.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    errors.print(summary.describe(), markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
