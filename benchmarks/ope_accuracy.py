@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
 
-from benchmarks._docs import command_line, write_section
+from benchmarks._docs import DOCS, command_line, write_section
 from oo_ml.engine import MAX_SHADOW_POLICIES
 from oo_ml.evaluation import Evaluation, evaluate
 from oo_ml.sim.persona import shipped_personas
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--output", type=Path, default=DOCS, help="markdown file to update")
     args = parser.parse_args(argv)
     policies = [p for p in args.policies.split(",") if p]
     started = time.perf_counter()
@@ -157,7 +158,7 @@ off-greedy tip a 1%-per-candidate chance).
 """
     print(body)
     if not args.no_write:
-        write_section(SECTION, body)
+        write_section(SECTION, body, args.output)
 
 
 if __name__ == "__main__":
