@@ -142,7 +142,7 @@ other policy configured as a shadow, so its probabilities were logged exactly. â
 interval that covers the policy's online expected reward (the persona's expected reward of the
 tips it chose, averaged; the judge's noise removed). See `benchmarks/ope_accuracy.py`.
 
-Command: `{command_line()}` ({elapsed:.0f} s)
+Command: `{command_line("benchmarks/ope_accuracy.py", argv)}` ({elapsed:.0f} s)
 
 {HEADER}
 {chr(10).join(rows)}
