@@ -154,28 +154,30 @@ class Persona:
     rules: tuple[Rule, ...] = ()
     drift_at: int | None = None
     drift_to: Persona | None = field(default=None, compare=False)
-    _table: FloatArray = field(init=False, repr=False, compare=False)
-    """The weights in force at each (hour, day of week), row ``24·day + hour``: the rules are
-    evaluated once per persona instead of at every step."""
-    _rows: tuple[tuple[float, ...], ...] = field(init=False, repr=False, compare=False)
+    _weights: dict[int, tuple[FloatArray, tuple[float, ...]]] = field(
+        init=False, repr=False, compare=False
+    )
+    """The weights in force at (hour, day of week), by ``24·day + hour``, as an array and as
+    plain floats: each moment's rules are evaluated once instead of at every step."""
     _done_rewards: dict[str, tuple[RewardRule, float]] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        table = np.empty((7 * 24, len(FEATURES)))
-        for day in range(7):
-            for hour in range(24):
-                context = Context(hour, day)
-                w = self.prefer.copy()
-                for rule in self.rules:
-                    if rule.applies(context):
-                        w += rule.weights
-                table[24 * day + hour] = w
-        table.setflags(write=False)
-        object.__setattr__(self, "_table", table)
-        object.__setattr__(self, "_rows", tuple(tuple(row) for row in table.tolist()))
+        object.__setattr__(self, "_weights", {})
         object.__setattr__(self, "_done_rewards", {})
+
+    def _weights_at(self, context: Context) -> tuple[FloatArray, tuple[float, ...]]:
+        key = 24 * context.day_of_week + context.hour_of_day
+        found = self._weights.get(key)
+        if found is None:
+            w = self.prefer.copy()
+            for rule in self.rules:
+                if rule.applies(context):
+                    w += rule.weights
+            w.setflags(write=False)
+            found = self._weights[key] = (w, tuple(w.tolist()))
+        return found
 
     def at_step(self, step: int) -> Persona:
         """The preferences in force at ``step`` (after a drift, the other persona's)."""
@@ -185,8 +187,7 @@ class Persona:
 
     def weights(self, context: Context) -> FloatArray:
         """The weights in force in ``context`` (read-only)."""
-        row: FloatArray = self._table[24 * context.day_of_week + context.hour_of_day]
-        return row
+        return self._weights_at(context)[0]
 
     def utilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
         utilities: FloatArray = task_features(tasks) @ self.weights(context)
@@ -202,7 +203,7 @@ class Persona:
     def done_probability(self, task: SimTask, context: Context) -> float:
         """``action_probabilities([task], context)[0, 0]`` in plain floats: the rule judge asks
         this once per step, where numpy's per-call overhead would cost more than the sum."""
-        weights = self._rows[24 * context.day_of_week + context.hour_of_day]
+        weights = self._weights_at(context)[1]
         utility = sum([x * w for x, w in zip(_feature_row(task), weights, strict=True)])
         r = self.response
         z = -r.slope * (utility - r.threshold)
