@@ -38,6 +38,7 @@ File layout::
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -361,12 +362,21 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
     return personas
 
 
+@functools.cache
+def _shipped_files() -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """The shipped persona files, read and parsed once per process (they are package data)."""
+    return tuple(
+        (entry.name, tomllib.loads(entry.read_text()))
+        for entry in sorted(resources.files("oo_ml.sim.personas").iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".toml")
+    )
+
+
 def _shipped_tables() -> dict[str, tuple[Persona, Mapping[str, Any] | None]]:
     parsed = {}
-    for entry in sorted(resources.files("oo_ml.sim.personas").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            persona, drift = _parse(tomllib.loads(entry.read_text()), entry.name)
-            parsed[persona.name] = (persona, drift)
+    for name, data in _shipped_files():
+        persona, drift = _parse(data, name)
+        parsed[persona.name] = (persona, drift)
     return parsed
 
 
