@@ -464,7 +464,7 @@ class Engine:
             lam = policy.model.lam
             rows = txn.states_of_policy(policy.name, self.config.population_users)
             users = [user_data(row.state, lam) for row in rows]
-            cached.model = PopulationModel.fit(users, lam, policy.population, previous=cached.model)
+            cached.model = PopulationModel.fit(users, lam, policy.population)
             cached.computed_at = now
             cached.updates = 0
         return cached.model

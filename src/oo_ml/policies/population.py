@@ -45,9 +45,6 @@ class Population:
     restarts: int = 1
     """Hard EM runs from this many k-means++ starts; the fit that explains the users' data best
     (lowest total misfit) wins. One start can settle with two habits in one cluster."""
-    warm_start: bool = False
-    """A refit also runs hard EM from the previous fit's means (given as ``previous``), so a
-    good clustering is kept unless a fresh start explains the data better."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.clusters <= 64:
@@ -84,8 +81,6 @@ class PopulationModel:
         population: Population,
         seed: int = 0,
         max_iterations: int = 20,
-        *,
-        previous: PopulationModel | None = None,
     ) -> PopulationModel | None:
         """Fit to ``users`` (those with data); ``None`` when nobody has any."""
         users = [u for u in users if u.n > 0]
@@ -101,12 +96,9 @@ class PopulationModel:
             eye, users, datas, np.array([u.c for u in users]), np.linalg.inv(eye + datas)
         )
         best: tuple[float, FloatArray, FloatArray] | None = None
-        starts: list[FloatArray | None] = [None] * population.restarts
-        if population.warm_start and previous is not None and previous.means.shape[1] == d:
-            starts.append(previous.means)
-        for restart, start in enumerate(starts):
+        for restart in range(population.restarts):
             rng = np.random.default_rng(seed + restart)
-            centres, assignment, total = _hard_em(batch, k, rng, max_iterations, start)
+            centres, assignment, total = _hard_em(batch, k, rng, max_iterations)
             if best is None or total < best[0]:
                 best = (total, centres, assignment)
         assert best is not None
@@ -153,21 +145,13 @@ class _Batch:
 
 
 def _hard_em(
-    batch: _Batch,
-    k: int,
-    rng: np.random.Generator,
-    max_iterations: int,
-    start: FloatArray | None = None,
+    batch: _Batch, k: int, rng: np.random.Generator, max_iterations: int
 ) -> tuple[FloatArray, FloatArray, float]:
-    """One hard-EM run from ``start`` or else a k-means++ start: (centres, assignment, total
-    misfit)."""
+    """One hard-EM run from a k-means++ start: (centres, assignment, total misfit)."""
     eye, users, datas, cs, inverses = batch.eye, batch.users, batch.datas, batch.cs, batch.inverses
-    if start is None:
-        estimates = np.einsum("nij,nj->ni", inverses, cs)
-        weights = np.array([float(u.n) for u in users])
-        centres = _kmeans_plus_plus(estimates, weights, k, rng)
-    else:
-        centres = start
+    estimates = np.einsum("nij,nj->ni", inverses, cs)
+    weights = np.array([float(u.n) for u in users])
+    centres = _kmeans_plus_plus(estimates, weights, k, rng)
     assignment = np.full(len(users), -1)
     costs = _misfits(centres, datas, cs, inverses)
     for _ in range(max_iterations):
