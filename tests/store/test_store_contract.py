@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -333,3 +334,21 @@ def test_failing_job_in_a_batch_does_not_undo_its_neighbours(store: Store) -> No
     assert store.read(lambda t: t.get_setting("k0")) == "v"
     assert store.read(lambda t: t.get_setting("k1")) == "v"
     assert store.read(lambda t: t.get_setting("bad")) is None
+
+
+def test_changing_a_loaded_row_does_not_change_the_stored_model(store: Store) -> None:
+    row = trained_row()
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", row))
+    kept = row.state.A[0, 0]
+    read = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert read is not None
+    # The memory store hands out its own arrays, read-only, for reading.
+    with contextlib.suppress(ValueError):
+        read.state.A[0, 0] += 1.0
+    locked = store.write(lambda t: t.load_state("u1", "ucb-ix1", for_update=True))
+    assert locked is not None
+    assert locked.state.A[0, 0] == kept
+    locked.state.A[0, 0] += 1.0  # a row loaded for update is the caller's to change
+    again = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert again is not None
+    assert again.state.A[0, 0] == kept

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from oo_ml.errors import ConflictError
+from oo_ml.policies.model import RidgeState
 from oo_ml.store.base import (
     DecisionRecord,
     FeedbackRecord,
@@ -30,7 +31,29 @@ T = TypeVar("T")
 
 
 def _copy_row(row: StateRow) -> StateRow:
+    """A deep copy: the caller may change it in place (a model update does)."""
     return StateRow(row.state.copy(), row.reward_count, row.reward_sum_milli, row.updated_ms)
+
+
+def _stored_row(row: StateRow) -> StateRow:
+    """The copy the store keeps: its arrays are read-only, so it can be handed out for reading
+    without another copy (:func:`_read_row`), and a reader that tries to change one in place
+    gets an error instead of changing the stored model."""
+    kept = _copy_row(row)
+    state = kept.state
+    for array in (state.A, state.b, state.A_inv, state.theta, state.prior_mean):
+        array.setflags(write=False)
+    return kept
+
+
+def _read_row(row: StateRow) -> StateRow:
+    """A row for reading: new objects over the stored, read-only, arrays. Replacing a field of
+    it is the caller's business; writing into an array raises."""
+    s = row.state
+    state = RidgeState(
+        s.encoder, s.A, s.b, s.A_inv, s.theta, s.prior_mean, s.n_updates, s.since_refactor
+    )
+    return StateRow(state, row.reward_count, row.reward_sum_milli, row.updated_ms)
 
 
 @dataclass
@@ -67,11 +90,13 @@ class _MemoryTxn:
 
     def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
         row = self._data.states.get((user_id, policy))
-        return None if row is None else _copy_row(row)
+        if row is None:
+            return None
+        return _copy_row(row) if for_update else _read_row(row)
 
     def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
         self._remember(self._data.states, (user_id, policy))
-        self._data.states[(user_id, policy)] = _copy_row(row)
+        self._data.states[(user_id, policy)] = _stored_row(row)
 
     def insert_decision(self, record: DecisionRecord) -> None:
         if record.event_id in self._data.decisions:
@@ -236,7 +261,7 @@ class _MemoryTxn:
 
     def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
         return [
-            (policy, _copy_row(row))
+            (policy, _read_row(row))
             for (user, policy), row in sorted(self._data.states.items())
             if user == user_id
         ]
@@ -244,7 +269,7 @@ class _MemoryTxn:
     def states_of_policy(self, policy: str, limit: int) -> Sequence[StateRow]:
         rows = [(key, row) for key, row in self._data.states.items() if key[1] == policy]
         rows.sort(key=lambda item: (-item[1].updated_ms, item[0]))
-        return [_copy_row(row) for _, row in rows[:limit]]
+        return [_read_row(row) for _, row in rows[:limit]]
 
     def insert_run(self, run: RunRecord) -> None:
         if run.run_id in self._data.runs:
