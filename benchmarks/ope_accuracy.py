@@ -7,7 +7,7 @@ persona, task stream and judge randomness under every policy):
    its decision log, with probabilities, is what the service would have;
 2. the *online* run: every candidate policy serves its own copy of the users.
 
-Then :func:`oo_ml.evaluation.evaluate` estimates each candidate from the logging run's log
+Then :func:`oo_ml.ope.evaluation.evaluate` estimates each candidate from the logging run's log
 alone, and the table puts the estimates beside what the policy earned online: the mean reward
 it received and its expected reward (the persona's expected reward of each chosen tip, averaged:
 the same quantity without the judge's noise). A second logging run with every candidate as a
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from benchmarks._docs import DOCS, command_line, write_section
 from oo_ml.engine import MAX_SHADOW_POLICIES
-from oo_ml.evaluation import Evaluation, evaluate
+from oo_ml.ope.evaluation import Evaluation, evaluate
 from oo_ml.sim.persona import shipped_personas
 from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner
 from oo_ml.store.base import SimEvent

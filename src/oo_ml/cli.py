@@ -17,12 +17,12 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from oo_ml.api.app import engine_config
-from oo_ml.decision_log import END_OF_TIME_MS, parse_time
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
-from oo_ml.evaluation import Evaluation, evaluate
-from oo_ml.export import FORMATS, export_log
 from oo_ml.features import ENCODERS, get_encoder
+from oo_ml.ope.evaluation import Evaluation, evaluate
+from oo_ml.ope.export import FORMATS, export_log
+from oo_ml.ope.log import END_OF_TIME_MS, parse_time
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.serve import run_server

@@ -34,7 +34,7 @@ from oo_ml.errors import (
     UnknownPolicyError,
     ValidationError,
 )
-from oo_ml.evaluation import GateEstimator, PromotionCheck, check_promotion
+from oo_ml.ope.evaluation import GateEstimator, PromotionCheck, check_promotion
 from oo_ml.policies import POLICIES, Policy, get_policy
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, recenter, user_data

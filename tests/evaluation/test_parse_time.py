@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from oo_ml.decision_log import parse_time
 from oo_ml.errors import ValidationError
+from oo_ml.ope.log import parse_time
 
 NOW = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 

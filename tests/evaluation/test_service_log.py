@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from oo_ml import Candidate, Context, get_policy
-from oo_ml.decision_log import iter_rounds
 from oo_ml.engine import Engine, EngineConfig
-from oo_ml.evaluation import collect, estimate_all, evaluate
+from oo_ml.ope.evaluation import collect, estimate_all, evaluate
+from oo_ml.ope.log import iter_rounds
 from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Outcome
 

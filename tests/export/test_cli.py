@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import oo_ml
 from oo_ml.cli import app
-from oo_ml.export import export_log
+from oo_ml.ope.export import export_log
 from oo_ml.store.migrate import upgrade
 from oo_ml.store.sql import SqlStore
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pytest
 
-from oo_ml.decision_log import Round, iter_rounds
 from oo_ml.errors import ValidationError
+from oo_ml.ope.log import Round, iter_rounds
 from oo_ml.store.base import DecisionRecord, FeedbackRecord, Store, Txn
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from oo_ml.decision_log import iter_rounds
 from oo_ml.engine import Engine, EngineConfig
-from oo_ml.export import dsjson_event, export_log, write_dsjson
 from oo_ml.features import get_encoder
+from oo_ml.ope.export import dsjson_event, export_log, write_dsjson
+from oo_ml.ope.log import iter_rounds
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.sql import SqlStore
 from oo_ml.types import Candidate, Context, Outcome

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from oo_ml.decision_log import iter_rounds
-from oo_ml.export import FLAT_COLUMNS, export_log, write_csv, write_parquet
+from oo_ml.ope.export import FLAT_COLUMNS, export_log, write_csv, write_parquet
+from oo_ml.ope.log import iter_rounds
 from oo_ml.store.base import DecisionRecord, FeedbackRecord
 from oo_ml.store.sql import SqlStore
 

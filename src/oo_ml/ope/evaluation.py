@@ -34,10 +34,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from oo_ml.decision_log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.errors import ValidationError
 from oo_ml.ope import Estimate, dm, dr, ips, replay, sample_actions, snips
 from oo_ml.ope.estimate import around, standard_error
+from oo_ml.ope.log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy
 from oo_ml.policies.model import RidgeState

@@ -1,6 +1,6 @@
 """Exporting the decision log for other tools: Vowpal Wabbit's DSJSON, CSV and Parquet.
 
-Every writer streams: it reads the log page by page (:func:`oo_ml.decision_log.iter_rounds`)
+Every writer streams: it reads the log page by page (:func:`oo_ml.ope.log.iter_rounds`)
 and writes each round as it comes, so memory stays constant however long the log.
 
 Which rounds are written, in every format:
@@ -52,8 +52,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from oo_ml.decision_log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.errors import UnknownPolicyError, ValidationError
+from oo_ml.ope.log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.policies import get_policy
 from oo_ml.store.base import DecisionRecord, FeedbackRecord, Store
 
