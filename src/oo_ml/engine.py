@@ -337,17 +337,19 @@ class Engine:
         self._active.expires = time.monotonic() + self.config.active_policy_ttl_s
         return policy
 
-    def check_promotion(self, name: str) -> PromotionCheck | None:
-        """The promotion gate's verdict on making ``name`` active; ``None`` without a gate."""
+    def check_promotion(self, name: str, *, preview: bool = False) -> PromotionCheck | None:
+        """The promotion gate's verdict on making ``name`` active; ``None`` without a gate,
+        unless ``preview``: then the verdict the gate would give with DR (or its estimator)."""
         challenger = get_policy(name)
-        if self.config.promotion_gate is None:
+        estimator = self.config.promotion_gate or ("dr" if preview else None)
+        if estimator is None:
             return None
         now = self.now_ms()
         return check_promotion(
             self.store,
             challenger.name,
             self.active_policy().name,
-            estimator=cast(GateEstimator, self.config.promotion_gate),
+            estimator=cast(GateEstimator, estimator),
             since_ms=max(0, now - self.config.promotion_window_ms),
             until_ms=now + 1,
             min_rounds=self.config.promotion_min_rounds,

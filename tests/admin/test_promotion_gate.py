@@ -25,3 +25,19 @@ def test_an_accepted_promotion_redirects(start_server: ServerFactory) -> None:
     response = server.client.post("/admin/policies/ucb-pop1/promote", headers=BEARER)
     assert response.status_code == 303
     assert server.engine.active_policy().name == "ucb-pop1"
+
+
+def test_the_page_estimates_both_policies_from_the_log_on_request(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(store=logged_store())  # no gate: the estimate uses DR
+    page = server.client.get("/admin/policies/ucb-pop1/promote", headers=BEARER)
+    assert "Estimate both policies from the decision log" in page.text
+    assert "Estimated from the decision log" not in page.text
+    estimated = server.client.get("/admin/policies/ucb-pop1/promote?estimate=true", headers=BEARER)
+    assert estimated.status_code == 200
+    assert "Estimated from the decision log" in estimated.text
+    assert "The log supports this promotion" in estimated.text
+    assert "dr estimate" in estimated.text
+    assert "1200 logged rounds were used" in estimated.text
+    assert server.engine.active_policy().name == "egreedy-v1"  # a preview changes nothing

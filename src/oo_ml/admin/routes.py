@@ -307,11 +307,14 @@ def _promote_page(
     viewer: Viewer,
     name: str,
     refusal: PromotionRefusedError | None = None,
+    *,
+    estimate: bool = False,
 ) -> Response:
     engine = _engine(request)
     policy = get_policy(_known_policy(name))
     active = engine.active_policy()
     evidence = _evidence(request)
+    check = engine.check_promotion(policy.name, preview=True) if estimate else None
     return render(
         request,
         "promote.html",
@@ -324,12 +327,16 @@ def _promote_page(
         active_evidence=evidence.get(active.name),
         gate=engine.config.promotion_gate,
         refusal=None if refusal is None else {"message": str(refusal), **refusal.details},
+        estimate=None if check is None or policy.name == active.name else check.to_dict(),
     )
 
 
 @router.get("/policies/{name}/promote")
-def confirm_promotion(request: Request, viewer: ViewerDep, name: str) -> Response:
-    return _promote_page(request, viewer, name)
+def confirm_promotion(
+    request: Request, viewer: ViewerDep, name: str, estimate: bool = False
+) -> Response:
+    """The confirmation page; ``estimate=true`` adds the off-policy comparison on the log."""
+    return _promote_page(request, viewer, name, estimate=estimate)
 
 
 @router.post("/policies/{name}/promote")
