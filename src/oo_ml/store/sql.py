@@ -7,6 +7,15 @@ failure undoes only that job — commits once, and only then resolves the jobs' 
 acknowledged write is a committed write, and concurrent requests share the cost of the commit
 (group commit).
 
+SQLite with ``synchronous=FULL`` in WAL mode syncs the WAL file at every commit, while the
+writer holds the database's write lock and waits. The store gets the same guarantee without
+that wait: the writer's connection runs at ``NORMAL`` (which in WAL mode differs from ``FULL``
+only by that per-commit sync) and a second thread, the syncer, syncs the WAL (``fdatasync``)
+after each commit and only then resolves the batch's futures, while the writer already runs
+the next batch. Every acknowledged write is still on disk before it is acknowledged; one sync often
+covers several batches. (Another connection may read a committed batch a few milliseconds
+before it is on disk, as a reader may see data that a power loss would then take back.)
+
 Serialising model updates per (user, policy):
 
 - SQLite: every write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's
@@ -33,6 +42,7 @@ from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -96,7 +106,12 @@ def _candidates_json(record: DecisionRecord) -> str:
         [c.id, c.is_overdue, c.task_age_days, c.priority, c.source, source_id]
         for c, source_id in zip(record.candidates, record.source_ids, strict=True)
     ]
-    return json.dumps(rows, separators=(",", ":"))
+    try:
+        # ~4× faster than json.dumps, which stays for what orjson refuses (a lone surrogate,
+        # which the standard encoder escapes).
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, separators=(",", ":"))
 
 
 def _decision_from_row(row: Any) -> DecisionRecord:
@@ -511,10 +526,13 @@ class _Writer:
     request.
     """
 
-    def __init__(self, engine: Engine, dialect: str, batch_limit: int) -> None:
+    def __init__(
+        self, engine: Engine, dialect: str, batch_limit: int, syncer: _WalSyncer | None = None
+    ) -> None:
         self._engine = engine
         self._dialect = dialect
         self._batch_limit = batch_limit
+        self._syncer = syncer
         self._pending: deque[Any] = deque()
         self._lock = threading.Lock()
         self._idle = False
@@ -538,6 +556,8 @@ class _Writer:
     def stop(self) -> None:
         self._put(_STOP)
         self._thread.join()
+        if self._syncer is not None:
+            self._syncer.stop()
         os.close(self._wake_read)
         os.close(self._wake_write)
         if self._conn is not None:
@@ -578,11 +598,15 @@ class _Writer:
             except Exception as exc:  # never leave a caller waiting on a dead batch
                 self._fail(batch, StoreError(f"database write failed: {exc}"))
                 return
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            results = [
+                (future, ok, value)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
+            ]
+            conn = self._conn
+            if self._syncer is not None and conn is not None and conn.info.get(_WAL_SYNC):
+                self._syncer.put(results)  # resolved once the WAL is on disk
+            else:
+                _resolve(results)
             return
 
     def _fail(self, batch: list[tuple[Any, Future[Any]]], error: StoreError) -> None:
@@ -644,6 +668,91 @@ class _Writer:
         return outcomes
 
 
+_Result = tuple[Future[Any], bool, Any]
+_WAL_SYNC = "oo_ml_wal_sync"  # in a connection's info: commits need the syncer's fdatasync
+
+
+def _resolve(results: list[_Result]) -> None:
+    for future, ok, value in results:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _WalSyncer:
+    """The thread that makes committed SQLite batches durable before they are acknowledged.
+
+    It takes every batch committed since its last sync, syncs (``fdatasync``) the WAL file (which
+    holds their commit frames, written before the batches were handed over), then resolves
+    their futures. A failed sync fails them with a :class:`StoreError`. The WAL is opened
+    for each sync, so a WAL that SQLite deleted and created again is never missed; one that
+    is gone was checkpointed into the database file, which is synced instead. Wakes up like
+    :class:`_Writer`, on a pipe.
+    """
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._wal = database + "-wal"
+        self._pending: list[_Result] = []
+        self._lock = threading.Lock()
+        self._idle = False
+        self._stopping = False
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._loop, name="oo-ml-wal-sync", daemon=True)
+        self._thread.start()
+
+    def put(self, results: list[_Result]) -> None:
+        with self._lock:
+            self._pending.extend(results)
+            wake, self._idle = self._idle, False
+        if wake:
+            os.write(self._wake_write, b"\0")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            wake, self._idle = self._idle, False
+        if wake:
+            os.write(self._wake_write, b"\0")
+        self._thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _take(self) -> list[_Result] | None:
+        """Everything committed so far; ``None`` once stopped and drained."""
+        while True:
+            with self._lock:
+                if self._pending:
+                    taken, self._pending = self._pending, []
+                    return taken
+                if self._stopping:
+                    return None
+                self._idle = True
+            os.read(self._wake_read, 512)
+
+    def _loop(self) -> None:
+        while (results := self._take()) is not None:
+            try:
+                self._sync()
+            except OSError as exc:
+                log.error("syncing the SQLite WAL failed: %s", exc)
+                error = StoreError(f"database write failed: could not sync to disk: {exc}")
+                _resolve([(future, False, error) for future, _, _ in results])
+            else:
+                _resolve(results)
+
+    def _sync(self) -> None:
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self._database, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
 def _job_error(exc: Exception) -> Exception:
     """What a job's caller sees: database errors translated into the oo_ml tree."""
     if isinstance(exc, IntegrityError):
@@ -674,15 +783,22 @@ class SqlStore:
         if self.dialect == "sqlite":
             if parsed.database in (None, "", ":memory:"):
                 raise StoreError("SQLite needs a file path: sqlite:///path/to/oo-ml.db")
-            self._write_engine = self._sqlite_engine(url, "IMMEDIATE", sqlite_synchronous)
+            own_sync = sqlite_synchronous.upper() == "FULL"
+            self._write_engine = self._sqlite_engine(
+                url, "IMMEDIATE", sqlite_synchronous, own_sync=own_sync
+            )
             self._read_engine = self._sqlite_engine(url, "DEFERRED", sqlite_synchronous)
+            syncer = _WalSyncer(os.path.abspath(parsed.database)) if own_sync else None
         else:
             self._write_engine = create_engine(url, poolclass=StaticPool, pool_pre_ping=True)
             self._read_engine = create_engine(url, pool_size=8, pool_pre_ping=True)
-        self._writer = _Writer(self._write_engine, self.dialect, batch_limit)
+            syncer = None
+        self._writer = _Writer(self._write_engine, self.dialect, batch_limit, syncer)
 
     @staticmethod
-    def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
+    def _sqlite_engine(url: str, begin: str, synchronous: str, *, own_sync: bool = False) -> Engine:
+        """``own_sync``: ``FULL``'s per-commit sync of the WAL is left to the :class:`_WalSyncer`
+        (the connection runs at ``NORMAL``), if the database is in WAL mode."""
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -691,11 +807,15 @@ class SqlStore:
         )
 
         @event.listens_for(engine, "connect")
-        def _configure(dbapi_conn: Any, _record: Any) -> None:
+        def _configure(dbapi_conn: Any, record: Any) -> None:
             dbapi_conn.isolation_level = None  # transactions are begun explicitly below
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            wal = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
+            if own_sync and wal:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                record.info[_WAL_SYNC] = True
+            else:
+                cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
