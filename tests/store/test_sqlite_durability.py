@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import text
 
@@ -33,8 +31,8 @@ def _get(txn: Txn) -> str | None:
 
 
 @pytest.fixture
-def failing_sync(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every ``fdatasync`` fails while the list is non-empty; yields the list (append to arm)."""
+def failing_sync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ``fdatasync`` fails while the list is non-empty (append to arm it)."""
     armed: list[str] = []
     real = os.fdatasync
 
@@ -44,7 +42,7 @@ def failing_sync(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", fdatasync)
-    yield armed
+    return armed
 
 
 def test_full_acknowledges_only_synced_writes(sqlite_url: str, failing_sync: list[str]) -> None:
