@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+
 import pytest
 from sqlalchemy import text
 
