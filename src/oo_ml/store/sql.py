@@ -114,8 +114,17 @@ def _candidates_json(record: DecisionRecord) -> str:
         return json.dumps(rows, separators=(",", ":"))
 
 
+def _loads(text: str) -> Any:
+    """``json.loads``, sooner: feedback reads a decision's candidates on every request. What
+    orjson refuses (an escaped lone surrogate that ``json.dumps`` wrote) goes to json."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _decision_from_row(row: Any) -> DecisionRecord:
-    parsed = json.loads(row.candidates)
+    parsed = _loads(row.candidates)
     candidates = tuple(Candidate(c[0], bool(c[1]), c[2], c[3], c[4]) for c in parsed)
     k, d = row.n_candidates, row.dim
     return DecisionRecord(
@@ -135,7 +144,7 @@ def _decision_from_row(row: Any) -> DecisionRecord:
         seed=row.seed,
         model_updates=row.model_updates,
         origin=row.origin,
-        content=None if row.content is None else tuple(json.loads(row.content)),
+        content=None if row.content is None else tuple(_loads(row.content)),
     )
 
 
