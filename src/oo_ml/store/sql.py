@@ -612,8 +612,9 @@ class _Writer:
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
             ]
             conn = self._conn
-            if self._syncer is not None and conn is not None and conn.info.get(_WAL_SYNC):
-                self._syncer.put(results)  # resolved once the WAL is on disk
+            database = None if conn is None else conn.info.get(_WAL_SYNC)
+            if self._syncer is not None and database:
+                self._syncer.put(database, results)  # resolved once the WAL is on disk
             else:
                 _resolve(results)
             return
@@ -678,7 +679,8 @@ class _Writer:
 
 
 _Result = tuple[Future[Any], bool, Any]
-_WAL_SYNC = "oo_ml_wal_sync"  # in a connection's info: commits need the syncer's fdatasync
+# In a connection's info: the path of its database file when its commits need the syncer.
+_WAL_SYNC = "oo_ml_wal_sync"
 
 
 def _resolve(results: list[_Result]) -> None:
@@ -706,9 +708,8 @@ class _WalSyncer:
     wakes one of them.
     """
 
-    def __init__(self, database: str, threads: int = 3) -> None:
-        self._database = database
-        self._wal = database + "-wal"
+    def __init__(self, threads: int = 3) -> None:
+        self._database = ""
         self._pending: list[_Result] = []
         self._lock = threading.Lock()
         self._sleeping = 0  # threads asleep on the pipe …
@@ -722,8 +723,10 @@ class _WalSyncer:
         for thread in self._threads:
             thread.start()
 
-    def put(self, results: list[_Result]) -> None:
+    def put(self, database: str, results: list[_Result]) -> None:
+        """Resolve ``results`` once ``database``'s WAL (where they were committed) is synced."""
         with self._lock:
+            self._database = database
             self._pending.extend(results)
             wake = self._sleeping > self._waking
             self._waking += wake
@@ -741,13 +744,14 @@ class _WalSyncer:
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-    def _take(self) -> list[_Result] | None:
-        """Everything committed and not yet taken; ``None`` once stopped and drained."""
+    def _take(self) -> tuple[str, list[_Result]] | None:
+        """The database and everything committed and not yet taken; ``None`` once stopped and
+        drained."""
         while True:
             with self._lock:
                 if self._pending:
                     taken, self._pending = self._pending, []
-                    return taken
+                    return self._database, taken
                 if self._stopping:
                     return None
                 self._sleeping += 1
@@ -757,9 +761,10 @@ class _WalSyncer:
                 self._waking -= 1
 
     def _loop(self) -> None:
-        while (results := self._take()) is not None:
+        while (taken := self._take()) is not None:
+            database, results = taken
             try:
-                self._sync()
+                self._sync(database)
             except OSError as exc:
                 log.error("syncing the SQLite WAL failed: %s", exc)
                 error = StoreError(f"database write failed: could not sync to disk: {exc}")
@@ -767,11 +772,12 @@ class _WalSyncer:
             else:
                 _resolve(results)
 
-    def _sync(self) -> None:
+    @staticmethod
+    def _sync(database: str) -> None:
         try:
-            fd = os.open(self._wal, os.O_RDONLY)
+            fd = os.open(database + "-wal", os.O_RDONLY)
         except FileNotFoundError:
-            fd = os.open(self._database, os.O_RDONLY)
+            fd = os.open(database, os.O_RDONLY)
         try:
             os.fdatasync(fd)
         finally:
@@ -813,7 +819,7 @@ class SqlStore:
                 url, "IMMEDIATE", sqlite_synchronous, own_sync=own_sync
             )
             self._read_engine = self._sqlite_engine(url, "DEFERRED", sqlite_synchronous)
-            syncer = _WalSyncer(os.path.abspath(parsed.database)) if own_sync else None
+            syncer = _WalSyncer() if own_sync else None
         else:
             self._write_engine = create_engine(url, poolclass=StaticPool, pool_pre_ping=True)
             self._read_engine = create_engine(url, pool_size=8, pool_pre_ping=True)
@@ -836,9 +842,11 @@ class SqlStore:
             dbapi_conn.isolation_level = None  # transactions are begun explicitly below
             cursor = dbapi_conn.cursor()
             wal = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
-            if own_sync and wal:
+            # The file SQLite opened (whatever form the URL gave it), for the syncer.
+            database = cursor.execute("PRAGMA database_list").fetchone()[2]
+            if own_sync and wal and database:
                 cursor.execute("PRAGMA synchronous=NORMAL")
-                record.info[_WAL_SYNC] = True
+                record.info[_WAL_SYNC] = database
             else:
                 cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys=ON")
