@@ -30,6 +30,7 @@ goes to 127.0.0.1 only; every run is bounded in time.
 
     python benchmarks/http/bench.py                  # full run, updates docs/benchmarks.md
     python benchmarks/http/bench.py --quick          # smoke run, writes nothing
+    python benchmarks/http/bench.py --existing PATH  # seed_main.py elsewhere (a git worktree)
 """
 
 from __future__ import annotations
