@@ -30,6 +30,7 @@ goes to 127.0.0.1 only; every run is bounded in time.
 
     python benchmarks/http/bench.py                  # full run, updates docs/benchmarks.md
     python benchmarks/http/bench.py --quick          # smoke run, writes nothing
+    python benchmarks/http/bench.py --existing PATH  # seed_main.py elsewhere (a git worktree)
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ class Bench:
     def existing(self, work: Path) -> None:
         app_dir = work / "seed"
         app_dir.mkdir()
-        shutil.copy2(SEED_MAIN, app_dir / "seed_main.py")
+        shutil.copy2(self.args.existing, app_dir / "seed_main.py")
         env = base_env() | {"STATE_DIR": str(work / "state")}
         port = free_port()
         argv = [sys.executable, "-m", "uvicorn", "seed_main:app", "--app-dir", str(app_dir)]
@@ -629,6 +630,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sqlite-normal", action="store_true", help="also SQLite NORMAL")
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument(
+        "--existing",
+        type=Path,
+        default=SEED_MAIN,
+        help="the existing service's seed_main.py (default: shared/ beside the checkout)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 s runs, 1 repeat")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -651,8 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wrk is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
-    if not SEED_MAIN.exists():
-        print(f"existing service not found at {SEED_MAIN}", file=sys.stderr)
+    if "existing" in args.systems and not args.existing.exists():
+        print(f"existing service not found at {args.existing}: see --existing", file=sys.stderr)
         return 2
     bench = Bench(args, Load(wrk, args.threads, args.duration, args.seed))
     steps = {

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oo_ml import __version__
 from oo_ml.admin import routes as admin_routes
+from oo_ml.api.fast import ServiceApp
 from oo_ml.api.metrics import Metrics
 from oo_ml.api.routes import compat, decisions, ops, policies, users
 from oo_ml.engine import Engine, EngineConfig
@@ -173,7 +174,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             if owned:
                 await run_in_threadpool(opened.close)
 
-    app = FastAPI(
+    app = ServiceApp(
         title="oO ML",
         version=__version__,
         description="Contextual-bandit decisions for oO's tips: rank, feedback, stats, admin.",
@@ -186,4 +187,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     _install_error_handlers(app)
     for module in (compat, decisions, users, policies, ops, admin_routes):
         app.include_router(module.router)
+    app.direct(decisions.router, decisions.DIRECT)
     return app

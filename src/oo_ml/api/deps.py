@@ -25,6 +25,7 @@ __all__ = [
     "MetricsDep",
     "SettingsDep",
     "UserIdPath",
+    "api_token_ok",
     "decode_segment",
     "path_tail",
     "require_admin",
@@ -48,7 +49,10 @@ def get_metrics(request: Request) -> Metrics:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return _bearer_token(request.headers.get("authorization", ""))
+
+
+def _bearer_token(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
@@ -74,16 +78,20 @@ async def require_admin(request: Request) -> None:
 
 
 async def require_api(request: Request) -> None:
-    settings = get_settings(request)
-    if settings.api_token is None:
-        return
-    given = _bearer(request)
-    admin = settings.admin_token
-    if not (
-        _matches(given, settings.api_token.get_secret_value())
-        or (admin is not None and _matches(given, admin.get_secret_value()))
-    ):
+    if not api_token_ok(get_settings(request), request.headers.get("authorization", "")):
         raise _unauthorized("API token required")
+
+
+def api_token_ok(settings: Settings, authorization: str) -> bool:
+    """Whether an ``Authorization`` header value passes the API token check (the API token, or
+    the admin token; anything when no API token is configured)."""
+    if settings.api_token is None:
+        return True
+    given = _bearer_token(authorization)
+    admin = settings.admin_token
+    return _matches(given, settings.api_token.get_secret_value()) or (
+        admin is not None and _matches(given, admin.get_secret_value())
+    )
 
 
 def path_tail(request: Request, prefix: str, suffix: str = "") -> str:

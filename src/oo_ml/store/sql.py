@@ -7,6 +7,15 @@ failure undoes only that job — commits once, and only then resolves the jobs' 
 acknowledged write is a committed write, and concurrent requests share the cost of the commit
 (group commit).
 
+SQLite with ``synchronous=FULL`` in WAL mode syncs the WAL file at every commit, while the
+writer holds the database's write lock and waits. The store gets the same guarantee without
+that wait: the writer's connection runs at ``NORMAL`` (which in WAL mode differs from ``FULL``
+only by that per-commit sync) and a second thread, the syncer, syncs the WAL (``fdatasync``)
+after each commit and only then resolves the batch's futures, while the writer already runs
+the next batch. Every acknowledged write is still on disk before it is acknowledged; one sync often
+covers several batches. (Another connection may read a committed batch a few milliseconds
+before it is on disk, as a reader may see data that a power loss would then take back.)
+
 Serialising model updates per (user, policy):
 
 - SQLite: every write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's
@@ -33,6 +42,7 @@ from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -99,11 +109,25 @@ def _candidates_json(record: DecisionRecord) -> str:
         [c.id, c.is_overdue, c.task_age_days, c.priority, c.source, source_id]
         for c, source_id in zip(record.candidates, record.source_ids, strict=True)
     ]
-    return json.dumps(rows, separators=(",", ":"))
+    try:
+        # ~4× faster than json.dumps, which stays for what orjson refuses (a lone surrogate,
+        # which the standard encoder escapes).
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, sooner: feedback reads a decision's candidates on every request. What
+    orjson refuses (an escaped lone surrogate that ``json.dumps`` wrote) goes to json."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _decision_from_row(row: Any) -> DecisionRecord:
-    parsed = json.loads(row.candidates)
+    parsed = _loads(row.candidates)
     candidates = tuple(Candidate(c[0], bool(c[1]), c[2], c[3], c[4]) for c in parsed)
     k, d = row.n_candidates, row.dim
     return DecisionRecord(
@@ -123,7 +147,7 @@ def _decision_from_row(row: Any) -> DecisionRecord:
         seed=row.seed,
         model_updates=row.model_updates,
         origin=row.origin,
-        content=None if row.content is None else tuple(json.loads(row.content)),
+        content=None if row.content is None else tuple(_loads(row.content)),
     )
 
 
@@ -597,10 +621,13 @@ class _Writer:
     request.
     """
 
-    def __init__(self, engine: Engine, dialect: str, batch_limit: int) -> None:
+    def __init__(
+        self, engine: Engine, dialect: str, batch_limit: int, syncer: _WalSyncer | None = None
+    ) -> None:
         self._engine = engine
         self._dialect = dialect
         self._batch_limit = batch_limit
+        self._syncer = syncer
         self._pending: deque[Any] = deque()
         self._lock = threading.Lock()
         self._idle = False
@@ -624,6 +651,8 @@ class _Writer:
     def stop(self) -> None:
         self._put(_STOP)
         self._thread.join()
+        if self._syncer is not None:
+            self._syncer.stop()
         os.close(self._wake_read)
         os.close(self._wake_write)
         if self._conn is not None:
@@ -664,11 +693,16 @@ class _Writer:
             except Exception as exc:  # never leave a caller waiting on a dead batch
                 self._fail(batch, StoreError(f"database write failed: {exc}"))
                 return
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            results = [
+                (future, ok, value)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
+            ]
+            conn = self._conn
+            database = None if conn is None else conn.info.get(_WAL_SYNC)
+            if self._syncer is not None and database:
+                self._syncer.put(database, results)  # resolved once the WAL is on disk
+            else:
+                _resolve(results)
             return
 
     def _fail(self, batch: list[tuple[Any, Future[Any]]], error: StoreError) -> None:
@@ -730,6 +764,112 @@ class _Writer:
         return outcomes
 
 
+_Result = tuple[Future[Any], bool, Any]
+# In a connection's info: the path of its database file when its commits need the syncer.
+_WAL_SYNC = "oo_ml_wal_sync"
+
+
+def _resolve(results: list[_Result]) -> None:
+    for future, ok, value in results:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _WalSyncer:
+    """The threads that make committed SQLite batches durable before they are acknowledged.
+
+    A thread takes every batch committed and not yet taken, syncs (``fdatasync``) the WAL file
+    (which holds their commit frames, written before the batches were handed over), then
+    resolves their futures; a failed sync fails them with a :class:`StoreError`. There are a
+    few threads so that a batch committed while a sync is under way need not wait for it to
+    end and then for a sync of its own: another thread starts that sync at once, and the
+    kernel serves overlapping syncs of one file much sooner than one after the other (on this
+    project's shared disks, ~4 ms each in a row against well under 1 ms overlapped).
+
+    The WAL is opened for each sync, so a WAL that SQLite deleted and created again is never
+    missed; one that is gone was checkpointed into the database file, which is synced
+    instead. Threads sleep in a read on a pipe, like :class:`_Writer`'s; each byte written
+    wakes one of them.
+    """
+
+    def __init__(self, threads: int = 3) -> None:
+        self._database = ""
+        self._pending: list[_Result] = []
+        self._lock = threading.Lock()
+        self._sleeping = 0  # threads asleep on the pipe …
+        self._waking = 0  # … of which this many have a byte on its way
+        self._stopping = False
+        self._wake_read, self._wake_write = os.pipe()
+        self._threads = [
+            threading.Thread(target=self._loop, name="oo-ml-wal-sync", daemon=True)
+            for _ in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, database: str, results: list[_Result]) -> None:
+        """Resolve ``results`` once ``database``'s WAL (where they were committed) is synced."""
+        with self._lock:
+            self._database = database
+            self._pending.extend(results)
+            wake = self._sleeping > self._waking
+            self._waking += wake
+        if wake:
+            os.write(self._wake_write, b"\0")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            wake = self._sleeping - self._waking
+            self._waking += wake
+        os.write(self._wake_write, b"\0" * wake)
+        for thread in self._threads:
+            thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _take(self) -> tuple[str, list[_Result]] | None:
+        """The database and everything committed and not yet taken; ``None`` once stopped and
+        drained."""
+        while True:
+            with self._lock:
+                if self._pending:
+                    taken, self._pending = self._pending, []
+                    return self._database, taken
+                if self._stopping:
+                    return None
+                self._sleeping += 1
+            os.read(self._wake_read, 1)
+            with self._lock:
+                self._sleeping -= 1
+                self._waking -= 1
+
+    def _loop(self) -> None:
+        while (taken := self._take()) is not None:
+            database, results = taken
+            try:
+                self._sync(database)
+            except OSError as exc:
+                log.error("syncing the SQLite WAL failed: %s", exc)
+                error = StoreError(f"database write failed: could not sync to disk: {exc}")
+                _resolve([(future, False, error) for future, _, _ in results])
+            else:
+                _resolve(results)
+
+    @staticmethod
+    def _sync(database: str) -> None:
+        try:
+            fd = os.open(database + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(database, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
 def _job_error(exc: Exception) -> Exception:
     """What a job's caller sees: database errors translated into the oo_ml tree."""
     if isinstance(exc, IntegrityError):
@@ -760,15 +900,22 @@ class SqlStore:
         if self.dialect == "sqlite":
             if parsed.database in (None, "", ":memory:"):
                 raise StoreError("SQLite needs a file path: sqlite:///path/to/oo-ml.db")
-            self._write_engine = self._sqlite_engine(url, "IMMEDIATE", sqlite_synchronous)
+            own_sync = sqlite_synchronous.upper() == "FULL"
+            self._write_engine = self._sqlite_engine(
+                url, "IMMEDIATE", sqlite_synchronous, own_sync=own_sync
+            )
             self._read_engine = self._sqlite_engine(url, "DEFERRED", sqlite_synchronous)
+            syncer = _WalSyncer() if own_sync else None
         else:
             self._write_engine = create_engine(url, poolclass=StaticPool, pool_pre_ping=True)
             self._read_engine = create_engine(url, pool_size=8, pool_pre_ping=True)
-        self._writer = _Writer(self._write_engine, self.dialect, batch_limit)
+            syncer = None
+        self._writer = _Writer(self._write_engine, self.dialect, batch_limit, syncer)
 
     @staticmethod
-    def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
+    def _sqlite_engine(url: str, begin: str, synchronous: str, *, own_sync: bool = False) -> Engine:
+        """``own_sync``: ``FULL``'s per-commit sync of the WAL is left to the :class:`_WalSyncer`
+        (the connection runs at ``NORMAL``), if the database is in WAL mode."""
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -777,11 +924,17 @@ class SqlStore:
         )
 
         @event.listens_for(engine, "connect")
-        def _configure(dbapi_conn: Any, _record: Any) -> None:
+        def _configure(dbapi_conn: Any, record: Any) -> None:
             dbapi_conn.isolation_level = None  # transactions are begun explicitly below
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            wal = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal"
+            # The file SQLite opened (whatever form the URL gave it), for the syncer.
+            database = cursor.execute("PRAGMA database_list").fetchone()[2]
+            if own_sync and wal and database:
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                record.info[_WAL_SYNC] = database
+            else:
+                cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()

@@ -8,11 +8,12 @@ import time
 from fastapi import Request
 
 from oo_ml.api.deps import get_engine, get_metrics
+from oo_ml.api.metrics import Metrics
 from oo_ml.api.schemas import ScoreIn
-from oo_ml.engine import FeedbackResult
+from oo_ml.engine import Engine, FeedbackResult
 from oo_ml.store.base import DecisionRecord, ShadowRecord
 
-__all__ = ["iso_time", "log_feedback", "rank_body"]
+__all__ = ["decide", "iso_time", "log_feedback", "note_feedback", "rank_body"]
 
 log = logging.getLogger("oo_ml.api")
 
@@ -26,7 +27,17 @@ async def rank_body(
     request: Request, body: ScoreIn, policy: str | None, event_id: str | None = None
 ) -> DecisionRecord:
     """Decide and log for a ``/score``-shaped body."""
-    engine = get_engine(request)
+    return await decide(get_engine(request), get_metrics(request), body, policy, event_id)
+
+
+async def decide(
+    engine: Engine,
+    metrics: Metrics,
+    body: ScoreIn,
+    policy: str | None,
+    event_id: str | None = None,
+) -> DecisionRecord:
+    """:func:`rank_body` without a request, for the direct path of :mod:`oo_ml.api.fast`."""
     candidates = body.candidates
     shadows: list[ShadowRecord] = []
     job = engine.rank_job(
@@ -40,7 +51,6 @@ async def rank_body(
         shadows_out=shadows,
     )
     record = await engine.run_async(job)
-    metrics = get_metrics(request)
     metrics.decisions.labels(record.policy).inc()
     for shadow in shadows:
         metrics.shadow_decisions.labels(shadow.policy).inc()
@@ -59,9 +69,13 @@ async def rank_body(
 
 
 def log_feedback(request: Request, result: FeedbackResult) -> None:
+    note_feedback(get_metrics(request), result)
+
+
+def note_feedback(metrics: Metrics, result: FeedbackResult) -> None:
+    """Count and log recorded feedback."""
     feedback = result.feedback
     if not result.duplicate:
-        metrics = get_metrics(request)
         metrics.feedback.labels(feedback.action or "none", feedback.origin).inc()
         if feedback.applied:
             metrics.rewards.labels(feedback.policy).observe(feedback.reward)

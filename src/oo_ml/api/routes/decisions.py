@@ -9,10 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from oo_ml.api.deps import ApiDep, EngineDep, EventIdPath, get_engine, path_tail
+from oo_ml.api.deps import ApiDep, EngineDep, EventIdPath, get_engine, get_metrics, path_tail
+from oo_ml.api.fast import DirectRoute
 from oo_ml.api.json_route import JsonBodyRoute
-from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
+from oo_ml.api.metrics import Metrics
+from oo_ml.api.routes._common import decide, iso_time, note_feedback
 from oo_ml.api.schemas import DecisionOut, FeedbackIn, FeedbackOut, RankIn, RankOut
+from oo_ml.engine import Engine
 from oo_ml.store.base import DecisionRecord, FeedbackRecord, ShadowRecord
 from oo_ml.types import Outcome
 
@@ -22,7 +25,12 @@ router = APIRouter(prefix="/v1", tags=["decisions"], route_class=JsonBodyRoute)
 @router.post("/rank", response_model=RankOut, dependencies=[ApiDep])
 async def rank(body: RankIn, request: Request) -> JSONResponse:
     """Choose the tip to show; the decision is logged before the answer is sent."""
-    record = await rank_body(request, body, body.policy, body.event_id)
+    return JSONResponse(await rank_json(get_engine(request), get_metrics(request), body))
+
+
+async def rank_json(engine: Engine, metrics: Metrics, body: RankIn) -> dict[str, Any]:
+    """``/v1/rank``'s answer to a valid body, for the route and for :mod:`oo_ml.api.fast`."""
+    record = await decide(engine, metrics, body, body.policy, body.event_id)
     probs = record.probabilities
     assert probs is not None
     scores = record.scores.tolist()
@@ -33,16 +41,14 @@ async def rank(body: RankIn, request: Request) -> JSONResponse:
         {"tip_id": record.candidates[i].id, "score": scores[i], "probability": probabilities[i]}
         for i in order
     ]
-    return JSONResponse(
-        {
-            "event_id": record.event_id,
-            "tip_id": record.chosen_id,
-            "policy": record.policy,
-            "score": scores[chosen],
-            "probability": probabilities[chosen],
-            "ranking": ranking,
-        }
-    )
+    return {
+        "event_id": record.event_id,
+        "tip_id": record.chosen_id,
+        "policy": record.policy,
+        "score": scores[chosen],
+        "probability": probabilities[chosen],
+        "ranking": ranking,
+    }
 
 
 @router.post(
@@ -53,20 +59,30 @@ async def rank(body: RankIn, request: Request) -> JSONResponse:
 )
 async def feedback(body: FeedbackIn, request: Request) -> JSONResponse:
     """What the person did with a tip. The same event twice counts once (``duplicate``)."""
-    engine = get_engine(request)
+    return JSONResponse(await feedback_json(get_engine(request), get_metrics(request), body))
+
+
+async def feedback_json(engine: Engine, metrics: Metrics, body: FeedbackIn) -> dict[str, Any]:
+    """``/v1/feedback``'s answer to a valid body, for the route and for :mod:`oo_ml.api.fast`."""
     job = engine.feedback_job(body.event_id, Outcome(body.action, body.dwell_ms))  # type: ignore[arg-type]
     result = await engine.run_async(job)
-    log_feedback(request, result)
+    note_feedback(metrics, result)
     fb = result.feedback
-    return JSONResponse(
-        {
-            "event_id": fb.event_id,
-            "reward": fb.reward,
-            "reward_milli": fb.reward_milli,
-            "reward_rule": fb.reward_rule,
-            "duplicate": result.duplicate,
-        }
-    )
+    return {
+        "event_id": fb.event_id,
+        "reward": fb.reward,
+        "reward_milli": fb.reward_milli,
+        "reward_rule": fb.reward_rule,
+        "duplicate": result.duplicate,
+    }
+
+
+# The direct path (oo_ml.api.fast) answers these two routes' common requests itself; each must
+# keep exactly one body model and the API token check (ApiDep) as its only dependency.
+DIRECT: dict[str, DirectRoute] = {
+    "/v1/rank": (RankIn, rank_json),
+    "/v1/feedback": (FeedbackIn, feedback_json),
+}
 
 
 def decision_json(
