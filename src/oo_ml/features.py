@@ -203,15 +203,17 @@ class InteractionEncoder(Encoder):
         values: list[float] = []
         for c in candidates:
             age = c.task_age_days
+            source = c.source
             # Both clips equal min(max(±age, 0.0), 30.0) / 30.0 bit for bit, as in _task_rows.
+            # Sources usually come in lower case already: look them up before lowering them.
             values += (
                 1.0,
                 1.0 if c.is_overdue else 0.0,
                 age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
                 _PRIORITY[c.priority],
                 -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
+                *(one_hot.get(source) or one_hot.get(source.lower(), other)),
             )
-            values += one_hot.get(c.source.lower(), other)
         terms = _matrix(values, len(_CANDIDATE_LABELS) + len(_SOURCES))
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
@@ -259,14 +261,15 @@ class SourceInteractionEncoder(Encoder):
         values: list[float] = []
         for c in candidates:
             age = c.task_age_days
+            source = c.source
             values += (
                 1.0,
                 1.0 if c.is_overdue else 0.0,
                 age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
                 _PRIORITY[c.priority],
                 -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
+                *(rows.get(source) or rows.get(source.lower(), none)),
             )
-            values += rows.get(c.source.lower(), none)
         terms = _matrix(values, len(_CANDIDATE_LABELS_V4))
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x

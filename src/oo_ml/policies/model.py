@@ -9,7 +9,16 @@ errors cannot accumulate.
 With a discount γ < 1 (to follow drifting preferences), each update first decays the evidence
 and tops the prior back up, ``A ← γA + (1−γ)λI + w xxᵀ`` and ``b ← γb + (1−γ)λμ₀ + w r x``,
 so old observations fade while the prior keeps ``A`` well conditioned. That step is not rank
-one, so ``A⁻¹`` is recomputed (O(d³)) on every discounted update.
+one: ``γA + (1−γ)λI`` shifts every eigenvalue of the data part by a different factor, and no
+identity turns the old ``A⁻¹`` into the new one without the spectrum, so ``A⁻¹`` is recomputed
+(O(d³)) on every discounted update. (Dropping the top-up, ``A ← γA + w xxᵀ``, would be O(d²) by
+scaling ``A⁻¹`` by 1/γ before Sherman–Morrison, but lets the prior fade too: a different model,
+hence a different policy name.)
+
+Undiscounted, deciding needs only ``A⁻¹`` and θ, so ``A`` itself is brought up to date lazily:
+the update keeps the row and adds the pending rows in one matrix product when ``A`` is read
+(export, refactorisation) or when :data:`PENDING_ROWS` have piled up. That is the same sum in a
+different order, equal up to rounding.
 """
 
 from __future__ import annotations
@@ -39,7 +48,10 @@ def _inverse(a: FloatArray) -> FloatArray:
     return (inv + inv.T) * 0.5  # A is symmetric; keep its inverse exactly so.
 
 
-@dataclass(slots=True, eq=False)
+PENDING_ROWS = 32
+"""Undiscounted rows kept back from ``A`` at most (32 rows of d=64 are 16 kB per state)."""
+
+
 class RidgeState:
     """The learned statistics of one (user, policy). Mutable: :meth:`RidgeModel.update` edits it.
 
@@ -48,14 +60,70 @@ class RidgeState:
     ``encoder`` names the feature layout the statistics are in.
     """
 
-    encoder: str
-    A: FloatArray
-    b: FloatArray
-    A_inv: FloatArray
-    theta: FloatArray
-    prior_mean: FloatArray
-    n_updates: int = 0
-    since_refactor: int = 0
+    __slots__ = (
+        "A_inv",
+        "_A",
+        "_pending",
+        "_weights",
+        "b",
+        "encoder",
+        "n_updates",
+        "prior_mean",
+        "since_refactor",
+        "theta",
+    )
+
+    def __init__(  # noqa: PLR0917 (the dataclass signature it replaced, used positionally)
+        self,
+        encoder: str,
+        A: FloatArray,
+        b: FloatArray,
+        A_inv: FloatArray,
+        theta: FloatArray,
+        prior_mean: FloatArray,
+        n_updates: int = 0,
+        since_refactor: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self._A = A
+        self.b = b
+        self.A_inv = A_inv
+        self.theta = theta
+        self.prior_mean = prior_mean
+        self.n_updates = n_updates
+        self.since_refactor = since_refactor
+        self._pending: list[FloatArray] = []
+        """Rows whose ``w xxᵀ`` is not yet in ``_A`` (see the module docstring)."""
+        self._weights: list[float] = []
+
+    @property
+    def A(self) -> FloatArray:  # noqa: N802 (the statistic's name in every paper)
+        if self._pending:
+            self._add_pending()
+        return self._A
+
+    @A.setter
+    def A(self, value: FloatArray) -> None:  # noqa: N802
+        self._pending.clear()
+        self._weights.clear()
+        self._A = value
+
+    def _defer(self, row: FloatArray, weight: float) -> None:
+        """Add ``weight · row rowᵀ`` to ``A`` later; ``row`` must not change afterwards."""
+        self._pending.append(row)
+        self._weights.append(weight)
+        if len(self._pending) >= PENDING_ROWS:
+            self._add_pending()
+
+    def _add_pending(self) -> None:
+        rows = np.array(self._pending)
+        weights = self._weights
+        if weights.count(1.0) == len(weights):
+            self._A += rows.T.dot(rows)
+        else:
+            self._A += (rows.T * np.array(weights)).dot(rows)
+        self._pending.clear()
+        weights.clear()
 
     @property
     def dim(self) -> int:
@@ -73,6 +141,9 @@ class RidgeState:
             self.n_updates,
             self.since_refactor,
         )
+
+    def __repr__(self) -> str:
+        return f"RidgeState(encoder={self.encoder!r}, dim={self.dim}, n_updates={self.n_updates})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (lists of floats, exact under ``json`` round trips)."""
@@ -170,9 +241,18 @@ class RidgeModel:
         # and ‖x‖² ≤ bound² implies every |x_i| ≤ bound.
         if not row.dot(row) <= MAX_ABS_FEATURE**2:
             raise ValidationError("x", f"must be finite and within ±{MAX_ABS_FEATURE:g}")
-        if not (math.isfinite(reward) and abs(reward) <= MAX_ABS_REWARD):
+        self.update_encoded(state, row, reward, weight)
+
+    def update_encoded(
+        self, state: RidgeState, row: FloatArray, reward: float, weight: float = 1.0
+    ) -> None:
+        """:meth:`update` for a float64 row of the state's dimension that an encoder produced,
+        which is finite and bounded by construction: only ``reward`` and ``weight`` are checked.
+        """
+        # Chained comparisons are False for NaN, so these refuse it along with ±inf.
+        if not -MAX_ABS_REWARD <= reward <= MAX_ABS_REWARD:
             raise ValidationError("reward", f"must be finite and within ±{MAX_ABS_REWARD:g}")
-        if not (math.isfinite(weight) and 0 < weight <= MAX_ABS_REWARD):
+        if not 0.0 < weight <= MAX_ABS_REWARD:
             raise ValidationError("weight", "must be a positive finite number")
 
         if self.discount < 1.0:
@@ -184,18 +264,23 @@ class RidgeModel:
             state.b = g * state.b + (weight * reward) * row + top_up * state.prior_mean
             state.A_inv = _inverse(a)
             state.since_refactor = 0
+            state.theta = state.A_inv.dot(state.b)
         else:
-            u = state.A_inv.dot(row)
+            a_inv = state.A_inv
+            u = a_inv.dot(row)
             v = u * (weight / (1.0 + weight * float(row.dot(u))))
             # Outer products as (d×1)·(1×d) matrix products: the same roundings as broadcasting
             # u[:, None] * v (up to the sign of an exact zero), at a fraction of its cost.
-            state.A_inv -= u[:, None].dot(v[None, :])
-            state.A += row[:, None].dot((row if weight == 1.0 else weight * row)[None, :])
-            state.b += (weight * reward) * row
+            a_inv -= u[:, None].dot(v[None, :])
+            # A copy, since the caller may reuse its array before the row reaches A.
+            state._defer(row.copy(), weight)
+            b = state.b
+            b += (weight * reward) * row
             state.since_refactor += 1
             if self.refactor_every and state.since_refactor >= self.refactor_every:
                 self.refactor(state)
-        state.theta = state.A_inv.dot(state.b)
+            else:
+                state.theta = a_inv.dot(b)
         state.n_updates += 1
 
     @staticmethod
