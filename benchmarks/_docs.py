@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["DOCS", "command_line", "markers", "write_section"]
@@ -17,9 +18,12 @@ _HEADER = (
 )
 
 
-def command_line() -> str:
-    """The command that is running, as someone would type it again."""
-    return shlex.join(["python", *sys.argv])
+def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
+    """The command that is running, as someone would type it again; ``script`` and ``argv``
+    when ``main(argv)`` was called from Python (a test) rather than from the shell."""
+    if argv is None:
+        return shlex.join(["python", *sys.argv])
+    return shlex.join(["python", script or sys.argv[0], *argv])
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -28,7 +28,6 @@ import argparse
 import math
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -45,7 +44,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
 
-from benchmarks._docs import DOCS, markers, write_section
+from benchmarks._docs import DOCS, command_line, markers, write_section
 from oo_ml import Bandit, Candidate, Context, get_encoder, get_policy
 
 FloatArray = NDArray[np.float64]
@@ -461,8 +460,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    given = sys.argv[1:] if argv is None else list(argv)
-    command = shlex.join(["python", "benchmarks/core_rounds.py", *given])
+    command = command_line("benchmarks/core_rounds.py", argv)
     console = Console(width=None if sys.stdout.isatty() else 132)
     load = os.getloadavg()[0]  # these machines are shared: say how busy this one was
     check_same_choices(args.check_rounds, args.seed)

@@ -4,6 +4,7 @@ Each experiment prints a table and rewrites its own section of docs/benchmarks.m
 command that produced it); ``quality`` also writes docs/img/sim-quality.svg.
 
     python benchmarks/simulation.py quality      # shipped personas, 150 steps per user
+    python benchmarks/simulation.py seeds        # the last quarter under several seeds
     python benchmarks/simulation.py cold-start   # population prior vs none, new users' first 10
     python benchmarks/simulation.py drift        # discounted vs undiscounted after a flip
     python benchmarks/simulation.py speed        # simulator steps/s vs the core's rounds/s
@@ -99,6 +100,38 @@ def quality(policies: Sequence[str], users: int, steps: int, seed: int) -> str:
         + "\n"
         + _markdown(persona_header, persona_rows)
         + "\n![reward curves](img/sim-quality.svg)\n"
+    )
+
+
+def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int]) -> str:
+    """The last-quarter normalized score of each policy under each seed, with mean and min."""
+    personas = tuple(shipped_personas())
+    scores: dict[str, list[float]] = {name: [] for name in policies}
+    started = time.perf_counter()
+    for seed in seeds:
+        run = SimRunner(MemoryStore()).run(
+            SimConfig(tuple(policies), personas, users, steps, seed=seed)
+        )
+        assert run.status == "done", run.error
+        for name, row in (run.summary or {})["policies"].items():
+            scores[name].append(row["normalized_last_quarter"])
+    elapsed = time.perf_counter() - started
+    header = ("policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
+    rows = [
+        (
+            name,
+            *(f"{value:.3f}" for value in values),
+            f"{statistics.fmean(values):.3f}",
+            f"{min(values):.3f}",
+        )
+        for name, values in scores.items()
+    ]
+    _show("Last-quarter normalized score by seed", header, rows)
+    return (
+        f"### Learning quality across seeds\n\n`{command_line()}` — as the learning-quality "
+        f"run ({users} users per policy, {steps} steps, shipped personas), once per seed; "
+        f"normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
+        + _markdown(header, rows)
     )
 
 
@@ -239,11 +272,14 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", choices=["quality", "cold-start", "drift", "speed", "all"])
+    parser.add_argument(
+        "experiment", choices=["quality", "seeds", "cold-start", "drift", "speed", "all"]
+    )
     parser.add_argument("--policies", default=",".join(QUALITY_POLICIES))
     parser.add_argument("--users", type=int, default=72)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", default="1,2,3", help="for `seeds`: comma-separated")
     parser.add_argument("--cold-policy", default="ucb-ix1")
     parser.add_argument("--cold-baseline", default="ucb-ix1")
     parser.add_argument("--drift-policy", default="ucb-ix1")
@@ -260,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for experiment in chosen:
         if experiment == "quality":
             body = quality(args.policies.split(","), args.users, args.steps, args.seed)
+        elif experiment == "seeds":
+            seed_list = [int(seed) for seed in args.seeds.split(",")]
+            body = seeds(args.policies.split(","), args.users, args.steps, seed_list)
         elif experiment == "cold-start":
             body = cold_start(args.cold_policy, args.cold_baseline, 48, 48, args.seed)
         elif experiment == "drift":

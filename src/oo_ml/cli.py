@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,10 @@ from oo_ml.api.app import engine_config
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
 from oo_ml.features import ENCODERS, get_encoder
-from oo_ml.policies import POLICIES
+from oo_ml.ope.evaluation import Evaluation, evaluate
+from oo_ml.ope.export import FORMATS, export_log
+from oo_ml.ope.log import END_OF_TIME_MS, parse_time
+from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.serve import run_server
 from oo_ml.settings import Settings
@@ -318,6 +322,136 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
         console.print(f"[red]no run {run_id!r}[/red]")
         raise typer.Exit(1)
     _report(run, plot)
+
+
+@app.command()
+def ope(
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="Policy to evaluate (repeatable).")
+    ],
+    since: Annotated[
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
+    logged_policy: Annotated[
+        list[str] | None,
+        typer.Option("--logged-policy", help="Only decisions served by this policy."),
+    ] = None,
+    reward_rule: Annotated[
+        str | None, typer.Option(help="Re-score outcomes with this rule (default: as logged).")
+    ] = None,
+    clip: Annotated[
+        float | None, typer.Option(min=1.0, help="Clip importance weights at this value.")
+    ] = None,
+    max_rounds: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate off-policy how POLICY would have done on the logged decisions."""
+    store = _open_store()
+    now = int(time.time() * 1000)
+    try:
+        for name in policy:
+            get_policy(name)
+        rule = None if reward_rule is None else get_reward_rule(reward_rule)
+        window = {
+            "since_ms": 0 if since is None else parse_time(since, now, name="since"),
+            "until_ms": END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
+        }
+        results = [
+            evaluate(
+                store,
+                name,
+                logged_policies=logged_policy or None,
+                reward_rule=rule,
+                clip=clip,
+                max_rounds=max_rounds,
+                **window,
+            )
+            for name in policy
+        ]
+    except OOMLError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in results]))
+        return
+    for result in results:
+        _print_evaluation(result)
+
+
+def _print_evaluation(result: Evaluation) -> None:
+    table = Table(title=f"{result.policy}: estimated mean reward per decision ({result.n} rounds)")
+    for column in ("estimator", "estimate", "95% interval", "ESS", "max weight"):
+        table.add_column(column, justify="left" if column == "estimator" else "right")
+    rows = [("logged (actual)", result.logged), *result.estimates.items()]
+    for label, est in rows:
+        if est is None:
+            continue
+        table.add_row(
+            label,
+            f"{est.value:+.4f}",
+            f"[{est.lower:+.4f}, {est.upper:+.4f}]",
+            "" if est.ess is None else f"{est.ess:,.0f}",
+            "" if est.max_weight is None else f"{est.max_weight:.2f}",
+        )
+    console.print(table)
+    for name, (n, mean) in result.logged_by_policy.items():
+        console.print(f"  logged by {name}: {n} rounds, mean reward {mean:+.4f}")
+    sources = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items()))
+    console.print(f"  {result.policy}'s probabilities: {sources or 'none'}")
+    if result.skipped:
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items()))
+        console.print(f"  skipped: {skipped}")
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    fmt: Annotated[str, typer.Option("--format", help="dsjson (Vowpal Wabbit), csv or parquet.")],
+    since: Annotated[
+        str | None, typer.Option(help="Start: ms, ISO 8601 time, or a duration ago like 7d.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End (exclusive), same forms.")] = None,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Only decisions of this policy (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write; standard output if omitted (not parquet).")
+    ] = None,
+    include_unlabeled: Annotated[
+        bool, typer.Option(help="Also write decisions that have no feedback yet, unlabeled.")
+    ] = False,
+) -> None:
+    """Export the decision log for other tools; a summary goes to standard error."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    if fmt == "parquet" and (output is None or str(output) == "-"):
+        raise typer.BadParameter(
+            "parquet is binary: give a file with --output", param_hint="--output"
+        )
+    errors = Console(stderr=True)
+    now = int(time.time() * 1000)
+    store = _open_store()
+    try:
+        summary = export_log(
+            store,
+            fmt,
+            None if output is None or str(output) == "-" else output,
+            since_ms=0 if since is None else parse_time(since, now, name="since"),
+            until_ms=END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
+            policies=policy or None,
+            include_unlabeled=include_unlabeled,
+        )
+    except (OOMLError, ImportError) as exc:
+        errors.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    errors.print(summary.describe(), markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

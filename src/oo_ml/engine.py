@@ -11,6 +11,9 @@ decided, so training and serving cannot disagree.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import logging
 import math
 import secrets
 import threading
@@ -20,16 +23,30 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from oo_ml.errors import ConflictError, NotFoundError, ValidationError
-from oo_ml.policies import Policy, get_policy
+from oo_ml.errors import (
+    ConflictError,
+    NotFoundError,
+    PromotionRefusedError,
+    UnknownPolicyError,
+    ValidationError,
+)
+from oo_ml.ope.evaluation import GateEstimator, PromotionCheck, check_promotion
+from oo_ml.policies import POLICIES, Policy, get_policy
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, recenter, user_data
 from oo_ml.rewards import get_reward_rule
-from oo_ml.store.base import DecisionRecord, FeedbackRecord, StateRow, Store, Txn
+from oo_ml.store.base import (
+    DecisionRecord,
+    FeedbackRecord,
+    ShadowRecord,
+    StateRow,
+    Store,
+    Txn,
+)
 from oo_ml.types import (
     MAX_ID_LENGTH,
     Candidate,
@@ -43,12 +60,17 @@ __all__ = [
     "EngineConfig",
     "FeedbackResult",
     "UserStats",
+    "check_shadow_policies",
     "new_event_id",
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 ACTIVE_POLICY_KEY = "active_policy"
+SHADOW_POLICIES_KEY = "shadow_policies"
+MAX_SHADOW_POLICIES = 4
+"""Each shadow costs every decision a state load and a scoring, and every feedback an update."""
 SETTLED_UNTIL_KEY = "settled_until_ms"
 MAX_EVENT_ID_LENGTH = 64
 _EVENT_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
@@ -80,6 +102,35 @@ def check_event_id(event_id: object) -> str:
     return event_id
 
 
+def check_shadow_policies(names: object, field: str = "shadow_policies") -> tuple[str, ...]:
+    """``names`` as a tuple of distinct registered policy names, at most
+    :data:`MAX_SHADOW_POLICIES`; a :class:`ValidationError` at ``field`` otherwise."""
+    if not isinstance(names, list | tuple):
+        raise ValidationError(field, "must be a list of policy names")
+    if len(names) > MAX_SHADOW_POLICIES:
+        raise ValidationError(field, f"at most {MAX_SHADOW_POLICIES} shadow policies")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        where = f"{field}[{i}]"
+        if not isinstance(name, str):
+            raise ValidationError(where, "must be a policy name")
+        try:
+            get_policy(name)
+        except NotFoundError as exc:
+            raise ValidationError(where, str(exc)) from None
+        if name in seen:
+            raise ValidationError(where, f"{name!r} is listed twice")
+        seen.add(name)
+    return tuple(names)
+
+
+def _shadow_seed(seed: int, policy: str) -> np.random.SeedSequence:
+    """A shadow's generator for one decision: from the decision's seed and the shadow's name
+    (not its place in the list), so the logged record alone reproduces its draw."""
+    key = int.from_bytes(hashlib.blake2b(policy.encode(), digest_size=8).digest(), "big")
+    return np.random.SeedSequence([seed, key])
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     """What the engine needs from the settings (see :class:`oo_ml.settings.Settings`)."""
@@ -93,13 +144,22 @@ class EngineConfig:
     active_policy_ttl_s: float = 1.0
     population_refresh_every: int = 100
     population_refresh_s: float = 300.0
+    promotion_gate: str | None = None
+    """Estimator of the promotion gate (``ips``, ``snips``, ``dm``, ``dr``); ``None``: no gate."""
+    promotion_window_ms: int = 14 * 86_400_000
+    promotion_min_rounds: int = 200
+    promotion_max_rounds: int = 50_000
     population_users: int = 2000
     """The population model is fitted to this many most recently active users at most: the
     refit runs in the writer thread and costs O(users × clusters × d²)."""
+    shadow_policies: tuple[str, ...] = ()
+    """Challengers scored beside the served policy on every decision (until overridden in the
+    database, see :meth:`Engine.set_shadow_policies`)."""
 
     def __post_init__(self) -> None:
         get_policy(self.default_policy)
         get_reward_rule(self.reward_rule)
+        check_shadow_policies(self.shadow_policies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +211,8 @@ class _Population:
 class _ActiveCache:
     name: str | None = None
     expires: float = 0.0
+    shadows: tuple[str, ...] | None = None
+    shadows_expires: float = 0.0
 
 
 class _LoopWaker:
@@ -218,10 +280,55 @@ class Engine:
         """The policy that serves requests that name none (cached for a second per process)."""
         now = time.monotonic()
         if self._active.name is None or now >= self._active.expires:
-            stored = self.store.read(lambda txn: txn.get_setting(ACTIVE_POLICY_KEY))
-            self._active.name = stored or self.config.default_policy
-            self._active.expires = now + self.config.active_policy_ttl_s
+            self.store.read(self._refresh_policies)
+        assert self._active.name is not None
         return get_policy(self._active.name)
+
+    def _refresh_policies(self, txn: Txn) -> None:
+        """Read the active and the shadow policies together: one read a second at most."""
+        now = time.monotonic()
+        stored = txn.get_setting(ACTIVE_POLICY_KEY)
+        self._active.name = stored or self.config.default_policy
+        self._active.expires = now + self.config.active_policy_ttl_s
+        self._active.shadows = self._stored_shadows(txn.get_setting(SHADOW_POLICIES_KEY))
+        self._active.shadows_expires = self._active.expires
+
+    def _stored_shadows(self, stored: str | None) -> tuple[str, ...]:
+        if stored is None:
+            return self.config.shadow_policies
+        names = tuple(json.loads(stored))
+        known = tuple(name for name in names if name in POLICIES)
+        if known != names:  # a policy removed from the code must not fail every request
+            log.warning("ignoring unregistered shadow policies %s", sorted(set(names) - set(known)))
+        return known
+
+    def _shadow_names(self, txn: Txn | None = None) -> tuple[str, ...]:
+        """The configured shadows, cached like the active policy; inside a job pass its ``txn``
+        so that a refresh reads through it rather than through another connection."""
+        cached = self._active.shadows
+        if cached is not None and time.monotonic() < self._active.shadows_expires:
+            return cached
+        if txn is None:
+            self.store.read(self._refresh_policies)
+        else:
+            self._refresh_policies(txn)
+        assert self._active.shadows is not None
+        return self._active.shadows
+
+    def shadow_policies(self) -> tuple[Policy, ...]:
+        """The challengers scored beside the served policy (cached for a second per process):
+        set with :meth:`set_shadow_policies`, else ``config.shadow_policies``."""
+        return tuple(get_policy(name) for name in self._shadow_names())
+
+    def set_shadow_policies(self, names: Sequence[str]) -> tuple[Policy, ...]:
+        """Score ``names`` beside the served policy from now on (an empty list: none).
+        Raises :class:`ValidationError` at ``policies`` for a bad list, changing nothing."""
+        checked = check_shadow_policies(names, "policies")
+        value = json.dumps(list(checked))
+        self.store.write(lambda txn: txn.set_setting(SHADOW_POLICIES_KEY, value))
+        self._active.shadows = checked
+        self._active.shadows_expires = time.monotonic() + self.config.active_policy_ttl_s
+        return tuple(get_policy(name) for name in checked)
 
     def set_active_policy(self, name: str) -> Policy:
         policy = get_policy(name)
@@ -229,6 +336,37 @@ class Engine:
         self._active.name = policy.name
         self._active.expires = time.monotonic() + self.config.active_policy_ttl_s
         return policy
+
+    def check_promotion(self, name: str, *, preview: bool = False) -> PromotionCheck | None:
+        """The promotion gate's verdict on making ``name`` active; ``None`` without a gate,
+        unless ``preview``: then the verdict the gate would give with DR (or its estimator)."""
+        challenger = get_policy(name)
+        estimator = self.config.promotion_gate or ("dr" if preview else None)
+        if estimator is None:
+            return None
+        now = self.now_ms()
+        return check_promotion(
+            self.store,
+            challenger.name,
+            self.active_policy().name,
+            estimator=cast(GateEstimator, estimator),
+            since_ms=max(0, now - self.config.promotion_window_ms),
+            until_ms=now + 1,
+            min_rounds=self.config.promotion_min_rounds,
+            max_rounds=self.config.promotion_max_rounds,
+        )
+
+    def promote(self, name: str) -> tuple[Policy, PromotionCheck | None]:
+        """Make ``name`` the active policy if the promotion gate (when configured) lets it.
+
+        Raises :class:`~oo_ml.errors.PromotionRefusedError` with the gate's numbers otherwise.
+        """
+        verdict = self.check_promotion(name)
+        if verdict is not None and not verdict.allowed:
+            raise PromotionRefusedError(
+                f"promotion of {verdict.challenger} refused: {verdict.reason}", verdict.to_dict()
+            )
+        return self.set_active_policy(name), verdict
 
     # -- ranking --------------------------------------------------------------------------
 
@@ -242,8 +380,15 @@ class Engine:
         source_ids: Sequence[str | None] | None = None,
         content: Sequence[str] | None = None,
         event_id: str | None = None,
+        shadows_out: list[ShadowRecord] | None = None,
     ) -> Callable[[Txn], DecisionRecord]:
-        """Validate and prepare a decision; the returned job decides and logs it."""
+        """Validate and prepare a decision; the returned job decides and logs it.
+
+        The job also logs what each shadow policy would have done (other than the one that
+        serves), after the served decision and without touching it: the user sees exactly
+        what they would see without shadows. ``shadows_out``, if given, receives the shadow
+        records the job logged (replaced on each run, so a retried batch does not add twice).
+        """
         check_user_id(user_id)
         if not isinstance(context, Context):
             raise ValidationError("context", "must be a Context")
@@ -258,6 +403,8 @@ class Engine:
         sources = tuple(source_ids) if source_ids is not None else (None,) * len(ids)
         texts = tuple(content) if content is not None and self.config.store_content else None
         seed = self.seed_source()
+        shadows = [p for p in self.shadow_policies() if p.name != chosen_policy.name]
+        shadow_features = [p.encoder.encode(context, candidates) for p in shadows]
 
         def job(txn: Txn) -> DecisionRecord:
             if event_id is not None and txn.get_decision(event_id) is not None:
@@ -287,9 +434,45 @@ class Engine:
                 content=texts,
             )
             txn.insert_decision(record)
+            if shadows:
+                logged = self._shadow_decide(txn, record, shadows, shadow_features, ids)
+                if shadows_out is not None:
+                    shadows_out[:] = logged
             return record
 
         return job
+
+    def _shadow_decide(
+        self,
+        txn: Txn,
+        record: DecisionRecord,
+        shadows: Sequence[Policy],
+        features: Sequence[Any],
+        ids: tuple[str, ...],
+    ) -> list[ShadowRecord]:
+        """Let each shadow decide on ``record``'s candidates with its own model and log it."""
+        logged = []
+        for policy, x in zip(shadows, features, strict=True):
+            row = txn.load_state(record.user_id, policy.name)
+            if row is not None:
+                state = row.state
+            else:
+                state = policy.new_state()
+                self._recenter(txn, policy, state)
+            rng = np.random.Generator(np.random.PCG64(_shadow_seed(record.seed, policy.name)))
+            decision = policy.decide(state, x, ids, rng)
+            logged.append(
+                ShadowRecord(
+                    event_id=record.event_id,
+                    policy=policy.name,
+                    scores=decision.scores,
+                    probabilities=decision.probabilities,
+                    chosen=decision.chosen,
+                    model_updates=state.n_updates,
+                )
+            )
+        txn.insert_shadows(logged)
+        return logged
 
     def rank(
         self, user_id: str, context: Context, candidates: Sequence[Candidate], **kw: Any
@@ -333,6 +516,9 @@ class Engine:
     def _apply(self, txn: Txn, decision: DecisionRecord, verdict: _Verdict) -> FeedbackResult:
         """Record feedback on ``decision`` and update its model, unless it already has some."""
         policy = get_policy(decision.policy)
+        # With no shadows configured this costs no query. Shadow records never change once
+        # logged, so they can be read before the lock.
+        shadows = self._shadows_of(txn, decision) if self._shadow_names(txn) else []
         # Lock the model first: whoever holds it sees any feedback committed before.
         row = txn.load_state(decision.user_id, policy.name, for_update=True)
         existing = txn.get_feedback(decision.event_id)
@@ -354,6 +540,8 @@ class Engine:
             txn.save_state(decision.user_id, policy.name, row)
             if policy.population is not None:
                 self._population.setdefault(policy.name, _Population()).updates += 1
+            for shadow in shadows:
+                self._learn_shadow(txn, decision, shadow, reward, verdict.now_ms)
         record = FeedbackRecord(
             event_id=decision.event_id,
             user_id=decision.user_id,
@@ -368,6 +556,35 @@ class Engine:
         )
         txn.insert_feedback(record)
         return FeedbackResult(record, duplicate=False)
+
+    def _shadows_of(self, txn: Txn, decision: DecisionRecord) -> list[ShadowRecord]:
+        return txn.shadows_for([decision.event_id]).get(decision.event_id, [])
+
+    def _learn_shadow(
+        self,
+        txn: Txn,
+        decision: DecisionRecord,
+        shadow: ShadowRecord,
+        reward: float,
+        now_ms: int,
+    ) -> None:
+        """Teach a shadow the logged action's reward (off-policy: it learns from what was
+        shown, whatever it would have chosen), with the features its own encoder gives that
+        action. Its reward counters stay as they are: they count what it earned serving."""
+        try:
+            policy = get_policy(shadow.policy)
+        except UnknownPolicyError:
+            return  # removed from the code since it shadowed this decision
+        x = policy.encoder.encode(decision.context, decision.candidates)[decision.chosen]
+        row = txn.load_state(decision.user_id, policy.name, for_update=True)
+        if row is None:
+            row = StateRow(policy.new_state())
+        policy.learn(row.state, x, reward)
+        self._recenter(txn, policy, row.state)
+        row.updated_ms = now_ms
+        txn.save_state(decision.user_id, policy.name, row)
+        if policy.population is not None:
+            self._population.setdefault(policy.name, _Population()).updates += 1
 
     def legacy_reward_job(
         self,
@@ -554,6 +771,21 @@ class Engine:
         """Erase the user: models, decisions and feedback. Returns the rows removed."""
         check_user_id(user_id)
         return self.store.write(lambda txn: txn.delete_user(user_id))
+
+    def decision_detail(
+        self, event_id: str
+    ) -> tuple[DecisionRecord, FeedbackRecord | None, list[ShadowRecord]]:
+        """The decision with its feedback and what each shadow policy would have done."""
+        check_event_id(event_id)
+
+        def job(txn: Txn) -> tuple[DecisionRecord, FeedbackRecord | None, list[ShadowRecord]]:
+            record = txn.get_decision(event_id)
+            if record is None:
+                raise NotFoundError(f"no decision with event id {event_id!r}")
+            shadows = txn.shadows_for([event_id]).get(event_id, [])
+            return record, txn.get_feedback(event_id), shadows
+
+        return self.store.read(job)
 
     def decision(self, event_id: str) -> tuple[DecisionRecord, FeedbackRecord | None]:
         check_event_id(event_id)

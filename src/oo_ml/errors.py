@@ -24,6 +24,7 @@ __all__ = [
     "ConflictError",
     "NotFoundError",
     "OOMLError",
+    "PromotionRefusedError",
     "RegistryError",
     "StateError",
     "StoreError",
@@ -83,6 +84,14 @@ class RegistryError(OOMLError):
 
 class ConflictError(OOMLError):
     """An id that must be new (an event id, a run id) already exists."""
+
+
+class PromotionRefusedError(ConflictError):
+    """The promotion gate refused a challenger; ``details`` holds the numbers behind it."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class StoreError(OOMLError):

@@ -10,6 +10,9 @@ variable                          meaning                                 defaul
 ``OO_ML_API_TOKEN``               if set, rank/feedback/compat need it    unset (open)
 ``OO_ML_ACTIVE_POLICY``           policy serving requests that name none  ``egreedy-v1``
                                   (until one is promoted in the database)
+``OO_ML_SHADOW_POLICIES``         challengers scored and logged beside    unset (none)
+                                  the served policy, comma-separated
+                                  (at most 4; until set in the database)
 ``OO_ML_REWARD_RULE``             rule turning outcomes into rewards      ``dwell-v1``
 ``OO_ML_MAX_CANDIDATES``          most candidates per request             ``200``
 ``OO_ML_MAX_BODY_BYTES``          largest request body                    ``1048576``
@@ -20,6 +23,14 @@ variable                          meaning                                 defaul
 ``OO_ML_STORE_CONTENT``           keep task texts in the decision log     ``false``
 ``OO_ML_SQLITE_SYNCHRONOUS``      SQLite durability: ``FULL``/``NORMAL``  ``FULL``
 ``OO_ML_LOG_LEVEL``               ``debug``, ``info``, ``warning``…       ``info``
+``OO_ML_PROMOTION_GATE``          estimator that must show a challenger   ``off``
+                                  beats the active policy before it is
+                                  promoted: ``ips``, ``snips``, ``dm``,
+                                  ``dr`` or ``off``
+``OO_ML_PROMOTION_WINDOW_DAYS``   how far back the gate reads the log     ``14``
+``OO_ML_PROMOTION_MIN_ROUNDS``    fewest usable logged rounds the gate    ``200``
+                                  accepts as evidence
+``OO_ML_PROMOTION_MAX_ROUNDS``    most logged rounds the gate replays     ``50000``
 ``OO_ML_LLM_BASE_URL``            OpenAI-compatible endpoint of the       unset
                                   ``llm`` judge, e.g.
                                   ``http://127.0.0.1:8080/v1``
@@ -38,12 +49,13 @@ variable                          meaning                                 defaul
 from __future__ import annotations
 
 import shlex
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oo_ml.errors import NotFoundError
+from oo_ml.engine import check_shadow_policies
+from oo_ml.errors import NotFoundError, ValidationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import get_reward_rule
 
@@ -74,6 +86,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_token: SecretStr | None = None
     active_policy: str = "egreedy-v1"
+    # NoDecode: the variable is a comma-separated list, not JSON.
+    shadow_policies: Annotated[tuple[str, ...], NoDecode] = ()
     reward_rule: str = "dwell-v1"
     max_candidates: int = Field(200, ge=1, le=10_000)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
@@ -84,6 +98,10 @@ class Settings(BaseSettings):
     store_content: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    promotion_gate: Literal["off", "ips", "snips", "dm", "dr"] = "off"
+    promotion_window_days: float = Field(14.0, gt=0, le=3650, allow_inf_nan=False)
+    promotion_min_rounds: int = Field(200, ge=1, le=10_000_000)
+    promotion_max_rounds: int = Field(50_000, ge=1, le=10_000_000)
     llm_base_url: str | None = Field(None, pattern=r"^https?://\S+$")
     llm_model: str | None = Field(None, min_length=1)
     llm_api_key: SecretStr | None = None
@@ -121,6 +139,16 @@ class Settings(BaseSettings):
         except NotFoundError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("shadow_policies", mode="before")
+    @classmethod
+    def _shadows_exist(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",") if name.strip()]
+        try:
+            return check_shadow_policies(value, "OO_ML_SHADOW_POLICIES")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("reward_rule")
     @classmethod

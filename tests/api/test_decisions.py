@@ -289,7 +289,7 @@ def test_policies_lists_the_registered_ones_and_the_active(client: httpx.Client)
 def test_promoting_a_policy_changes_what_null_uses(client: httpx.Client) -> None:
     response = client.put("/v1/policies/active", json={"policy": "ucb-ix1"}, headers=ADMIN)
     assert response.status_code == 200
-    assert response.json() == {"active": "ucb-ix1"}
+    assert response.json() == {"active": "ucb-ix1", "gate": None}
     assert client.get("/v1/policies").json()["active"] == "ucb-ix1"
     assert rank(client, policy=None)["policy"] == "ucb-ix1"
     assert rank(client)["policy"] == "ucb-ix1"

@@ -200,6 +200,7 @@ ENDPOINTS = {
     ("delete", "/v1/users/{user_id}"),
     ("get", "/v1/policies"),
     ("put", "/v1/policies/active"),
+    ("put", "/v1/policies/shadow"),
     ("get", "/ready"),
     ("get", "/metrics"),
 }

@@ -40,6 +40,7 @@ def bearer(token: str) -> dict[str, str]:
 
 ADMIN_CALLS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "promote": ("PUT", "/v1/policies/active", {"policy": "ts-ix1"}),
+    "shadow": ("PUT", "/v1/policies/shadow", {"policies": ["ts-ix1"]}),
     "forget": ("DELETE", "/v1/users/victim", None),
     "decisions": ("GET", "/v1/users/victim/decisions", None),
 }

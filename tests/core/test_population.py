@@ -93,8 +93,46 @@ def test_recentering_moves_the_prior_and_keeps_the_data() -> None:
     np.testing.assert_allclose(state.theta, np.linalg.solve(state.A, lam * mu + before.c))
 
 
+THETA_C = np.array([0.0, 0.5, -1.0, 1.0])
+
+
+def total_misfit(model: PopulationModel, data: list, lam: float = 1.0) -> float:  # type: ignore[type-arg]
+    """Σ over users of min_k Q(μ_k), written out from the module docstring."""
+    total = 0.0
+    for u in data:
+        a_inv = np.linalg.inv(lam * np.eye(D) + u.D)
+        costs = []
+        for mu in model.means:
+            g = u.c - u.D @ mu
+            costs.append(mu @ u.D @ mu - 2 * mu @ u.c - g @ a_inv @ g)
+        total += min(costs)
+    return total
+
+
+def three_kinds(n: int = 30) -> list:  # type: ignore[type-arg]
+    thetas = (THETA_A, THETA_B, THETA_C)
+    return [user_data(simulated_user(thetas[s % 3], 15, s), 1.0) for s in range(n)]
+
+
+def test_restarts_keep_the_fit_that_explains_the_data_best() -> None:
+    data = three_kinds()
+    single = PopulationModel.fit(data, 1.0, Population(clusters=3))
+    for seed in range(4):
+        restarted = PopulationModel.fit(data, 1.0, Population(clusters=3, restarts=6), seed=seed)
+        one = PopulationModel.fit(data, 1.0, Population(clusters=3), seed=seed)
+        assert single is not None
+        assert restarted is not None
+        assert one is not None
+        assert total_misfit(restarted, data) <= total_misfit(one, data) + 1e-9
+    # The first start of a restarted fit is the single-start fit.
+    first = PopulationModel.fit(data, 1.0, Population(clusters=3, restarts=1))
+    assert first is not None
+    np.testing.assert_array_equal(first.means, single.means)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [({"clusters": 0}, "clusters"),
-                                                 ({"noise": 0.0}, "noise")])  # fmt: skip
+                                                 ({"noise": 0.0}, "noise"),
+                                                 ({"restarts": 0}, "restarts")])  # fmt: skip
 def test_bad_population_settings_are_refused(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigurationError, match=message):
         Population(**kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -181,6 +182,37 @@ def test_unanswered_decisions_in_a_window_oldest_first(store: Store) -> None:
     ]
 
 
+def test_logged_rounds_pages_oldest_first_with_feedback(store: Store) -> None:
+    # Two decisions share a millisecond: the event id orders them, and paging must not skip one.
+    created = {"e0": 500, "e1": 100, "e2": 300, "e3": 300, "e4": 900, "e5": 50}
+    for event_id, ms in created.items():
+        policy = "linucb-v1" if event_id == "e2" else "egreedy-v1"
+        store.write(
+            lambda t, e=event_id, c=ms, p=policy: t.insert_decision(
+                decision(e, created_ms=c, policy=p)
+            )
+        )
+    store.write(lambda t: t.insert_feedback(feedback("e3", milli=-300)))
+    rounds = store.read(lambda t: t.logged_rounds(100, 900))
+    assert [d.event_id for d, _ in rounds] == ["e1", "e2", "e3", "e0"]
+    by_id = {d.event_id: fb for d, fb in rounds}
+    assert by_id["e3"] == feedback("e3", milli=-300)
+    assert by_id["e1"] is None
+    assert_same_decision(rounds[2][0], decision("e3", created_ms=300))
+
+    pages: list[str] = []
+    after: tuple[int, str] | None = None
+    while True:
+        page = store.read(lambda t, a=after: t.logged_rounds(0, 10_000, after=a, limit=2))
+        if not page:
+            break
+        pages.extend(d.event_id for d, _ in page)
+        after = (page[-1][0].created_ms, page[-1][0].event_id)
+    assert pages == ["e5", "e1", "e2", "e3", "e0", "e4"]
+    only = store.read(lambda t: t.logged_rounds(0, 10_000, policies=["linucb-v1"]))
+    assert [d.event_id for d, _ in only] == ["e2"]
+
+
 def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
     for i in range(6):
         policy = "egreedy-v1" if i % 2 else "linucb-v1"
@@ -302,3 +334,21 @@ def test_failing_job_in_a_batch_does_not_undo_its_neighbours(store: Store) -> No
     assert store.read(lambda t: t.get_setting("k0")) == "v"
     assert store.read(lambda t: t.get_setting("k1")) == "v"
     assert store.read(lambda t: t.get_setting("bad")) is None
+
+
+def test_changing_a_loaded_row_does_not_change_the_stored_model(store: Store) -> None:
+    row = trained_row()
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", row))
+    kept = row.state.A[0, 0]
+    read = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert read is not None
+    # The memory store hands out its own arrays, read-only, for reading.
+    with contextlib.suppress(ValueError):
+        read.state.A[0, 0] += 1.0
+    locked = store.write(lambda t: t.load_state("u1", "ucb-ix1", for_update=True))
+    assert locked is not None
+    assert locked.state.A[0, 0] == kept
+    locked.state.A[0, 0] += 1.0  # a row loaded for update is the caller's to change
+    again = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert again is not None
+    assert again.state.A[0, 0] == kept

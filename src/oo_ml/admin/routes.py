@@ -20,7 +20,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
-from oo_ml.admin.auth import ConsoleRoute, ViewerDep, admin_token, safe_next
+from oo_ml.admin.auth import ConsoleRoute, Viewer, ViewerDep, admin_token, safe_next
 from oo_ml.admin.csrf import FIELD, FormError, csrf_matches, new_token, read_form
 from oo_ml.admin.render import base_path, render
 from oo_ml.admin.runs import ACTIVE, RunManager
@@ -44,7 +44,7 @@ from oo_ml.admin.views import (
 from oo_ml.api.routes.decisions import decision_json
 from oo_ml.charts import bar_chart
 from oo_ml.engine import Engine
-from oo_ml.errors import ConfigurationError, NotFoundError
+from oo_ml.errors import ConfigurationError, NotFoundError, PromotionRefusedError
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.settings import Settings
 from oo_ml.sim.persona import shipped_personas
@@ -302,27 +302,51 @@ def _known_policy(name: str) -> str:
     return name
 
 
-@router.get("/policies/{name}/promote")
-def confirm_promotion(request: Request, viewer: ViewerDep, name: str) -> Response:
+def _promote_page(
+    request: Request,
+    viewer: Viewer,
+    name: str,
+    refusal: PromotionRefusedError | None = None,
+    *,
+    estimate: bool = False,
+) -> Response:
+    engine = _engine(request)
     policy = get_policy(_known_policy(name))
-    active = _engine(request).active_policy()
+    active = engine.active_policy()
     evidence = _evidence(request)
+    check = engine.check_promotion(policy.name, preview=True) if estimate else None
     return render(
         request,
         "promote.html",
+        status=409 if refusal is not None else 200,
         csrf=viewer.csrf,
         section="policies",
         policy=policy,
         active=active,
         candidate_evidence=evidence.get(policy.name),
         active_evidence=evidence.get(active.name),
+        gate=engine.config.promotion_gate,
+        refusal=None if refusal is None else {"message": str(refusal), **refusal.details},
+        estimate=None if check is None or policy.name == active.name else check.to_dict(),
     )
+
+
+@router.get("/policies/{name}/promote")
+def confirm_promotion(
+    request: Request, viewer: ViewerDep, name: str, estimate: bool = False
+) -> Response:
+    """The confirmation page; ``estimate=true`` adds the off-policy comparison on the log."""
+    return _promote_page(request, viewer, name, estimate=estimate)
 
 
 @router.post("/policies/{name}/promote")
 async def promote(request: Request, viewer: ViewerDep, name: str) -> Response:
     await read_form(request, viewer.expected_csrf)
-    policy = await run_in_threadpool(_engine(request).set_active_policy, _known_policy(name))
+    try:
+        policy, _ = await run_in_threadpool(_engine(request).promote, _known_policy(name))
+    except PromotionRefusedError as refusal:
+        log.info("promotion refused by the gate", extra={"policy": name})
+        return await run_in_threadpool(_promote_page, request, viewer, name, refusal)
     log.info("policy promoted from the console", extra={"policy": policy.name})
     return _redirect(request, f"/policies?promoted={quote(policy.name)}")
 

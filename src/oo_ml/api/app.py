@@ -27,6 +27,7 @@ from oo_ml.engine import Engine, EngineConfig
 from oo_ml.errors import (
     ConflictError,
     NotFoundError,
+    PromotionRefusedError,
     StoreError,
     UnknownPolicyError,
     ValidationError,
@@ -50,6 +51,11 @@ def engine_config(settings: Settings) -> EngineConfig:
         store_content=settings.store_content,
         default_reward=settings.default_reward,
         reward_wait_ms=int(settings.reward_wait_seconds * 1000),
+        promotion_gate=None if settings.promotion_gate == "off" else settings.promotion_gate,
+        promotion_window_ms=int(settings.promotion_window_days * 86_400_000),
+        promotion_min_rounds=settings.promotion_min_rounds,
+        promotion_max_rounds=settings.promotion_max_rounds,
+        shadow_policies=settings.shadow_policies,
     )
 
 
@@ -115,6 +121,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
         return _error(404, str(exc))
+
+    @app.exception_handler(PromotionRefusedError)
+    async def _refused(_: Request, exc: PromotionRefusedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "gate": exc.details}, status_code=409)
 
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:

@@ -49,3 +49,15 @@ class Metrics:
         self.updates = Counter(
             "oo_ml_model_updates_total", "Model updates applied, by policy.", ["policy"], registry=r
         )
+        self.shadow_decisions = Counter(
+            "oo_ml_shadow_decisions_total",
+            "Shadow decisions logged, by shadow policy.",
+            ["policy"],
+            registry=r,
+        )
+        self.shadow_agreements = Counter(
+            "oo_ml_shadow_agreements_total",
+            "Shadow decisions that chose the tip that was served, by shadow policy.",
+            ["policy"],
+            registry=r,
+        )

@@ -15,6 +15,7 @@ __all__ = [
     "CandidateFeaturesIn",
     "CandidateIn",
     "ContextIn",
+    "DecisionOut",
     "FeedbackIn",
     "FeedbackOut",
     "OkOut",
@@ -24,6 +25,7 @@ __all__ = [
     "RewardIn",
     "ScoreIn",
     "ScoreOut",
+    "ShadowDecisionOut",
 ]
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
@@ -157,3 +159,67 @@ class FeedbackOut(BaseModel):
     reward_milli: int
     reward_rule: str
     duplicate: bool
+
+
+class LoggedCandidateOut(BaseModel):
+    tip_id: str
+    source: str
+    source_id: str | None
+    is_overdue: bool
+    task_age_days: float
+    priority: int
+    content: str | None = Field(description="Only when the service keeps task texts.")
+    features: list[float] = Field(description="What the serving policy's encoder made of it.")
+    score: float
+    probability: float | None = Field(description="null for legacy records.")
+
+
+class LoggedContextOut(BaseModel):
+    hour_of_day: int
+    day_of_week: int
+
+
+class LoggedFeedbackOut(BaseModel):
+    action: str | None
+    dwell_ms: int | None
+    reward: float
+    reward_milli: int
+    reward_rule: str
+    origin: str = Field(description="client, legacy or default")
+    applied: bool = Field(description="false when the user was reset after the decision")
+    created: str
+
+
+class ShadowDecisionOut(BaseModel):
+    """What a shadow policy would have done with this decision; never shown to the user."""
+
+    policy: str
+    chosen_id: str = Field(description="The candidate the shadow drew.")
+    score: float = Field(description="The shadow's score of the candidate it drew.")
+    probability: float = Field(
+        description="The shadow's probability of the candidate that was actually shown "
+        "(its propensity, for off-policy evaluation)."
+    )
+    probabilities: list[float] = Field(description="The shadow's probability of each candidate.")
+
+
+class DecisionOut(BaseModel):
+    event_id: str
+    user_id: str
+    policy: str
+    created: str
+    created_ms: int
+    origin: str = Field(description="rank, or legacy for an old-style reward's record")
+    context: LoggedContextOut
+    tip_id: str
+    chosen: int
+    score: float
+    probability: float | None
+    explored: bool
+    seed: int
+    model_updates: int
+    candidates: list[LoggedCandidateOut]
+    feedback: LoggedFeedbackOut | None
+    shadows: list[ShadowDecisionOut] = Field(
+        description="Shadow policies' decisions, by policy name (empty when none were set)."
+    )

@@ -115,3 +115,14 @@ register_policy(
         population=Population(clusters=6, noise=0.25),
     )
 )
+register_policy(
+    Policy(
+        "ucb-pop2",
+        get_encoder("v4"),
+        UCB(alpha=0.5),
+        RidgeModel(lam=32.0, discount=0.98),
+        description="ucb-pop1 whose population refit keeps the best of 4 hard-EM starts "
+        "(lowest total misfit), so two habits are less often merged into one cluster.",
+        population=Population(clusters=6, noise=0.25, restarts=4),
+    )
+)

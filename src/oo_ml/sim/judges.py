@@ -79,11 +79,11 @@ class RuleJudge:
 
     def judge(self, request: JudgeRequest, rng: np.random.Generator) -> Judgement:
         persona = request.persona
-        probs = persona.action_probabilities([request.task], request.context)[0]
+        done = persona.done_probability(request.task, request.context)
         u = float(rng.random())
-        if u < probs[0]:
+        if u < done:
             return Judgement(Action.DONE, persona.sample_dwell_ms(rng))
-        if u < probs[0] + probs[1]:
+        if u < done + (1.0 - done) * persona.response.snooze_share:
             return Judgement(Action.SNOOZE, None)
         return Judgement(Action.DISMISS, None)
 

@@ -38,6 +38,7 @@ File layout::
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +59,7 @@ __all__ = [
     "Persona",
     "Response",
     "Rule",
+    "feature_matrix",
     "load_persona",
     "load_personas",
     "shipped_personas",
@@ -79,17 +81,41 @@ _SOURCE_COLUMN = {"todoist": 5, "calendar": 6, "email": 7}
 
 def task_features(tasks: Sequence[SimTask]) -> FloatArray:
     """(n, len(FEATURES)) matrix of the features personas weigh."""
-    n = len(tasks)
-    raw = np.array([(t.priority, t.due_in_days) for t in tasks], dtype=np.float64).reshape(n, 2)
-    due = raw[:, 1]
+    return feature_matrix(
+        np.array([t.priority for t in tasks], dtype=np.float64),
+        np.array([t.due_in_days for t in tasks], dtype=np.float64),
+        [t.source for t in tasks],
+    )
+
+
+def feature_matrix(
+    priorities: FloatArray, due_in_days: FloatArray, sources: Sequence[str]
+) -> FloatArray:
+    """:func:`task_features` from a pool's columns (what :meth:`TaskStream.columns` gives)."""
+    n = due_in_days.shape[0]
     x = np.zeros((n, len(FEATURES)))
     x[:, 0] = 1.0
-    x[:, 1] = (raw[:, 0] - 1.0) / 3.0
-    x[:, 2] = due < 0
-    x[:, 3] = np.clip(-due, 0.0, 30.0) / 30.0
-    x[:, 4] = np.clip(due, 0.0, 30.0) / 30.0
-    x[np.arange(n), [_SOURCE_COLUMN.get(t.source.lower(), 8) for t in tasks]] = 1.0
+    x[:, 1] = (priorities - 1.0) / 3.0
+    x[:, 2] = due_in_days < 0
+    x[:, 3] = np.minimum(np.maximum(-due_in_days, 0.0), 30.0) / 30.0
+    x[:, 4] = np.minimum(np.maximum(due_in_days, 0.0), 30.0) / 30.0
+    x[np.arange(n), [_SOURCE_COLUMN.get(s.lower(), 8) for s in sources]] = 1.0
     return x
+
+
+def _feature_row(task: SimTask) -> tuple[float, ...]:
+    """One task's row of :func:`task_features`, in plain floats (the judge's one-task case)."""
+    due = task.due_in_days
+    source = [0.0, 0.0, 0.0, 0.0]
+    source[_SOURCE_COLUMN.get(task.source.lower(), 8) - 5] = 1.0
+    return (
+        1.0,
+        (task.priority - 1.0) / 3.0,
+        1.0 if due < 0 else 0.0,
+        min(max(-due, 0.0), 30.0) / 30.0,
+        min(max(due, 0.0), 30.0) / 30.0,
+        *source,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +155,30 @@ class Persona:
     rules: tuple[Rule, ...] = ()
     drift_at: int | None = None
     drift_to: Persona | None = field(default=None, compare=False)
+    _weights: dict[int, tuple[FloatArray, tuple[float, ...]]] = field(
+        init=False, repr=False, compare=False
+    )
+    """The weights in force at (hour, day of week), by ``24·day + hour``, as an array and as
+    plain floats: each moment's rules are evaluated once instead of at every step."""
+    _done_rewards: dict[str, tuple[RewardRule, float]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_weights", {})
+        object.__setattr__(self, "_done_rewards", {})
+
+    def _weights_at(self, context: Context) -> tuple[FloatArray, tuple[float, ...]]:
+        key = 24 * context.day_of_week + context.hour_of_day
+        found = self._weights.get(key)
+        if found is None:
+            w = self.prefer.copy()
+            for rule in self.rules:
+                if rule.applies(context):
+                    w += rule.weights
+            w.setflags(write=False)
+            found = self._weights[key] = (w, tuple(w.tolist()))
+        return found
 
     def at_step(self, step: int) -> Persona:
         """The preferences in force at ``step`` (after a drift, the other persona's)."""
@@ -137,11 +187,8 @@ class Persona:
         return self
 
     def weights(self, context: Context) -> FloatArray:
-        w = self.prefer.copy()
-        for rule in self.rules:
-            if rule.applies(context):
-                w += rule.weights
-        return w
+        """The weights in force in ``context`` (read-only)."""
+        return self._weights_at(context)[0]
 
     def utilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
         utilities: FloatArray = task_features(tasks) @ self.weights(context)
@@ -154,6 +201,15 @@ class Persona:
         snooze = (1.0 - done) * r.snooze_share
         return np.column_stack([done, snooze, 1.0 - done - snooze])
 
+    def done_probability(self, task: SimTask, context: Context) -> float:
+        """``action_probabilities([task], context)[0, 0]`` in plain floats: the rule judge asks
+        this once per step, where numpy's per-call overhead would cost more than the sum."""
+        weights = self._weights_at(context)[1]
+        utility = sum([x * w for x, w in zip(_feature_row(task), weights, strict=True)])
+        r = self.response
+        z = -r.slope * (utility - r.threshold)
+        return 0.0 if z > 700.0 else 1.0 / (1.0 + math.exp(z))
+
     def dwell_cdf(self, seconds: float) -> float:
         """P(dwell < seconds | done)."""
         if seconds <= 0:
@@ -163,26 +219,39 @@ class Persona:
         return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
     def expected_done_reward(self, rule: RewardRule) -> float:
-        """E[reward | done] under ``rule``'s dwell bands."""
+        """E[reward | done] under ``rule``'s dwell bands (remembered per rule)."""
+        cached = self._done_rewards.get(rule.name)
+        if cached is not None and cached[0] is rule:
+            return cached[1]
         total = 0.0
         for band in rule.actions[Action.DONE].bands:
             upper = 1.0 if band.until_ms is None else self.dwell_cdf(band.until_ms / 1000.0)
             total += (upper - self.dwell_cdf(band.from_ms / 1000.0)) * band.milli / 1000.0
+        self._done_rewards[rule.name] = (rule, total)
         return total
 
     def expected_rewards(
         self, tasks: Sequence[SimTask], context: Context, rule: RewardRule
     ) -> FloatArray:
         """Expected reward of showing each task: the oracle the simulator compares against."""
-        probs = self.action_probabilities(tasks, context)
-        values = np.array(
-            [
-                self.expected_done_reward(rule),
-                rule.actions[Action.SNOOZE].milli_for(None) / 1000.0,
-                rule.actions[Action.DISMISS].milli_for(None) / 1000.0,
-            ]
-        )
-        expected: FloatArray = probs @ values
+        return self.expected_rewards_of(task_features(tasks), context, rule)
+
+    def expected_rewards_of(
+        self, features: FloatArray, context: Context, rule: RewardRule
+    ) -> FloatArray:
+        """:meth:`expected_rewards` for a :func:`feature_matrix`.
+
+        With p = p(done) and s the snooze share, E = p·R_done + (1−p)·s·R_snooze +
+        (1−p)(1−s)·R_dismiss = base + p·(R_done − base), base = s·R_snooze + (1−s)·R_dismiss.
+        """
+        r = self.response
+        utilities = features @ self.weights(context)
+        done = 1.0 / (1.0 + np.exp(-r.slope * (utilities - r.threshold)))
+        base = (
+            r.snooze_share * rule.actions[Action.SNOOZE].milli_for(None)
+            + (1.0 - r.snooze_share) * rule.actions[Action.DISMISS].milli_for(None)
+        ) / 1000.0
+        expected: FloatArray = base + done * (self.expected_done_reward(rule) - base)
         return expected
 
     def sample_dwell_ms(self, rng: np.random.Generator) -> int:
@@ -293,12 +362,21 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
     return personas
 
 
+@functools.cache
+def _shipped_files() -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """The shipped persona files, read and parsed once per process (they are package data)."""
+    return tuple(
+        (entry.name, tomllib.loads(entry.read_text()))
+        for entry in sorted(resources.files("oo_ml.sim.personas").iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".toml")
+    )
+
+
 def _shipped_tables() -> dict[str, tuple[Persona, Mapping[str, Any] | None]]:
     parsed = {}
-    for entry in sorted(resources.files("oo_ml.sim.personas").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            persona, drift = _parse(tomllib.loads(entry.read_text()), entry.name)
-            parsed[persona.name] = (persona, drift)
+    for name, data in _shipped_files():
+        persona, drift = _parse(data, name)
+        parsed[persona.name] = (persona, drift)
     return parsed
 
 

@@ -28,12 +28,12 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
-from oo_ml.sim.persona import Persona, load_personas
+from oo_ml.sim.persona import Persona, feature_matrix, load_personas
 from oo_ml.sim.summary import summarize
 from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import RunRecord, SimEvent, Store
 from oo_ml.store.memory import MemoryStore
-from oo_ml.types import Candidate, Context, Outcome
+from oo_ml.types import Action, Candidate, Context, Outcome
 
 __all__ = [
     "DecisionClient",
@@ -114,6 +114,22 @@ class DecisionClient(Protocol):
         """The reward the service inferred, in thousandths."""
 
 
+class _TickClock:
+    """A clock that moves on by one millisecond each time it is read.
+
+    The engine stamps decisions and model updates with its clock, and the population prior is
+    fitted to the most recently updated users in that order; on the wall clock, users updated
+    within the same millisecond tie and the order (hence the fit) changed from run to run.
+    """
+
+    def __init__(self, start_s: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._ms = int(start_s * 1000)
+
+    def __call__(self) -> float:
+        self._ms += 1
+        return self._ms / 1000.0
+
+
 @dataclass
 class InProcessClient:
     """The serving engine in this process, over a memory store, with seeded decisions."""
@@ -127,6 +143,7 @@ class InProcessClient:
         self.engine = Engine(
             MemoryStore(),
             EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
+            clock=_TickClock(),
             seed_source=lambda: int(rng.integers(0, 2**63 - 1)),
         )
 
@@ -248,15 +265,17 @@ class SimUser:
         """One tip: rank, the judge's verdict, feedback; then the world moves on."""
         now = self.persona.at_step(step)
         stream = self.stream
-        context, tasks = stream.context, stream.tasks
+        context = stream.context
         expected = (
-            now.expected_rewards(tasks, context, rule) if isinstance(judge, RuleJudge) else None
+            now.expected_rewards_of(feature_matrix(*stream.columns()), context, rule)
+            if isinstance(judge, RuleJudge)
+            else None
         )
         event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
-        task = tasks[chosen]
+        task = stream.task_at(chosen)
         verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
         milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
-        if verdict.action.value == "done":
+        if verdict.action is Action.DONE:
             stream.complete(task.id)
         stream.advance()
         return SimEvent(
@@ -273,7 +292,8 @@ class SimUser:
             dwell_ms=verdict.dwell_ms,
             reward_milli=milli,
             oracle_reward=None if expected is None else float(expected.max()),
-            random_reward=None if expected is None else float(expected.mean()),
+            # sum / n is what mean() computes, without its dispatch overhead.
+            random_reward=None if expected is None else float(expected.sum()) / expected.size,
             chosen_expected=None if expected is None else float(expected[chosen]),
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oo_ml.types import Candidate, Context
+from oo_ml.types import Candidate, Context, FloatArray
 
 __all__ = ["TEMPLATES", "SimTask", "TaskStream"]
 
@@ -125,7 +125,13 @@ class TaskStream:
         self._target = pool_size
         for _ in range(pool_size):
             self._pool.append(self._new_task())
-        self._snapshot: tuple[list[SimTask], list[Candidate]] | None = None
+        # Views of the pool as it stands now, each built on first use after a change: a
+        # simulated step needs the candidates, the columns and one task, not the whole list.
+        self._tasks: list[SimTask] | None = None
+        self._candidates: list[Candidate] | None = None
+        self._columns: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
+        self._context: Context | None = None
+        self._static: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
 
     @property
     def now_days(self) -> float:
@@ -148,34 +154,69 @@ class TaskStream:
             due_at=self.now_days + due,
         )
 
-    def _view(self) -> tuple[list[SimTask], list[Candidate]]:
-        if self._snapshot is None:
-            now = self.now_days
-            tasks = [
-                SimTask(e.id, e.content, e.category, e.source, e.priority, e.due_at - now)
-                for e in self._pool
-            ]
-            self._snapshot = (tasks, [t.candidate() for t in tasks])
-        return self._snapshot
+    def _moved(self, pool_changed: bool) -> None:
+        self._tasks = self._candidates = self._columns = None
+        self._context = None
+        if pool_changed:
+            self._static = None
+
+    def _task(self, entry: _Entry, now: float) -> SimTask:
+        return SimTask(
+            entry.id, entry.content, entry.category, entry.source, entry.priority,
+            entry.due_at - now,
+        )  # fmt: skip
 
     @property
     def tasks(self) -> list[SimTask]:
         """The pool as it stands now."""
-        return self._view()[0]
+        if self._tasks is None:
+            now = self.now_days
+            self._tasks = [self._task(e, now) for e in self._pool]
+        return self._tasks
+
+    def task_at(self, index: int) -> SimTask:
+        """``tasks[index]`` without building the others."""
+        if self._tasks is not None:
+            return self._tasks[index]
+        return self._task(self._pool[index], self.now_days)
 
     @property
     def context(self) -> Context:
-        return Context(self.hour, self.day % 7)
+        if self._context is None:
+            self._context = Context(self.hour, self.day % 7)
+        return self._context
 
     def candidates(self) -> list[Candidate]:
-        return self._view()[1]
+        """The pool as the service sees it (``SimTask.candidate`` of each task)."""
+        if self._candidates is None:
+            now = self.now_days
+            found = []
+            for e in self._pool:
+                due = e.due_at - now
+                found.append(Candidate(e.id, due < 0, round(-due, 3), e.priority, e.source))
+            self._candidates = found
+        return self._candidates
+
+    def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due_in_days, sources) of the pool as it stands now, as arrays."""
+        if self._columns is None:
+            if self._static is None:
+                pool = self._pool
+                self._static = (
+                    np.array([e.priority for e in pool], dtype=np.float64),
+                    np.array([e.due_at for e in pool], dtype=np.float64),
+                    tuple(e.source for e in pool),
+                )
+            priorities, due_at, sources = self._static
+            self._columns = (priorities, due_at - self.now_days, sources)
+        return self._columns
 
     def task(self, task_id: str) -> SimTask:
         return next(t for t in self.tasks if t.id == task_id)
 
     def complete(self, task_id: str) -> None:
         self._pool = [e for e in self._pool if e.id != task_id]
-        self._snapshot = None
+        self._moved(pool_changed=True)
 
     def advance(self) -> None:
         """Move the clock to the next tip request; let new tasks arrive."""
@@ -190,4 +231,4 @@ class TaskStream:
         for _ in range(arrivals):
             if len(self._pool) < 2 * self._target:
                 self._pool.append(self._new_task())
-        self._snapshot = None
+        self._moved(pool_changed=arrivals > 0)

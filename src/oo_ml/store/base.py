@@ -22,6 +22,7 @@ __all__ = [
     "DecisionRecord",
     "FeedbackRecord",
     "RunRecord",
+    "ShadowRecord",
     "SimEvent",
     "StateRow",
     "Store",
@@ -90,6 +91,24 @@ class FeedbackRecord:
     @property
     def reward(self) -> float:
         return self.reward_milli / 1000.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ShadowRecord:
+    """What a shadow (challenger) policy would have done with a logged decision.
+
+    The shadow scored the same candidates, in the same order, with its own encoder and its own
+    model for the user (which had seen ``model_updates`` updates); ``probabilities`` are its
+    exact propensities, so the log can be evaluated off-policy later. ``chosen`` is the index
+    it drew with its own seeded generator; users never see it.
+    """
+
+    event_id: str
+    policy: str
+    scores: FloatArray
+    probabilities: FloatArray
+    chosen: int
+    model_updates: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +188,15 @@ class Txn(Protocol):
 
     def get_feedback(self, event_id: str) -> FeedbackRecord | None: ...
 
+    def insert_shadows(self, records: Sequence[ShadowRecord]) -> None:
+        """Log shadow decisions of already logged decisions. Raises
+        :class:`~oo_ml.errors.ConflictError` if an (event id, policy) pair exists or the
+        decision does not."""
+
+    def shadows_for(self, event_ids: Sequence[str]) -> dict[str, list[ShadowRecord]]:
+        """The shadow decisions of each of ``event_ids`` (every id is a key; its list is ordered
+        by policy name and empty when there are none). Meant for pages of up to 1000 ids."""
+
     def insert_feedback(self, record: FeedbackRecord) -> None: ...
 
     def get_user(self, user_id: str) -> UserRow | None: ...
@@ -187,6 +215,19 @@ class Txn(Protocol):
         self, since_ms: int, before_ms: int, limit: int
     ) -> Sequence[DecisionRecord]:
         """Decisions made in ``[since_ms, before_ms)`` that have no feedback, oldest first."""
+
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The log for evaluation and export: decisions made in ``[since_ms, until_ms)`` with
+        their feedback, oldest first by ``(created_ms, event_id)``; ``after`` continues a page
+        after that key (keyset paging, stable while decisions are being added)."""
 
     def recent_decisions(
         self,

@@ -14,10 +14,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from oo_ml.errors import ConflictError
+from oo_ml.policies.model import RidgeState
 from oo_ml.store.base import (
     DecisionRecord,
     FeedbackRecord,
     RunRecord,
+    ShadowRecord,
     SimEvent,
     StateRow,
     UserRow,
@@ -29,7 +31,29 @@ T = TypeVar("T")
 
 
 def _copy_row(row: StateRow) -> StateRow:
+    """A deep copy: the caller may change it in place (a model update does)."""
     return StateRow(row.state.copy(), row.reward_count, row.reward_sum_milli, row.updated_ms)
+
+
+def _stored_row(row: StateRow) -> StateRow:
+    """The copy the store keeps: its arrays are read-only, so it can be handed out for reading
+    without another copy (:func:`_read_row`), and a reader that tries to change one in place
+    gets an error instead of changing the stored model."""
+    kept = _copy_row(row)
+    state = kept.state
+    for array in (state.A, state.b, state.A_inv, state.theta, state.prior_mean):
+        array.setflags(write=False)
+    return kept
+
+
+def _read_row(row: StateRow) -> StateRow:
+    """A row for reading: new objects over the stored, read-only, arrays. Replacing a field of
+    it is the caller's business; writing into an array raises."""
+    s = row.state
+    state = RidgeState(
+        s.encoder, s.A, s.b, s.A_inv, s.theta, s.prior_mean, s.n_updates, s.since_refactor
+    )
+    return StateRow(state, row.reward_count, row.reward_sum_milli, row.updated_ms)
 
 
 @dataclass
@@ -38,6 +62,9 @@ class _Data:
     decisions: dict[str, DecisionRecord] = field(default_factory=dict)
     by_user: dict[str, list[str]] = field(default_factory=dict)
     feedback: dict[str, FeedbackRecord] = field(default_factory=dict)
+    shadows: dict[tuple[str, str], ShadowRecord] = field(default_factory=dict)
+    shadow_keys: dict[str, list[str]] = field(default_factory=dict)
+    """The policies that shadowed each event id (an index into ``shadows``)."""
     users: dict[str, UserRow] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
@@ -63,11 +90,13 @@ class _MemoryTxn:
 
     def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
         row = self._data.states.get((user_id, policy))
-        return None if row is None else _copy_row(row)
+        if row is None:
+            return None
+        return _copy_row(row) if for_update else _read_row(row)
 
     def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
         self._remember(self._data.states, (user_id, policy))
-        self._data.states[(user_id, policy)] = _copy_row(row)
+        self._data.states[(user_id, policy)] = _stored_row(row)
 
     def insert_decision(self, record: DecisionRecord) -> None:
         if record.event_id in self._data.decisions:
@@ -105,6 +134,23 @@ class _MemoryTxn:
         self._remember(self._data.feedback, record.event_id)
         self._data.feedback[record.event_id] = record
 
+    def insert_shadows(self, records: Sequence[ShadowRecord]) -> None:
+        for record in records:
+            key = (record.event_id, record.policy)
+            if record.event_id not in self._data.decisions:
+                raise ConflictError(f"no decision {record.event_id!r} to shadow")
+            if key in self._data.shadows:
+                raise ConflictError(f"shadow {key!r} already exists")
+            self._remember(self._data.shadows, key)
+            self._data.shadows[key] = record
+            self._remember(self._data.shadow_keys, record.event_id)
+            known = self._data.shadow_keys.get(record.event_id, [])
+            self._data.shadow_keys[record.event_id] = sorted([*known, record.policy])
+
+    def shadows_for(self, event_ids: Sequence[str]) -> dict[str, list[ShadowRecord]]:
+        shadows, keys = self._data.shadows, self._data.shadow_keys
+        return {e: [shadows[(e, p)] for p in keys.get(e, [])] for e in event_ids}
+
     def get_user(self, user_id: str) -> UserRow | None:
         return self._data.users.get(user_id)
 
@@ -127,6 +173,13 @@ class _MemoryTxn:
                     self._remember(mapping, event_id)
                     del mapping[event_id]
                     removed += 1
+            for policy in self._data.shadow_keys.get(event_id, []):
+                self._remember(self._data.shadows, (event_id, policy))
+                del self._data.shadows[(event_id, policy)]
+                removed += 1
+            if event_id in self._data.shadow_keys:
+                self._remember(self._data.shadow_keys, event_id)
+                del self._data.shadow_keys[event_id]
         self._remember(self._data.by_user, user_id)
         self._data.by_user.pop(user_id, None)
         self._remember(self._data.users, user_id)
@@ -151,6 +204,26 @@ class _MemoryTxn:
         ]
         waiting.sort(key=lambda d: (d.created_ms, d.event_id))
         return waiting[:limit]
+
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        found = [
+            d
+            for d in self._data.decisions.values()
+            if since_ms <= d.created_ms < until_ms
+            and (after is None or (d.created_ms, d.event_id) > after)
+            and (policies is None or d.policy in policies)
+        ]
+        found.sort(key=lambda d: (d.created_ms, d.event_id))
+        feedback = self._data.feedback
+        return [(d, feedback.get(d.event_id)) for d in found[:limit]]
 
     def recent_decisions(
         self,
@@ -188,7 +261,7 @@ class _MemoryTxn:
 
     def list_states(self, user_id: str) -> Sequence[tuple[str, StateRow]]:
         return [
-            (policy, _copy_row(row))
+            (policy, _read_row(row))
             for (user, policy), row in sorted(self._data.states.items())
             if user == user_id
         ]
@@ -196,7 +269,7 @@ class _MemoryTxn:
     def states_of_policy(self, policy: str, limit: int) -> Sequence[StateRow]:
         rows = [(key, row) for key, row in self._data.states.items() if key[1] == policy]
         rows.sort(key=lambda item: (-item[1].updated_ms, item[0]))
-        return [_copy_row(row) for _, row in rows[:limit]]
+        return [_read_row(row) for _, row in rows[:limit]]
 
     def insert_run(self, run: RunRecord) -> None:
         if run.run_id in self._data.runs:

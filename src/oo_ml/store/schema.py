@@ -28,6 +28,7 @@ __all__ = [
     "metadata",
     "policy_state",
     "service_settings",
+    "shadow_decisions",
     "sim_events",
     "sim_runs",
     "tip_feedback",
@@ -106,6 +107,23 @@ tip_feedback = Table(
     Column("origin", String(16), nullable=False),
     Column("applied", Boolean, nullable=False),
     Index(None, "user_id", "created_ms"),
+)
+
+# What each shadow (challenger) policy would have done with a decision; see ShadowRecord.
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column(
+        "event_id",
+        String(NAME),
+        ForeignKey("decisions.event_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("policy", String(NAME), primary_key=True),
+    Column("scores", LargeBinary, nullable=False),
+    Column("probabilities", LargeBinary, nullable=False),
+    Column("chosen", Integer, nullable=False),
+    Column("model_updates", BigInteger, nullable=False),
 )
 
 users = Table(

@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,6 +58,7 @@ from oo_ml.store.base import (
     DecisionRecord,
     FeedbackRecord,
     RunRecord,
+    ShadowRecord,
     SimEvent,
     StateRow,
     UserRow,
@@ -66,6 +68,7 @@ from oo_ml.store.schema import (
     decisions,
     policy_state,
     service_settings,
+    shadow_decisions,
     sim_events,
     sim_runs,
     tip_feedback,
@@ -206,6 +209,26 @@ _GET_DECISION = _select_sql(decisions, "event_id = ?")
 _INSERT_FEEDBACK = _insert_sql(tip_feedback)
 _GET_FEEDBACK = _select_sql(tip_feedback, "event_id = ?")
 _GET_USER = _sql("SELECT user_id, reset_ms FROM users WHERE user_id = ?")
+_INSERT_SHADOW = _insert_sql(shadow_decisions)
+_SHADOW_COLUMNS = _columns(shadow_decisions)
+_SHADOW_CHUNK = 500  # ids per IN (…): far below SQLite's and PostgreSQL's parameter limits
+
+
+def _shadows_sql(count: int) -> _Sql:
+    marks = ", ".join("?" for _ in range(count))
+    return _select_sql(shadow_decisions, f"event_id IN ({marks})")
+
+
+def _shadow_from_row(row: Sequence[Any]) -> ShadowRecord:
+    event_id, policy, scores, probabilities, chosen, model_updates = row
+    return ShadowRecord(
+        event_id=event_id,
+        policy=policy,
+        scores=array_from_bytes(scores, (-1,)),
+        probabilities=array_from_bytes(probabilities, (-1,)),
+        chosen=chosen,
+        model_updates=model_updates,
+    )
 
 
 class SqlTxn:
@@ -338,6 +361,34 @@ class SqlTxn:
         }
         self._execute(_INSERT_FEEDBACK, [values[c] for c in _FEEDBACK_COLUMNS]).close()
 
+    def insert_shadows(self, records: Sequence[ShadowRecord]) -> None:
+        for record in records:
+            values = {
+                "event_id": record.event_id,
+                "policy": record.policy,
+                "scores": array_to_bytes(record.scores),
+                "probabilities": array_to_bytes(record.probabilities),
+                "chosen": record.chosen,
+                "model_updates": record.model_updates,
+            }
+            self._execute(_INSERT_SHADOW, [values[c] for c in _SHADOW_COLUMNS]).close()
+
+    def shadows_for(self, event_ids: Sequence[str]) -> dict[str, list[ShadowRecord]]:
+        found: dict[str, list[ShadowRecord]] = {e: [] for e in event_ids}
+        ids = list(found)
+        for start in range(0, len(ids), _SHADOW_CHUNK):
+            chunk = ids[start : start + _SHADOW_CHUNK]
+            cursor = self._execute(_shadows_sql(len(chunk)), chunk)
+            try:
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+            for row in rows:
+                found[row[0]].append(_shadow_from_row(row))
+        for records in found.values():
+            records.sort(key=lambda r: r.policy)  # in Python: database collations differ
+        return found
+
     def get_user(self, user_id: str) -> UserRow | None:
         row = self._fetchone(_GET_USER, (user_id,))
         return None if row is None else UserRow(row[0], row[1])
@@ -347,7 +398,10 @@ class SqlTxn:
         self._upsert(users, {"user_id": user_id, "reset_ms": reset_ms}, ["user_id"])
 
     def delete_user(self, user_id: str) -> int:
-        removed = 0
+        # Explicitly rather than by the foreign key's cascade, so the rows are counted.
+        of_user = select(decisions.c.event_id).where(decisions.c.user_id == user_id)
+        shadows = delete(shadow_decisions).where(shadow_decisions.c.event_id.in_(of_user))
+        removed: int = self._conn.execute(shadows).rowcount
         for table in (tip_feedback, decisions, policy_state, users):
             result = self._conn.execute(delete(table).where(table.c.user_id == user_id))
             removed += result.rowcount if table is not users else 0
@@ -377,6 +431,38 @@ class SqlTxn:
             .limit(limit)
         ).all()
         return [_decision_from_row(r) for r in rows]
+
+    def logged_rounds(
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 1000,
+        policies: Sequence[str] | None = None,
+    ) -> Sequence[tuple[DecisionRecord, FeedbackRecord | None]]:
+        conditions = [decisions.c.created_ms >= since_ms, decisions.c.created_ms < until_ms]
+        if after is not None:
+            conditions.append(tuple_(decisions.c.created_ms, decisions.c.event_id) > after)
+        if policies is not None:
+            conditions.append(decisions.c.policy.in_(list(policies)))
+        feedback_cols = [c.label(f"fb_{c.name}") for c in tip_feedback.c]
+        rows = self._conn.execute(
+            select(decisions, *feedback_cols)
+            .outerjoin(tip_feedback, tip_feedback.c.event_id == decisions.c.event_id)
+            .where(*conditions)
+            .order_by(decisions.c.created_ms, decisions.c.event_id)
+            .limit(limit)
+        ).all()
+        found: list[tuple[DecisionRecord, FeedbackRecord | None]] = []
+        for r in rows:
+            fb = None
+            if r.fb_event_id is not None:
+                fb = _feedback_from_row(
+                    _FeedbackRow(*(getattr(r, f"fb_{name}") for name in _FEEDBACK_COLUMNS))
+                )
+            found.append((_decision_from_row(r), fb))
+        return found
 
     def recent_decisions(
         self,

@@ -10,7 +10,7 @@ from fastapi import Request
 from oo_ml.api.deps import get_engine, get_metrics
 from oo_ml.api.schemas import ScoreIn
 from oo_ml.engine import FeedbackResult
-from oo_ml.store.base import DecisionRecord
+from oo_ml.store.base import DecisionRecord, ShadowRecord
 
 __all__ = ["iso_time", "log_feedback", "rank_body"]
 
@@ -28,6 +28,7 @@ async def rank_body(
     """Decide and log for a ``/score``-shaped body."""
     engine = get_engine(request)
     candidates = body.candidates
+    shadows: list[ShadowRecord] = []
     job = engine.rank_job(
         body.user_id,
         body.context.to_core(),
@@ -36,9 +37,15 @@ async def rank_body(
         source_ids=[c.source_id for c in candidates],
         content=[c.content for c in candidates] if engine.config.store_content else None,
         event_id=event_id,
+        shadows_out=shadows,
     )
     record = await engine.run_async(job)
-    get_metrics(request).decisions.labels(record.policy).inc()
+    metrics = get_metrics(request)
+    metrics.decisions.labels(record.policy).inc()
+    for shadow in shadows:
+        metrics.shadow_decisions.labels(shadow.policy).inc()
+        if shadow.chosen == record.chosen:
+            metrics.shadow_agreements.labels(shadow.policy).inc()
     if log.isEnabledFor(logging.INFO):
         log.info(
             "decision",

@@ -3,6 +3,7 @@ the raw outcome, and the server infers the reward from what it logged."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,8 +12,8 @@ from fastapi.responses import JSONResponse
 from oo_ml.api.deps import ApiDep, EngineDep, EventIdPath, get_engine, path_tail
 from oo_ml.api.json_route import JsonBodyRoute
 from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
-from oo_ml.api.schemas import FeedbackIn, FeedbackOut, RankIn, RankOut
-from oo_ml.store.base import DecisionRecord, FeedbackRecord
+from oo_ml.api.schemas import DecisionOut, FeedbackIn, FeedbackOut, RankIn, RankOut
+from oo_ml.store.base import DecisionRecord, FeedbackRecord, ShadowRecord
 from oo_ml.types import Outcome
 
 router = APIRouter(prefix="/v1", tags=["decisions"], route_class=JsonBodyRoute)
@@ -68,8 +69,14 @@ async def feedback(body: FeedbackIn, request: Request) -> JSONResponse:
     )
 
 
-def decision_json(record: DecisionRecord, feedback: FeedbackRecord | None) -> dict[str, Any]:
-    """A logged decision with its feedback, as the API and the console show it."""
+def decision_json(
+    record: DecisionRecord,
+    feedback: FeedbackRecord | None,
+    *,
+    shadows: Sequence[ShadowRecord] | None = None,
+) -> dict[str, Any]:
+    """A logged decision with its feedback (and its shadow decisions when given), as the API
+    and the console show it."""
     probs = None if record.probabilities is None else record.probabilities.tolist()
     candidates = []
     for i, c in enumerate(record.candidates):
@@ -87,7 +94,7 @@ def decision_json(record: DecisionRecord, feedback: FeedbackRecord | None) -> di
                 "probability": None if probs is None else probs[i],
             }
         )
-    return {
+    found: dict[str, Any] = {
         "event_id": record.event_id,
         "user_id": record.user_id,
         "policy": record.policy,
@@ -119,14 +126,30 @@ def decision_json(record: DecisionRecord, feedback: FeedbackRecord | None) -> di
             "created": iso_time(feedback.created_ms),
         },
     }
+    if shadows is not None:
+        found["shadows"] = [shadow_json(record, s) for s in shadows]
+    return found
+
+
+def shadow_json(record: DecisionRecord, shadow: ShadowRecord) -> dict[str, Any]:
+    probabilities = shadow.probabilities.tolist()
+    return {
+        "policy": shadow.policy,
+        "chosen_id": record.candidates[shadow.chosen].id,
+        "score": float(shadow.scores[shadow.chosen]),
+        "probability": probabilities[record.chosen],
+        "probabilities": probabilities,
+    }
 
 
 @router.get(
     "/decisions/{event_id:path}",
     dependencies=[ApiDep],
+    response_model=DecisionOut,
     responses={404: {"description": "Unknown event id"}},
 )
 def get_decision(engine: EngineDep, request: Request, event_id: EventIdPath) -> dict[str, Any]:
-    """The decision as logged — candidates, features, scores, probabilities — with feedback."""
-    record, fb = engine.decision(path_tail(request, "/v1/decisions/"))
-    return decision_json(record, fb)
+    """The decision as logged — candidates, features, scores, probabilities — with feedback,
+    and what each shadow policy would have done."""
+    record, fb, shadows = engine.decision_detail(path_tail(request, "/v1/decisions/"))
+    return decision_json(record, fb, shadows=shadows)

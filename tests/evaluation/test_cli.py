@@ -1,0 +1,96 @@
+"""``oo-ml ope`` end to end on a real SQLite database."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from oo_ml import Candidate, Context
+from oo_ml.cli import app
+from oo_ml.engine import Engine, EngineConfig
+from oo_ml.store.migrate import upgrade
+from oo_ml.store.sql import SqlStore
+from oo_ml.types import Outcome
+
+from .world import play
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('ope') / 'oo-ml.db'}"
+    upgrade(url)
+    store = SqlStore(url, sqlite_synchronous="OFF")
+    ticks = itertools.count()
+    seeds = np.random.default_rng(11)
+    engine = Engine(
+        store,
+        EngineConfig(default_policy="egreedy-v1"),
+        clock=lambda: 1_764_000_000 + next(ticks) / 2,  # rank + feedback: a decision a second
+        seed_source=lambda: int(seeds.integers(2**62)),
+    )
+
+    def rank(user: str, context: Context, candidates: list[Candidate]) -> tuple[str, int]:
+        record = engine.rank(user, context, candidates)
+        return record.event_id, record.chosen
+
+    def feedback(event_id: str, outcome: Outcome) -> None:
+        engine.feedback(event_id, outcome)
+
+    try:
+        play(rank, feedback, users=5, rounds=40, seed=2)
+    finally:
+        store.close()
+    return url
+
+
+def run(database: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["ope", *args], env={"OO_ML_DATABASE_URL": database})
+    return result.exit_code, result.output
+
+
+def test_json_output_holds_every_estimate(database: str) -> None:
+    code, out = run(database, "--policy", "ucb-ix1", "--policy", "egreedy-v1", "--json")
+    assert code == 0, out
+    results = json.loads(out)
+    assert [r["policy"] for r in results] == ["ucb-ix1", "egreedy-v1"]
+    for result in results:
+        assert result["rounds"] == 200
+        assert set(result["estimates"]) >= {"ips", "snips", "dm", "dr"}
+        for est in result["estimates"].values():
+            assert est["lower"] <= est["value"] <= est["upper"]
+    assert results[1]["probabilities"] == {"logged": 200}
+    assert results[1]["estimates"]["ips"]["value"] == pytest.approx(results[1]["logged"]["value"])
+
+
+def test_the_table_names_the_estimators_and_the_logged_mean(database: str) -> None:
+    code, out = run(database, "--policy", "ucb-ix1")
+    assert code == 0, out
+    for label in ("logged (actual)", "ips", "snips", "dm", "dr", "replayed 200"):
+        assert label in out
+
+
+def test_since_and_until_select_a_window(database: str) -> None:
+    # Decisions are one second apart from 1 764 000 000 s: the first 50 are before +50 s.
+    code, out = run(database, "-p", "ucb-ix1", "--until", "2025-11-24T16:00:50", "--json")
+    assert code == 0, out
+    assert json.loads(out)[0]["rounds"] == 50
+    code, out = run(database, "-p", "ucb-ix1", "--since", "1764000150000", "--json")
+    assert json.loads(out)[0]["rounds"] == 50
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "nope-v9"], "nope-v9"),
+        (["--policy", "ucb-ix1", "--since", "last tuesday"], "since"),
+        (["--policy", "ucb-ix1", "--reward-rule", "nope"], "nope"),
+    ],
+)
+def test_bad_arguments_are_named(database: str, args: list[str], message: str) -> None:
+    code, out = run(database, *args)
+    assert code == 2
+    assert message in out
