@@ -14,11 +14,6 @@ identity turns the old ``A⁻¹`` into the new one without the spectrum, so ``A�
 (O(d³)) on every discounted update. (Dropping the top-up, ``A ← γA + w xxᵀ``, would be O(d²) by
 scaling ``A⁻¹`` by 1/γ before Sherman–Morrison, but lets the prior fade too: a different model,
 hence a different policy name.)
-
-Undiscounted, deciding needs only ``A⁻¹`` and θ, so ``A`` itself is brought up to date lazily:
-the update keeps the row and adds the pending rows in one matrix product when ``A`` is read
-(export, refactorisation) or when :data:`PENDING_ROWS` have piled up. That is the same sum in a
-different order, equal up to rounding.
 """
 
 from __future__ import annotations
@@ -48,10 +43,7 @@ def _inverse(a: FloatArray) -> FloatArray:
     return (inv + inv.T) * 0.5  # A is symmetric; keep its inverse exactly so.
 
 
-PENDING_ROWS = 32
-"""Undiscounted rows kept back from ``A`` at most (32 rows of d=64 are 16 kB per state)."""
-
-
+@dataclass(slots=True, eq=False)
 class RidgeState:
     """The learned statistics of one (user, policy). Mutable: :meth:`RidgeModel.update` edits it.
 
@@ -60,70 +52,14 @@ class RidgeState:
     ``encoder`` names the feature layout the statistics are in.
     """
 
-    __slots__ = (
-        "A_inv",
-        "_A",
-        "_pending",
-        "_weights",
-        "b",
-        "encoder",
-        "n_updates",
-        "prior_mean",
-        "since_refactor",
-        "theta",
-    )
-
-    def __init__(  # noqa: PLR0917 (the dataclass signature it replaced, used positionally)
-        self,
-        encoder: str,
-        A: FloatArray,
-        b: FloatArray,
-        A_inv: FloatArray,
-        theta: FloatArray,
-        prior_mean: FloatArray,
-        n_updates: int = 0,
-        since_refactor: int = 0,
-    ) -> None:
-        self.encoder = encoder
-        self._A = A
-        self.b = b
-        self.A_inv = A_inv
-        self.theta = theta
-        self.prior_mean = prior_mean
-        self.n_updates = n_updates
-        self.since_refactor = since_refactor
-        self._pending: list[FloatArray] = []
-        """Rows whose ``w xxᵀ`` is not yet in ``_A`` (see the module docstring)."""
-        self._weights: list[float] = []
-
-    @property
-    def A(self) -> FloatArray:  # noqa: N802 (the statistic's name in every paper)
-        if self._pending:
-            self._add_pending()
-        return self._A
-
-    @A.setter
-    def A(self, value: FloatArray) -> None:  # noqa: N802
-        self._pending.clear()
-        self._weights.clear()
-        self._A = value
-
-    def _defer(self, row: FloatArray, weight: float) -> None:
-        """Add ``weight · row rowᵀ`` to ``A`` later; ``row`` must not change afterwards."""
-        self._pending.append(row)
-        self._weights.append(weight)
-        if len(self._pending) >= PENDING_ROWS:
-            self._add_pending()
-
-    def _add_pending(self) -> None:
-        rows = np.array(self._pending)
-        weights = self._weights
-        if weights.count(1.0) == len(weights):
-            self._A += rows.T.dot(rows)
-        else:
-            self._A += (rows.T * np.array(weights)).dot(rows)
-        self._pending.clear()
-        weights.clear()
+    encoder: str
+    A: FloatArray
+    b: FloatArray
+    A_inv: FloatArray
+    theta: FloatArray
+    prior_mean: FloatArray
+    n_updates: int = 0
+    since_refactor: int = 0
 
     @property
     def dim(self) -> int:
@@ -141,9 +77,6 @@ class RidgeState:
             self.n_updates,
             self.since_refactor,
         )
-
-    def __repr__(self) -> str:
-        return f"RidgeState(encoder={self.encoder!r}, dim={self.dim}, n_updates={self.n_updates})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (lists of floats, exact under ``json`` round trips)."""
@@ -258,7 +191,8 @@ class RidgeModel:
         if self.discount < 1.0:
             g = self.discount
             top_up = (1.0 - g) * self.lam
-            a = g * state.A + weight * np.outer(row, row)
+            a = g * state.A
+            a += row[:, None].dot((weight * row)[None, :])  # the outer product, as below
             a.flat[:: state.dim + 1] += top_up
             state.A = a
             state.b = g * state.b + (weight * reward) * row + top_up * state.prior_mean
@@ -272,8 +206,7 @@ class RidgeModel:
             # Outer products as (d×1)·(1×d) matrix products: the same roundings as broadcasting
             # u[:, None] * v (up to the sign of an exact zero), at a fraction of its cost.
             a_inv -= u[:, None].dot(v[None, :])
-            # A copy, since the caller may reuse its array before the row reaches A.
-            state._defer(row.copy(), weight)
+            state.A += row[:, None].dot((row if weight == 1.0 else weight * row)[None, :])
             b = state.b
             b += (weight * reward) * row
             state.since_refactor += 1
