@@ -141,6 +141,43 @@ class V2Encoder(Encoder):
 
 
 _SOURCES = ("todoist", "calendar", "email", "other")
+
+
+def _interaction_terms(
+    candidates: Sequence[Candidate],
+    source_terms: dict[str, tuple[float, ...]],
+    default: tuple[float, ...],
+) -> list[float]:
+    """The rows ``[1, overdue, age, priority, upcoming, *source_terms[source]]``, flat.
+
+    ``age`` and ``upcoming`` equal ``min(max(±age, 0.0), 30.0) / 30.0`` bit for bit, -0.0 for
+    age 0 included, with one comparison per clip; sources are looked up as given first, since
+    they usually come in lower case already.
+    """
+    values: list[float] = []
+    for c in candidates:
+        age = c.task_age_days
+        source = c.source
+        if age >= 0.0:
+            values += (
+                1.0,
+                1.0 if c.is_overdue else 0.0,
+                age / 30.0 if age <= 30.0 else 1.0,
+                _PRIORITY[c.priority],
+                -age / 30.0 if age == 0.0 else 0.0,
+            )
+        else:
+            values += (
+                1.0,
+                1.0 if c.is_overdue else 0.0,
+                0.0,
+                _PRIORITY[c.priority],
+                -age / 30.0 if age >= -30.0 else 1.0,
+            )
+        values += source_terms.get(source) or source_terms.get(source.lower(), default)
+    return values
+
+
 _CONTEXT_LABELS = (
     "1", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "weekend", "morning", "evening",
 )  # fmt: skip
@@ -198,20 +235,7 @@ class InteractionEncoder(Encoder):
     )
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
-        one_hot = self._ONE_HOT
-        other = one_hot["other"]
-        values: list[float] = []
-        for c in candidates:
-            age = c.task_age_days
-            # Both clips equal min(max(±age, 0.0), 30.0) / 30.0 bit for bit, as in _task_rows.
-            values += (
-                1.0,
-                1.0 if c.is_overdue else 0.0,
-                age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
-                _PRIORITY[c.priority],
-                -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
-            )
-            values += one_hot.get(c.source.lower(), other)
+        values = _interaction_terms(candidates, self._ONE_HOT, self._ONE_HOT["other"])
         terms = _matrix(values, len(_CANDIDATE_LABELS) + len(_SOURCES))
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
@@ -254,19 +278,7 @@ class SourceInteractionEncoder(Encoder):
     )
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
-        rows = self._SOURCE_ROWS
-        none = self._NO_SOURCE
-        values: list[float] = []
-        for c in candidates:
-            age = c.task_age_days
-            values += (
-                1.0,
-                1.0 if c.is_overdue else 0.0,
-                age / 30.0 if 0.0 <= age <= 30.0 else float(age > 30.0),
-                _PRIORITY[c.priority],
-                -age / 30.0 if -30.0 <= age <= 0.0 else float(age < -30.0),
-            )
-            values += rows.get(c.source.lower(), none)
+        values = _interaction_terms(candidates, self._SOURCE_ROWS, self._NO_SOURCE)
         terms = _matrix(values, len(_CANDIDATE_LABELS_V4))
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x

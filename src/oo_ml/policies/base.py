@@ -42,11 +42,6 @@ def _draw(probabilities: FloatArray, rng: np.random.Generator) -> int:
     return last  # rounding left ``target`` at the very top: the last possible index
 
 
-def _frozen(array: FloatArray) -> FloatArray:
-    array.setflags(write=False)
-    return array
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A named policy. ``rank`` decides, ``learn`` updates a state; both are pure given the rng."""
@@ -60,10 +55,11 @@ class Policy:
     """A prior learned from every user (see :mod:`oo_ml.policies.population`); the engine
     keeps the population model and re-centres each user's prior on it. With a discount the
     population is fitted to everyone's recent, discounted, data."""
+    dim: int = field(init=False, repr=False, compare=False)
+    """The encoder's dimension, kept here because every decision and update checks it."""
 
-    @property
-    def dim(self) -> int:
-        return self.encoder.dim
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dim", self.encoder.dim)
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters, flat and JSON-safe, for listings and logs."""
@@ -86,7 +82,7 @@ class Policy:
         return self.model.new_state(self.encoder.name, self.dim, prior_mean)
 
     def check_state(self, state: RidgeState) -> None:
-        if state.encoder != self.encoder.name or state.dim != self.dim:
+        if state.encoder != self.encoder.name or state.b.shape[0] != self.dim:
             raise StateError(
                 f"policy {self.name!r} needs {self.encoder.name} state of dimension {self.dim}, "
                 f"got {state.encoder} of dimension {state.dim}"
@@ -103,8 +99,9 @@ class Policy:
         if not isinstance(context, Context):
             raise ValidationError("context", f"must be a Context, got {type(context).__name__}")
         check_candidates(candidates)
+        self.check_state(state)
         features = self.encoder.encode(context, candidates)
-        return self.decide(state, features, tuple([c.id for c in candidates]), rng)
+        return self._choose(state, features, tuple([c.id for c in candidates]), rng)
 
     def decide(
         self,
@@ -115,27 +112,38 @@ class Policy:
     ) -> Decision:
         """Choose among already-encoded candidates (a (k, d) matrix), e.g. to replay a log."""
         self.check_state(state)
-        scores, probs, draws = self.distribution(state, features, rng)
-        return Decision(
-            policy=self.name,
-            chosen=_draw(probs, rng),
-            candidate_ids=candidate_ids,
-            scores=_frozen(scores),
-            probabilities=_frozen(probs),
-            features=_frozen(features),
-            draws=draws,
-        )
+        self._check_features(features)
+        return self._choose(state, features, candidate_ids, rng)
 
     def distribution(
         self, state: RidgeState, features: FloatArray, rng: np.random.Generator
     ) -> tuple[FloatArray, FloatArray, int | None]:
         """(scores, probabilities, draws) over the rows of ``features`` without choosing."""
+        self._check_features(features)
+        return self.exploration.distribution(features, features.dot(state.theta), state, rng)
+
+    def _check_features(self, features: FloatArray) -> None:
         if features.ndim != 2 or features.shape[1] != self.dim or features.shape[0] == 0:
             raise ValidationError(
                 "features", f"must have shape (k>0, {self.dim}), got {features.shape}"
             )
-        means = features.dot(state.theta)
-        return self.exploration.distribution(features, means, state, rng)
+
+    def _choose(
+        self,
+        state: RidgeState,
+        features: FloatArray,
+        candidate_ids: tuple[str, ...],
+        rng: np.random.Generator,
+    ) -> Decision:
+        """:meth:`decide` on a checked state and features."""
+        scores, probs, draws = self.exploration.distribution(
+            features, features.dot(state.theta), state, rng
+        )
+        chosen = _draw(probs, rng)
+        scores.setflags(write=False)
+        probs.setflags(write=False)
+        features.setflags(write=False)
+        return Decision(self.name, chosen, candidate_ids, scores, probs, features, draws)
 
     def learn(self, state: RidgeState, x: FloatArray, reward: float, weight: float = 1.0) -> None:
         """Update ``state`` with reward ``reward`` for the feature row ``x`` it was given for."""
@@ -162,9 +170,19 @@ class Bandit:
         policy.check_state(self.state)
         self.rng = np.random.default_rng(seed)
 
+        self._issued: Decision | None = None
+
     def rank(self, context: Context, candidates: Sequence[Candidate]) -> Decision:
-        return self.policy.rank(self.state, context, candidates, self.rng)
+        decision = self.policy.rank(self.state, context, candidates, self.rng)
+        self._issued = decision
+        return decision
 
     def learn(self, decision: Decision, reward: float) -> None:
         """Learn from the reward of ``decision``'s chosen candidate."""
-        self.policy.learn(self.state, decision.chosen_features, reward)
+        if decision is self._issued:
+            # Its row came from our encoder, out of validated candidates, and is read-only:
+            # no need to check it again, only the reward.
+            self.policy.check_state(self.state)
+            self.policy.model.update_encoded(self.state, decision.chosen_features, reward)
+        else:
+            self.policy.learn(self.state, decision.chosen_features, reward)

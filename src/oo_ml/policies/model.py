@@ -9,7 +9,11 @@ errors cannot accumulate.
 With a discount γ < 1 (to follow drifting preferences), each update first decays the evidence
 and tops the prior back up, ``A ← γA + (1−γ)λI + w xxᵀ`` and ``b ← γb + (1−γ)λμ₀ + w r x``,
 so old observations fade while the prior keeps ``A`` well conditioned. That step is not rank
-one, so ``A⁻¹`` is recomputed (O(d³)) on every discounted update.
+one: ``γA + (1−γ)λI`` shifts every eigenvalue of the data part by a different factor, and no
+identity turns the old ``A⁻¹`` into the new one without the spectrum, so ``A⁻¹`` is recomputed
+(O(d³)) on every discounted update. (Dropping the top-up, ``A ← γA + w xxᵀ``, would be O(d²) by
+scaling ``A⁻¹`` by 1/γ before Sherman–Morrison, but lets the prior fade too: a different model,
+hence a different policy name.)
 """
 
 from __future__ import annotations
@@ -170,32 +174,46 @@ class RidgeModel:
         # and ‖x‖² ≤ bound² implies every |x_i| ≤ bound.
         if not row.dot(row) <= MAX_ABS_FEATURE**2:
             raise ValidationError("x", f"must be finite and within ±{MAX_ABS_FEATURE:g}")
-        if not (math.isfinite(reward) and abs(reward) <= MAX_ABS_REWARD):
+        self.update_encoded(state, row, reward, weight)
+
+    def update_encoded(
+        self, state: RidgeState, row: FloatArray, reward: float, weight: float = 1.0
+    ) -> None:
+        """:meth:`update` for a float64 row of the state's dimension that an encoder produced,
+        which is finite and bounded by construction: only ``reward`` and ``weight`` are checked.
+        """
+        # Chained comparisons are False for NaN, so these refuse it along with ±inf.
+        if not -MAX_ABS_REWARD <= reward <= MAX_ABS_REWARD:
             raise ValidationError("reward", f"must be finite and within ±{MAX_ABS_REWARD:g}")
-        if not (math.isfinite(weight) and 0 < weight <= MAX_ABS_REWARD):
+        if not 0.0 < weight <= MAX_ABS_REWARD:
             raise ValidationError("weight", "must be a positive finite number")
 
         if self.discount < 1.0:
             g = self.discount
             top_up = (1.0 - g) * self.lam
-            a = g * state.A + weight * np.outer(row, row)
+            a = g * state.A
+            a += row[:, None].dot((weight * row)[None, :])  # the outer product, as below
             a.flat[:: state.dim + 1] += top_up
             state.A = a
             state.b = g * state.b + (weight * reward) * row + top_up * state.prior_mean
             state.A_inv = _inverse(a)
             state.since_refactor = 0
+            state.theta = state.A_inv.dot(state.b)
         else:
-            u = state.A_inv.dot(row)
+            a_inv = state.A_inv
+            u = a_inv.dot(row)
             v = u * (weight / (1.0 + weight * float(row.dot(u))))
             # Outer products as (d×1)·(1×d) matrix products: the same roundings as broadcasting
             # u[:, None] * v (up to the sign of an exact zero), at a fraction of its cost.
-            state.A_inv -= u[:, None].dot(v[None, :])
+            a_inv -= u[:, None].dot(v[None, :])
             state.A += row[:, None].dot((row if weight == 1.0 else weight * row)[None, :])
-            state.b += (weight * reward) * row
+            b = state.b
+            b += (weight * reward) * row
             state.since_refactor += 1
             if self.refactor_every and state.since_refactor >= self.refactor_every:
                 self.refactor(state)
-        state.theta = state.A_inv.dot(state.b)
+            else:
+                state.theta = a_inv.dot(b)
         state.n_updates += 1
 
     @staticmethod
