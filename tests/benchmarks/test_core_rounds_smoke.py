@@ -29,6 +29,7 @@ def test_quick_run_writes_its_table_with_the_command(tmp_path: Path) -> None:
         "ucb-ix1",
         "squarecb-ix1",
         "ts-ix1",
+        "ucb-ix2",
     ]
 
 
