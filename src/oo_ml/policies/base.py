@@ -70,6 +70,8 @@ class Policy:
             "discount": self.model.discount,
             "refactor_every": self.model.refactor_every,
             "population_clusters": 0 if self.population is None else self.population.clusters,
+            "population_noise": None if self.population is None else self.population.noise,
+            "population_restarts": None if self.population is None else self.population.restarts,
             **self.exploration.params(),
         }
 
