@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -130,9 +132,16 @@ def test_restarts_keep_the_fit_that_explains_the_data_best() -> None:
     np.testing.assert_array_equal(first.means, single.means)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"clusters": 0}, "clusters"),
-                                                 ({"noise": 0.0}, "noise"),
-                                                 ({"restarts": 0}, "restarts")])  # fmt: skip
+BAD_SETTINGS = [
+    ({"clusters": 0}, "clusters"),
+    ({"noise": 0.0}, "noise"),
+    ({"restarts": 0}, "restarts"),
+    ({"cluster_lam": 0.0}, "cluster_lam"),
+    ({"cluster_lam": math.inf}, "cluster_lam"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_SETTINGS)
 def test_bad_population_settings_are_refused(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigurationError, match=message):
         Population(**kwargs)
@@ -152,3 +161,39 @@ def test_user_data_decomposition_holds_with_a_discount() -> None:
     data = user_data(state, lam)
     np.testing.assert_allclose(data.D, D_expected, atol=1e-10)
     np.testing.assert_allclose(data.c, c_expected, atol=1e-10)
+
+
+def test_cluster_lam_is_the_ridge_of_each_clusters_pooled_fit() -> None:
+    states = [simulated_user(THETA_A, 30, s, lam=8.0) for s in range(5)]
+    data = [user_data(s, 8.0) for s in states]
+    model = PopulationModel.fit(data, 8.0, Population(clusters=1, cluster_lam=0.5))
+    assert model is not None
+    expected = np.linalg.solve(0.5 * np.eye(D) + sum(u.D for u in data), sum(u.c for u in data))
+    np.testing.assert_allclose(model.means[0], expected)
+    # The users' own λ still decides which cluster explains a user best.
+    assert model.lam == 8.0
+
+
+def test_cluster_lam_pulls_cluster_means_less_towards_zero_than_the_users_lam() -> None:
+    data = [user_data(simulated_user(THETA_A if s % 2 else THETA_B, 8, s, 16.0), 16.0)
+            for s in range(8)]  # fmt: skip
+    held = PopulationModel.fit(data, 16.0, Population(clusters=2, restarts=2))
+    loose = PopulationModel.fit(data, 16.0, Population(clusters=2, restarts=2, cluster_lam=1.0))
+    assert held is not None
+    assert loose is not None
+    for theta in (THETA_A, THETA_B):
+        assert min(np.linalg.norm(mu - theta) for mu in loose.means) < min(
+            np.linalg.norm(mu - theta) for mu in held.means
+        )
+
+
+def test_without_cluster_lam_the_fit_is_the_one_with_the_users_lam() -> None:
+    """``cluster_lam=None`` keeps the fits of policies published before it, bit for bit."""
+    data = three_kinds()
+    default = PopulationModel.fit(data, 1.0, Population(clusters=3, restarts=3), seed=5)
+    explicit = Population(clusters=3, restarts=3, cluster_lam=1.0)
+    same = PopulationModel.fit(data, 1.0, explicit, seed=5)
+    assert default is not None
+    assert same is not None
+    np.testing.assert_array_equal(default.means, same.means)
+    np.testing.assert_array_equal(default.shares, same.shares)

@@ -45,6 +45,10 @@ class Population:
     restarts: int = 1
     """Hard EM runs from this many k-means++ starts; the fit that explains the users' data best
     (lowest total misfit) wins. One start can settle with two habits in one cluster."""
+    cluster_lam: float | None = None
+    """Ridge precision λ_c of each cluster's pooled fit, (λ_c I + Σ D)⁻¹ Σ c; ``None``: the
+    policy's own λ. The policy's λ says how far one user strays from their cluster; a
+    cluster's mean is pooled from many users' data and needs much less pull towards zero."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.clusters <= 64:
@@ -53,6 +57,12 @@ class Population:
             raise ConfigurationError(f"noise must be positive and finite, got {self.noise}")
         if not 1 <= self.restarts <= 32:
             raise ConfigurationError(f"restarts must be between 1 and 32, got {self.restarts}")
+        if self.cluster_lam is not None and not (
+            math.isfinite(self.cluster_lam) and self.cluster_lam > 0
+        ):
+            raise ConfigurationError(
+                f"cluster_lam must be positive and finite, got {self.cluster_lam}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +98,13 @@ class PopulationModel:
             return None
         d = users[0].c.shape[0]
         eye = np.eye(d) * lam
+        pool_eye = eye if population.cluster_lam is None else np.eye(d) * population.cluster_lam
         k = min(population.clusters, len(users))
         if k == 1:
-            return cls(_pooled(eye, users)[None, :], np.ones(1), lam, population.noise)
+            return cls(_pooled(pool_eye, users)[None, :], np.ones(1), lam, population.noise)
         datas = np.array([u.D for u in users])
         batch = _Batch(
-            eye, users, datas, np.array([u.c for u in users]), np.linalg.inv(eye + datas)
+            pool_eye, users, datas, np.array([u.c for u in users]), np.linalg.inv(eye + datas)
         )
         best: tuple[float, FloatArray, FloatArray] | None = None
         for restart in range(population.restarts):
