@@ -133,7 +133,7 @@ register_policy(
         UCB(alpha=0.5),
         RidgeModel(lam=32.0, discount=0.98),
         description="ucb-pop2 whose clusters' pooled fits use ridge λ=4, not the users' λ=32: "
-        "a mean pooled from many users needs little pull towards zero (ADR 0004).",
+        "a mean pooled from many users needs little pull towards zero (ADR 0005).",
         population=Population(clusters=6, noise=0.25, restarts=4, cluster_lam=4.0),
     )
 )
