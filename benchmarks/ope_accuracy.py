@@ -151,10 +151,14 @@ The logging policy earned {logged_mean:+.3f} per decision. Order by online expec
 {", ".join(online_order)}; by the replayed DR estimate: {", ".join(ope_order)}.
 
 What the estimates measure is the policy *as the log taught it*: a replayed or shadow model
-learns from the logging policy's choices, not its own, so a policy whose exploration gathers
-better data online than the logging policy's does is under-estimated, and the intervals are
-wide where the logging policy rarely did what the evaluated one would (ε-greedy logs give an
-off-greedy tip a 1%-per-candidate chance).
+learns from the logging policy's choices, not its own. That can make it worse than it would be
+online (its own exploration would have found better data) or better (the logging policy's data
+are more varied than what a confident policy gathers for itself): the population policies are
+estimated well above their online reward, and their shadows above their replays, whose
+population models are refitted on another schedule. So the estimates rank challengers against
+the logging policy; they do not predict a challenger's online reward to within their
+interval. The intervals are wide where the logging policy rarely did what the evaluated one
+would (an ε-greedy log gives an off-greedy tip a 1%-per-candidate chance among 10).
 """
     print(body)
     if not args.no_write:
