@@ -391,8 +391,8 @@ def find_decision(request: Request, viewer: ViewerDep, event_id: str = "") -> Re
 
 @router.get("/decisions/{event_id}")
 def decision_page(request: Request, viewer: ViewerDep, event_id: str) -> Response:
-    record, feedback = _engine(request).decision(event_id)
-    data = decision_json(record, feedback)
+    record, feedback, shadows = _engine(request).decision_detail(event_id)
+    data = decision_json(record, feedback, shadows=shadows)
     width = record.features.shape[1] if record.features.ndim == 2 else 0
     try:
         labels = list(get_policy(record.policy).encoder.labels)
