@@ -8,11 +8,12 @@ How a policy's probabilities are obtained for each logged round, in order of pre
    ``OO_ML_SHADOW_POLICIES``): its probabilities were logged at decision time, exactly.
 3. **replayed** — otherwise the policy is replayed over the log in time order: each user's model
    starts empty (re-centred on a population model refitted from the replayed users, for policies
-   that have one, as the engine does), the policy's probabilities are computed from the logged
-   context and candidates with that model and the decision's own seed, and then the model learns
-   the logged action's reward. The approximation: a replayed model learns from the logging
-   policy's choices, not its own, so its state differs from what it would have had live; it is
-   the state a shadow would have had. User resets are honoured through the feedback's
+   that have one, as the engine does — though no more often than once per as many updates as
+   there are users, to keep long replays affordable), the policy's probabilities are computed
+   from the logged context and candidates with that model and the decision's own seed, and then
+   the model learns the logged action's reward. The approximation: a replayed model learns from
+   the logging policy's choices, not its own, so its state differs from what it would have had
+   live; it is the state a shadow would have had. User resets are honoured through the feedback's
    ``applied`` flag only.
 
 The reward model for DM and DR is the replayed per-user model's posterior mean *before* it sees
@@ -120,7 +121,11 @@ class _Replay:
         self.touched[user_id] = self.clock
         if self.policy.population is not None:
             self.since_refit += 1
-            if self.population is None or self.since_refit >= self.refresh_every:
+            # The engine refits every ``refresh_every`` updates; on a long log with many users
+            # that is most of the replay's time, so the replay waits at least as many updates
+            # as it has users (each user's data changes a little between two refits).
+            due = max(self.refresh_every, len(self.states))
+            if self.population is None or self.since_refit >= due:
                 self._refit()
             self._recenter(state)
 
