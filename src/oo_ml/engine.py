@@ -150,6 +150,11 @@ class EngineConfig:
     promotion_min_rounds: int = 200
     promotion_max_rounds: int = 50_000
     population_users: int = 2000
+    population_refit_background: bool = False
+    """Refit population models in a background thread (the server does): the writer never waits
+    for a refit, decisions use the previous model until the new one is ready, and a refit starts
+    no sooner than ten times the previous one's duration after it ended, so refits take at most
+    about a tenth of a core. Off, refits run inline and a run is reproducible (the simulator)."""
     """The population model is fitted to this many most recently active users at most: the
     refit runs in the writer thread and costs O(users × clusters × d²)."""
     shadow_policies: tuple[str, ...] = ()
@@ -205,6 +210,8 @@ class _Population:
     model: PopulationModel | None = None
     computed_at: float | None = None
     updates: int = 0
+    refitting: bool = False
+    fit_seconds: float = 0.0
 
 
 @dataclass
@@ -270,6 +277,7 @@ class Engine:
         default_factory=weakref.WeakKeyDictionary, repr=False
     )
     _population: dict[str, _Population] = field(default_factory=dict, repr=False)
+    _population_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -677,14 +685,44 @@ class Engine:
             or cached.updates >= self.config.population_refresh_every
             or now - cached.computed_at >= self.config.population_refresh_s
         )
-        if stale:
-            lam = policy.model.lam
+        if stale and self.config.population_refit_background:
+            self._refit_in_background(policy, cached, now)
+        elif stale:
             rows = txn.states_of_policy(policy.name, self.config.population_users)
-            users = [user_data(row.state, lam) for row in rows]
-            cached.model = PopulationModel.fit(users, lam, policy.population)
+            cached.model = _fit_population(policy, rows)
             cached.computed_at = now
             cached.updates = 0
         return cached.model
+
+    def _refit_in_background(self, policy: Policy, cached: _Population, now: float) -> None:
+        with self._population_lock:
+            if cached.refitting:
+                return
+            last = cached.computed_at
+            if last is not None and now - last < 10 * cached.fit_seconds:
+                return
+            cached.refitting = True
+            cached.updates = 0
+        threading.Thread(
+            target=self._refit, args=(policy, cached), name="oo-ml-population", daemon=True
+        ).start()
+
+    def _refit(self, policy: Policy, cached: _Population) -> None:
+        started = time.monotonic()
+        try:
+            limit = self.config.population_users
+            rows = self.store.read(lambda txn: txn.states_of_policy(policy.name, limit))
+            cached.model = _fit_population(policy, rows)
+            cached.fit_seconds = time.monotonic() - started
+            log.info(
+                "population model refitted",
+                extra={"policy": policy.name, "users": len(rows), "seconds": cached.fit_seconds},
+            )
+        except Exception:
+            log.exception("refitting the population model of %s failed", policy.name)
+        finally:
+            cached.computed_at = time.monotonic()
+            cached.refitting = False
 
     # -- default rewards ------------------------------------------------------------------
 
@@ -797,6 +835,13 @@ class Engine:
             return record, txn.get_feedback(event_id)
 
         return self.store.read(job)
+
+
+def _fit_population(policy: Policy, rows: Sequence[StateRow]) -> PopulationModel | None:
+    assert policy.population is not None
+    lam = policy.model.lam
+    users = [user_data(row.state, lam) for row in rows]
+    return PopulationModel.fit(users, lam, policy.population)
 
 
 def _unanswered(txn: Txn, since: int, before: int, limit: int) -> Sequence[DecisionRecord]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -158,7 +159,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             )
         else:
             opened = store
-        app.state.engine = Engine(opened, engine_config(settings))
+        # A server never makes a request wait for a population refit.
+        config = dataclasses.replace(engine_config(settings), population_refit_background=True)
+        app.state.engine = Engine(opened, config)
         settler = None
         if settings.default_reward_enabled:
             settler = asyncio.create_task(

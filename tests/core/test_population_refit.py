@@ -1,0 +1,79 @@
+"""A server refits population models in the background: no request waits for a refit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from oo_ml import Candidate, Context
+from oo_ml.engine import Engine, EngineConfig
+from oo_ml.policies import get_policy
+from oo_ml.store.base import Txn
+from oo_ml.store.memory import MemoryStore
+from oo_ml.types import Action, Outcome
+
+T = TypeVar("T")
+
+CANDIDATES = [
+    Candidate("a", False, 1.0, 2, "todoist"),
+    Candidate("b", True, 5.0, 4, "email"),
+    Candidate("c", False, 0.0, 1, "calendar"),
+]
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose reads from the refit thread wait until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.refit_reads = 0
+
+    def read(self, job: Callable[[Txn], T]) -> T:
+        if threading.current_thread().name == "oo-ml-population":
+            self.refit_reads += 1
+            assert self.gate.wait(30), "the test never opened the gate"
+        return super().read(job)
+
+
+def teach(engine: Engine, users: int, rounds: int) -> None:
+    for r in range(rounds):
+        for u in range(users):
+            record = engine.rank(f"u{u}", Context(8 + r % 12, r % 7), CANDIDATES)
+            action = Action.DONE if record.chosen_id == "b" else Action.DISMISS
+            engine.feedback(record.event_id, Outcome(action, 40_000))
+
+
+def wait_for(condition: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_requests_go_on_while_a_refit_waits() -> None:
+    store = GatedStore()
+    config = EngineConfig(
+        default_policy="ucb-pop1", population_refit_background=True, population_refresh_every=5
+    )
+    engine = Engine(store, config)
+    teach(engine, users=4, rounds=10)  # 40 updates while the refit thread is stuck
+    policy = get_policy("ucb-pop1")
+    assert store.refit_reads == 1  # one refit at a time
+    assert engine.store.read(lambda txn: engine.population_model(txn, policy)) is None
+    store.gate.set()
+    wait_for(lambda: engine._population["ucb-pop1"].model is not None)
+    wait_for(lambda: not engine._population["ucb-pop1"].refitting)
+    teach(engine, users=4, rounds=2)
+    assert engine.store.read(lambda txn: engine.population_model(txn, policy)) is not None
+
+
+def test_without_background_refits_the_model_is_fitted_inline() -> None:
+    config = EngineConfig(default_policy="ucb-pop1", population_refresh_every=5)
+    engine = Engine(MemoryStore(), config)
+    teach(engine, users=4, rounds=3)
+    cached = engine._population["ucb-pop1"]
+    assert cached.model is not None
+    assert not cached.refitting
