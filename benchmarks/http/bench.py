@@ -20,7 +20,8 @@ duplicate or unknown id as an error. Every server logs at its default level to a
 
 Keep-alive latency with several workers: ``GET`` at c=1 on the floor app under
 ``uvicorn --workers 2`` (its listener lacks ``TCP_NODELAY``: ~40 ms per keep-alive request,
-uvicorn issue #3149), under ``oo_ml.serve``'s own two-worker launcher, and ``/health`` on the
+uvicorn issue #3149, with the h11 parser; with ``httptools``, installed with the project, the
+delay is gone), under ``oo_ml.serve``'s own two-worker launcher, and ``/health`` on the
 service with two workers.
 
 The load generator is ``wrk`` (Debian package ``wrk``) with one thread, on the same two cores
