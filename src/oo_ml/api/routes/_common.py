@@ -56,8 +56,8 @@ async def decide(
         metrics.shadow_decisions.labels(shadow.policy).inc()
         if shadow.chosen == record.chosen:
             metrics.shadow_agreements.labels(shadow.policy).inc()
-    if log.isEnabledFor(logging.INFO):
-        log.info(
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
             "decision",
             extra={
                 "event_id": record.event_id,
@@ -81,8 +81,8 @@ def note_feedback(metrics: Metrics, result: FeedbackResult) -> None:
             metrics.rewards.labels(feedback.policy).observe(feedback.reward)
             metrics.reward_sum.labels(feedback.policy).inc(feedback.reward)
             metrics.updates.labels(feedback.policy).inc()
-    if log.isEnabledFor(logging.INFO):
-        log.info(
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
             "feedback",
             extra={
                 "event_id": feedback.event_id,
