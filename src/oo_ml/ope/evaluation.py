@@ -287,30 +287,32 @@ class Evaluation:
     skipped: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        def est(e: Estimate | None) -> dict[str, Any] | None:
-            if e is None:
-                return None
-            return {
-                "value": e.value,
-                "lower": e.lower,
-                "upper": e.upper,
-                "std_err": e.std_err,
-                "n": e.n,
-                "ess": e.ess,
-                "max_weight": e.max_weight,
-            }
 
         return {
             "policy": self.policy,
             "rounds": self.n,
-            "logged": est(self.logged),
+            "logged": _estimate_json(self.logged),
             "logged_by_policy": {
                 p: {"rounds": n, "mean_reward": m} for p, (n, m) in self.logged_by_policy.items()
             },
-            "estimates": {name: est(e) for name, e in self.estimates.items()},
+            "estimates": {name: _estimate_json(e) for name, e in self.estimates.items()},
             "probabilities": self.sources,
             "skipped": self.skipped,
         }
+
+
+def _estimate_json(e: Estimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "value": e.value,
+        "lower": e.lower,
+        "upper": e.upper,
+        "std_err": e.std_err,
+        "n": e.n,
+        "ess": e.ess,
+        "max_weight": e.max_weight,
+    }
 
 
 def estimate_all(data: LogData, clip: float | None = None) -> dict[str, Estimate]:
@@ -424,18 +426,16 @@ class PromotionCheck:
     active_estimate: Estimate | None
 
     def to_dict(self) -> dict[str, Any]:
-        def est(e: Estimate | None) -> dict[str, float] | None:
-            if e is None:
-                return None
-            return {"value": e.value, "lower": e.lower, "upper": e.upper}
-
         return {
             "allowed": self.allowed,
             "reason": self.reason,
             "estimator": self.estimator,
             "rounds": self.rounds,
-            "challenger": {"policy": self.challenger, **(est(self.challenger_estimate) or {})},
-            "active": {"policy": self.active, **(est(self.active_estimate) or {})},
+            "challenger": {
+                "policy": self.challenger,
+                **(_estimate_json(self.challenger_estimate) or {}),
+            },
+            "active": {"policy": self.active, **(_estimate_json(self.active_estimate) or {})},
         }
 
 
