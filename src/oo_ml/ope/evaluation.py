@@ -287,7 +287,6 @@ class Evaluation:
     skipped: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-
         return {
             "policy": self.policy,
             "rounds": self.n,
