@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
-import numpy as np
 import pytest
 
-from oo_ml import Candidate, Context
-from oo_ml.engine import Engine, EngineConfig
 from oo_ml.store.memory import MemoryStore
-from oo_ml.types import Outcome
 
-from ..evaluation.world import play
+from ..evaluation.world import play_engine, seeded_engine
 from .conftest import ServerFactory
 from .support import ADMIN
 
@@ -22,24 +17,8 @@ def logged_store(rounds: int = 60) -> MemoryStore:
     """A seeded log of egreedy-v1 over the last hour, 20 users: the source decides the reward,
     and only v3 policies (ucb-ix1, ucb-pop1) can see the source."""
     store = MemoryStore()
-    start = time.time() - 3600
-    ticks = itertools.count()
-    seeds = np.random.default_rng(7)
-    engine = Engine(
-        store,
-        EngineConfig(default_policy="egreedy-v1"),
-        clock=lambda: start + next(ticks) * 0.001,
-        seed_source=lambda: int(seeds.integers(2**62)),
-    )
-
-    def rank(user: str, context: Context, candidates: list[Candidate]) -> tuple[str, int]:
-        record = engine.rank(user, context, candidates)
-        return record.event_id, record.chosen
-
-    def feedback(event_id: str, outcome: Outcome) -> None:
-        engine.feedback(event_id, outcome)
-
-    play(rank, feedback, users=20, rounds=rounds, seed=3)
+    engine = seeded_engine(store, "egreedy-v1", start=time.time() - 3600, tick=0.001, seed=7)
+    play_engine(engine, users=20, rounds=rounds, seed=3)
     return store
 
 

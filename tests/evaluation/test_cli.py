@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from oo_ml import Candidate, Context
 from oo_ml.cli import app
-from oo_ml.engine import Engine, EngineConfig
 from oo_ml.store.migrate import upgrade
 from oo_ml.store.sql import SqlStore
-from oo_ml.types import Outcome
 
-from .world import play
+from .world import play_engine, seeded_engine
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +19,10 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('ope') / 'oo-ml.db'}"
     upgrade(url)
     store = SqlStore(url, sqlite_synchronous="OFF")
-    ticks = itertools.count()
-    seeds = np.random.default_rng(11)
-    engine = Engine(
-        store,
-        EngineConfig(default_policy="egreedy-v1"),
-        clock=lambda: 1_764_000_000 + next(ticks) / 2,  # rank + feedback: a decision a second
-        seed_source=lambda: int(seeds.integers(2**62)),
-    )
-
-    def rank(user: str, context: Context, candidates: list[Candidate]) -> tuple[str, int]:
-        record = engine.rank(user, context, candidates)
-        return record.event_id, record.chosen
-
-    def feedback(event_id: str, outcome: Outcome) -> None:
-        engine.feedback(event_id, outcome)
-
+    # Rank + feedback read the clock once each: one decision a second.
+    engine = seeded_engine(store, "egreedy-v1", start=1_764_000_000, tick=0.5, seed=11)
     try:
-        play(rank, feedback, users=5, rounds=40, seed=2)
+        play_engine(engine, users=5, rounds=40, seed=2)
     finally:
         store.close()
     return url

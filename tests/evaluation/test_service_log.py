@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,7 @@ from oo_ml.ope.log import iter_rounds
 from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Outcome
 
-from .world import expected_reward, play
+from .world import expected_reward, play_engine, seeded_engine
 
 
 def logged_engine(
@@ -26,23 +24,10 @@ def logged_engine(
     shadows: tuple[str, ...] = (),
 ) -> Engine:
     """An engine whose log holds ``users`` × ``rounds`` decisions of ``policy`` with feedback."""
-    ticks = itertools.count()
-    seeds = np.random.default_rng(seed + 1000)
-    engine = Engine(
-        MemoryStore(),
-        EngineConfig(default_policy=policy, shadow_policies=shadows),
-        clock=lambda: 1_700_000_000 + next(ticks) * 0.001,
-        seed_source=lambda: int(seeds.integers(2**62)),
+    engine = seeded_engine(
+        MemoryStore(), policy, start=1_700_000_000, tick=0.001, seed=seed + 1000, shadows=shadows
     )
-
-    def rank(user: str, context: Context, candidates: list[Candidate]) -> tuple[str, int]:
-        record = engine.rank(user, context, candidates)
-        return record.event_id, record.chosen
-
-    def feedback(event_id: str, outcome: Outcome) -> None:
-        engine.feedback(event_id, outcome)
-
-    play(rank, feedback, users=users, rounds=rounds, seed=seed)
+    play_engine(engine, users=users, rounds=rounds, seed=seed)
     return engine
 
 

@@ -8,11 +8,14 @@ The v2 features of ``egreedy-v1`` and ``linucb-v1`` cannot see the source; v3 ca
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 
 from oo_ml import Candidate, Context
+from oo_ml.engine import Engine, EngineConfig
+from oo_ml.store.base import Store
 from oo_ml.types import Action, Outcome
 
 SOURCES = ("calendar", "todoist", "email")
@@ -61,3 +64,37 @@ def play(
             context, candidates = round_inputs(rng)
             event_id, chosen = rank(f"user-{u}", context, candidates)
             feedback(event_id, outcome_for(candidates[chosen], rng))
+
+
+def seeded_engine(
+    store: Store,
+    policy: str,
+    *,
+    start: float,
+    tick: float,
+    seed: int,
+    shadows: tuple[str, ...] = (),
+) -> Engine:
+    """An engine serving ``policy`` whose clock advances ``tick`` seconds per reading (one per
+    rank, one per feedback) from ``start``, and whose decision seeds come from ``seed``."""
+    ticks = itertools.count()
+    seeds = np.random.default_rng(seed)
+    return Engine(
+        store,
+        EngineConfig(default_policy=policy, shadow_policies=shadows),
+        clock=lambda: start + next(ticks) * tick,
+        seed_source=lambda: int(seeds.integers(2**62)),
+    )
+
+
+def play_engine(engine: Engine, *, users: int, rounds: int, seed: int) -> None:
+    """:func:`play` through ``engine``'s own rank and feedback."""
+
+    def rank(user: str, context: Context, candidates: list[Candidate]) -> tuple[str, int]:
+        record = engine.rank(user, context, candidates)
+        return record.event_id, record.chosen
+
+    def feedback(event_id: str, outcome: Outcome) -> None:
+        engine.feedback(event_id, outcome)
+
+    play(rank, feedback, users=users, rounds=rounds, seed=seed)
