@@ -112,18 +112,8 @@ def ips(
     pi = check_probabilities("target_pscore", target_pscore, n, "reward", positive=False)
     w, n_clipped = _weights(mu, pi, clip)
     terms = w * r
-    ess, max_weight = weight_diagnostics(w)
-    return around(
-        "ips",
-        float(terms.mean()),
-        std_err=standard_error(terms),
-        n=n,
-        level=level,
-        method="normal",
-        ess=ess,
-        max_weight=max_weight,
-        n_clipped=n_clipped if clip is not None else None,
-    )
+    clipped = n_clipped if clip is not None else None
+    return _term_mean("ips", terms, level, weights=w, n_clipped=clipped)
 
 
 def snips(
@@ -172,6 +162,31 @@ def snips(
     )
 
 
+def _term_mean(
+    name: str,
+    terms: FloatArray,
+    level: float,
+    *,
+    weights: FloatArray | None = None,
+    n_clipped: int | None = None,
+) -> Estimate:
+    """The mean of per-round ``terms`` ± z·sd/√n; with ``weights``, their diagnostics too."""
+    ess = max_weight = None
+    if weights is not None:
+        ess, max_weight = weight_diagnostics(weights)
+    return around(
+        name,
+        float(terms.mean()),
+        std_err=standard_error(terms),
+        n=int(terms.shape[0]),
+        level=level,
+        method="normal",
+        ess=ess,
+        max_weight=max_weight,
+        n_clipped=n_clipped,
+    )
+
+
 def _direct_terms(target_dist: FloatArray, q_hat: FloatArray) -> FloatArray:
     terms: FloatArray = np.einsum("ik,ik->i", target_dist, q_hat)
     return terms
@@ -191,14 +206,7 @@ def dm(target_dist: npt.ArrayLike, q_hat: npt.ArrayLike, *, level: float = 0.95)
     pi = check_distribution("target_dist", target_dist)
     q = check_matrix("q_hat", q_hat, pi.shape, "target_dist")
     terms = _direct_terms(pi, q)
-    return around(
-        "dm",
-        float(terms.mean()),
-        std_err=standard_error(terms),
-        n=pi.shape[0],
-        level=level,
-        method="normal",
-    )
+    return _term_mean("dm", terms, level)
 
 
 def dr(
@@ -234,18 +242,8 @@ def dr(
     rows = np.arange(n)
     w, n_clipped = _weights(mu, pi[rows, a], clip)
     terms = _direct_terms(pi, q) + w * (r - q[rows, a])
-    ess, max_weight = weight_diagnostics(w)
-    return around(
-        "dr",
-        float(terms.mean()),
-        std_err=standard_error(terms),
-        n=n,
-        level=level,
-        method="normal",
-        ess=ess,
-        max_weight=max_weight,
-        n_clipped=n_clipped if clip is not None else None,
-    )
+    clipped = n_clipped if clip is not None else None
+    return _term_mean("dr", terms, level, weights=w, n_clipped=clipped)
 
 
 def replay(
