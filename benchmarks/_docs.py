@@ -8,7 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["DOCS", "command_line", "markers", "write_section"]
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["DOCS", "command_line", "markers", "print_table", "write_section"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _HEADER = (
@@ -43,3 +46,21 @@ def write_section(name: str, body: str, path: Path = DOCS) -> None:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def print_table(
+    console: Console,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    caption: str | None = None,
+    left: int = 1,
+) -> None:
+    """A benchmark's table on the terminal: the first ``left`` columns left-aligned."""
+    table = Table(title=title, caption=caption)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < left else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

@@ -40,11 +40,10 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
 
-from benchmarks._docs import DOCS, command_line, markers, write_section
+from benchmarks._docs import DOCS, command_line, markers, print_table, write_section
 from oo_ml import Bandit, Candidate, Context, get_encoder, get_policy
 
 FloatArray = NDArray[np.float64]
@@ -490,12 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"OPENBLAS_CORETYPE={blas or 'unset'}; load average {load:.1f} at the start; "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}."
     )
-    table = Table(title="core rounds: rank + learn, medians", caption=settings)
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i < 3 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(
+        console, "core rounds: rank + learn, medians", COLUMNS, rows, caption=settings, left=3
+    )
     output = args.output or (None if args.quick else DOCS)
     if output is not None:
         write_section("core", markdown(command, settings, rows), output)

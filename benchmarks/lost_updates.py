@@ -38,12 +38,11 @@ from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script too
 
-from benchmarks._docs import DOCS, write_section  # noqa: E402
+from benchmarks._docs import DOCS, print_table, write_section  # noqa: E402
 
 DEFAULT_SEED = ROOT.parent / "shared" / "reference" / "seed_main.py"
 COLUMNS = ("service", "run", "sent", "200", "5xx", "no answer", "reward_count", "lost", "in file")
@@ -258,12 +257,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Python {platform.python_version()}, {os.cpu_count()} cores; "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}."
     )
-    table = Table(title="lost updates: concurrent rewards for one user", caption=settings)
-    for i, column in enumerate(COLUMNS):
-        table.add_column(column, justify="left" if i < 2 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_table(
+        console,
+        "lost updates: concurrent rewards for one user",
+        COLUMNS,
+        rows,
+        caption=settings,
+        left=2,
+    )
     output = args.output or (None if args.quick else DOCS)
     if output is not None:
         write_section("lost-updates", markdown(command, settings, rows), output)
