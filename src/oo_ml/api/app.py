@@ -34,6 +34,7 @@ from oo_ml.errors import (
     UnknownPolicyError,
     ValidationError,
 )
+from oo_ml.policies.kernels import warm_up
 from oo_ml.settings import Settings
 from oo_ml.store.base import Store
 from oo_ml.store.migrate import upgrade
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
+        await run_in_threadpool(warm_up)  # compile the policies' kernels before any request
         if store is None:
             await run_in_threadpool(upgrade, settings.database_url)
             opened: Store = SqlStore(

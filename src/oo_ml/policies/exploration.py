@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 
+from oo_ml.policies.kernels import ucb_distribution
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import FloatArray
 
@@ -76,17 +75,6 @@ def tie_split(values: FloatArray, mass: float = 1.0, floor: float = 0.0) -> Floa
     else:
         probs[mask] += mass / ties
     return probs
-
-
-_rowdot: Callable[[FloatArray, FloatArray], FloatArray] = getattr(
-    np, "vecdot", partial(np.einsum, "ij,ij->i")
-)
-"""Row-wise dot products: numpy ≥ 2's ``vecdot`` costs half of the equivalent ``einsum``."""
-
-
-def _quad(features: FloatArray, state: RidgeState) -> FloatArray:
-    """xᵀA⁻¹x per row: its square root is the posterior standard deviation of θ·x over σ."""
-    return _rowdot(features.dot(state.A_inv), features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,19 +143,8 @@ class UCB(Exploration):
     def distribution(
         self, features: FloatArray, means: FloatArray, state: RidgeState, rng: np.random.Generator
     ) -> tuple[FloatArray, FloatArray, int | None]:
-        quad = _quad(features, state)
-        if means.shape[0] <= _FEW:
-            # Plain floats, as in tie_split: math.sqrt and np.sqrt both round correctly, so the
-            # scores are those of the array expression below, bit for bit.
-            alpha = self.alpha
-            scores = [
-                m + alpha * math.sqrt(q if q > 0.0 else 0.0)
-                for m, q in zip(means.tolist(), quad.tolist(), strict=True)
-            ]
-            both = np.array((scores, _tie_split_floats(scores, 1.0, 0.0)))
-            return both[0], both[1], None
-        scores_array = means + self.alpha * np.sqrt(np.maximum(quad, 0.0))
-        return scores_array, tie_split(scores_array), None
+        both = ucb_distribution(features, state.A_inv, means, self.alpha, TIE_TOLERANCE)
+        return both[0], both[1], None
 
 
 @dataclass(frozen=True, slots=True)

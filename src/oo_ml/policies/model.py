@@ -3,8 +3,8 @@
 With prior θ ~ N(μ₀, σ²(λI)⁻¹) and observations r = θ·x + noise, the posterior after updates
 (x_i, r_i, w_i) has precision ``A = λI + Σ w_i x_i x_iᵀ`` and ``b = λμ₀ + Σ w_i r_i x_i``; the
 posterior mean is ``θ = A⁻¹b``. ``A⁻¹`` is kept up to date by the Sherman–Morrison identity
-in O(d²) per update and re-computed from ``A`` every ``refactor_every`` updates so rounding
-errors cannot accumulate.
+in O(d²) per update (one compiled call, :func:`oo_ml.policies.kernels.sherman_morrison`) and
+re-computed from ``A`` every ``refactor_every`` updates so rounding errors cannot accumulate.
 
 With a discount γ < 1 (to follow drifting preferences), each update first decays the evidence
 and tops the prior back up, ``A ← γA + (1−γ)λI + w xxᵀ`` and ``b ← γb + (1−γ)λμ₀ + w r x``,
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from oo_ml.errors import StateError, ValidationError
+from oo_ml.policies.kernels import posterior_mean, sherman_morrison
 from oo_ml.types import FloatArray
 
 __all__ = ["MAX_ABS_FEATURE", "MAX_ABS_REWARD", "STATE_SCHEMA", "RidgeModel", "RidgeState"]
@@ -117,7 +118,7 @@ class RidgeState:
                 raise StateError(f"state {key} is not finite")
         if n_updates < 0 or since_refactor < 0:
             raise StateError("state counters must be non-negative")
-        theta = arrays["A_inv"] @ arrays["b"]
+        theta = posterior_mean(arrays["A_inv"], arrays["b"])
         return cls(
             encoder,
             arrays["A"],
@@ -160,7 +161,7 @@ class RidgeModel:
         a = np.eye(dim) * self.lam
         a_inv = np.eye(dim) / self.lam
         b = mu * self.lam
-        return RidgeState(encoder, a, b, a_inv, a_inv @ b, mu, 0, 0)
+        return RidgeState(encoder, a, b, a_inv, posterior_mean(a_inv, b), mu, 0, 0)
 
     def update(self, state: RidgeState, x: FloatArray, reward: float, weight: float = 1.0) -> None:
         """Add one observation: reward ``reward`` for feature row ``x``, with ``weight`` > 0.
@@ -198,27 +199,17 @@ class RidgeModel:
             state.b = g * state.b + (weight * reward) * row + top_up * state.prior_mean
             state.A_inv = _inverse(a)
             state.since_refactor = 0
-            state.theta = state.A_inv.dot(state.b)
+            state.theta = posterior_mean(state.A_inv, state.b)
         else:
-            a_inv = state.A_inv
-            u = a_inv.dot(row)
-            v = u * (weight / (1.0 + weight * float(row.dot(u))))
-            # Outer products as (d×1)·(1×d) matrix products: the same roundings as broadcasting
-            # u[:, None] * v (up to the sign of an exact zero), at a fraction of its cost.
-            a_inv -= u[:, None].dot(v[None, :])
-            state.A += row[:, None].dot((row if weight == 1.0 else weight * row)[None, :])
-            b = state.b
-            b += (weight * reward) * row
+            sherman_morrison(state.A, state.A_inv, state.b, state.theta, row, reward, weight)
             state.since_refactor += 1
             if self.refactor_every and state.since_refactor >= self.refactor_every:
                 self.refactor(state)
-            else:
-                state.theta = a_inv.dot(b)
         state.n_updates += 1
 
     @staticmethod
     def refactor(state: RidgeState) -> None:
         """Recompute ``A⁻¹`` (and θ) from ``A``."""
         state.A_inv = _inverse(state.A)
-        state.theta = state.A_inv @ state.b
+        state.theta = posterior_mean(state.A_inv, state.b)
         state.since_refactor = 0

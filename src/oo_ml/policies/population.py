@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oo_ml.errors import ConfigurationError
+from oo_ml.policies.kernels import posterior_mean
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import FloatArray
 
@@ -235,4 +236,4 @@ def recenter(state: RidgeState, mean: FloatArray, lam: float) -> None:
     """Move ``state``'s prior mean to ``mean`` keeping its data: b += λ(μ_new − μ_old)."""
     state.b = state.b + lam * (mean - state.prior_mean)
     state.prior_mean = np.array(mean, dtype=np.float64)
-    state.theta = state.A_inv @ state.b
+    state.theta = posterior_mean(state.A_inv, state.b)

@@ -17,6 +17,7 @@ import struct
 import numpy as np
 
 from oo_ml.errors import StateError
+from oo_ml.policies.kernels import posterior_mean
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import FloatArray
 
@@ -49,7 +50,9 @@ def state_from_bytes(blob: bytes) -> RidgeState:
     b = values[d * d : d * d + d]
     a_inv = values[d * d + d : 2 * d * d + d].reshape(d, d)
     prior = values[2 * d * d + d :]
-    return RidgeState(encoder, a, b, a_inv, a_inv @ b, prior, n_updates, since_refactor)
+    return RidgeState(
+        encoder, a, b, a_inv, posterior_mean(a_inv, b), prior, n_updates, since_refactor
+    )
 
 
 def array_to_bytes(array: FloatArray) -> bytes:

@@ -1,0 +1,154 @@
+"""Compiled inner loops of a round: LinUCB's scores and the Sherman–Morrison update.
+
+A decision and its update at d=44 are some 30 numpy calls of 0.3–2 µs each; the arithmetic
+behind them takes a fraction of that. These two kernels do it in one compiled call each
+(numba, no Python objects inside), which is what lets a round run several times faster than
+the existing service's inverse-per-decision path at the dimensions our interaction encoders
+use (``benchmarks/core_rounds.py``).
+
+Both follow the numpy formulas they replace term for term — the same products, one rounding
+each — and differ from them only in the order some sums are added up, i.e. in the last bits:
+``tests/core/test_kernels.py`` holds them to the numpy expressions. No ``fastmath``: results
+stay IEEE, identical from run to run and machine to machine.
+
+Compilation happens at the first call with given argument types and is cached on disk beside
+this file (or in numba's user cache directory when that is read-only); ``NUMBA_DISABLE_JIT=1``
+runs the same functions as plain Python, for debugging.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+
+from oo_ml.types import FloatArray
+
+__all__ = ["posterior_mean", "sherman_morrison", "ucb_distribution", "warm_up"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _compiled(function: F) -> F:
+    """``function`` compiled in nopython mode, with an on-disk cache when one can be written."""
+    try:
+        compiled = numba.njit(cache=True)(function)
+    except RuntimeError:  # no writable cache location (read-only install, no home directory)
+        compiled = numba.njit(function)
+    return cast(F, compiled)
+
+
+@_compiled
+def ucb_distribution(
+    features: FloatArray, a_inv: FloatArray, means: FloatArray, alpha: float, tolerance: float
+) -> Any:
+    """LinUCB's scores and choice probabilities, as rows 0 and 1 of one (2, k) array.
+
+    Scores are ``means + alpha·√(xᵀA⁻¹x)`` for every row x of ``features`` (a negative form,
+    which only rounding can make, reads as 0). Probabilities split 1 evenly over the scores
+    within ``tolerance·max(1, |top|)`` of the top one, as :func:`~oo_ml.policies.exploration.
+    tie_split` does. A⁻¹ is symmetric, so ``xᵀA⁻¹ = Σ_j x_j·A⁻¹[j, :]``: the inner loop runs
+    along contiguous rows and skips the zero entries the interaction encoders are full of.
+    """
+    k, d = features.shape
+    out = np.zeros((2, k))
+    row = np.empty(d)
+    top = -np.inf
+    for r in range(k):
+        row[:] = 0.0
+        for j in range(d):
+            x_j = features[r, j]
+            if x_j != 0.0:
+                for i in range(d):
+                    row[i] += x_j * a_inv[j, i]
+        quad = 0.0
+        for i in range(d):
+            quad += row[i] * features[r, i]
+        score = means[r] + alpha * math.sqrt(quad if quad > 0.0 else 0.0)
+        out[0, r] = score
+        top = max(top, score)
+    cut = top - tolerance * max(1.0, abs(top))
+    tied = 0
+    for r in range(k):
+        if out[0, r] >= cut:
+            tied += 1
+    share = 1.0 / tied
+    for r in range(k):
+        if out[0, r] >= cut:
+            out[1, r] = share
+    return out
+
+
+@_compiled
+def _mean_into(a_inv: FloatArray, b: FloatArray, theta: FloatArray) -> None:
+    """``theta[:] = A⁻¹b``, each entry summed in index order."""
+    d = b.shape[0]
+    for i in range(d):
+        total = 0.0
+        for j in range(d):
+            total += a_inv[i, j] * b[j]
+        theta[i] = total
+
+
+def posterior_mean(a_inv: FloatArray, b: FloatArray) -> FloatArray:
+    """θ = A⁻¹b, computed exactly as every update computes it, so that a state rebuilt from
+    (A⁻¹, b) — restored from JSON or storage, refactored, re-centred — has the same θ, bit for
+    bit, as the live state it came from."""
+    theta = np.empty(b.shape[0])
+    _mean_into(np.ascontiguousarray(a_inv), np.ascontiguousarray(b), theta)
+    return theta
+
+
+@_compiled
+def sherman_morrison(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    a: FloatArray,
+    a_inv: FloatArray,
+    b: FloatArray,
+    theta: FloatArray,
+    x: FloatArray,
+    reward: float,
+    weight: float,
+) -> None:
+    """Add the observation (x, reward, weight) to a ridge state, in place.
+
+    ``A += w·xxᵀ``, ``b += w·r·x``, ``A⁻¹ -= u·vᵀ`` with ``u = A⁻¹x`` and
+    ``v = u·w/(1 + w·xᵀu)`` (Sherman–Morrison), then ``θ = A⁻¹b``.
+    """
+    d = x.shape[0]
+    u = np.zeros(d)
+    for j in range(d):
+        x_j = x[j]
+        if x_j != 0.0:
+            for i in range(d):
+                u[i] += x_j * a_inv[j, i]
+    xu = 0.0
+    for i in range(d):
+        xu += x[i] * u[i]
+    c = weight / (1.0 + weight * xu)
+    wr = weight * reward
+    v = u * c
+    wx = x * weight
+    for i in range(d):
+        u_i = u[i]
+        x_i = x[i]
+        for j in range(d):
+            a_inv[i, j] -= u_i * v[j]
+            a[i, j] += x_i * wx[j]
+        b[i] += wr * x_i
+    _mean_into(a_inv, b, theta)
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the argument types serving passes:
+    states and features writable or read-only (stores hand read-only arrays out). A service
+    calls this at start so that no request waits for a compilation."""
+    for writable in (True, False):
+        a_inv, x = np.eye(2), np.ones((1, 2))
+        a_inv.setflags(write=writable)
+        x.setflags(write=writable)
+        ucb_distribution(x, a_inv, np.zeros(1), 1.0, 1e-12)
+        sherman_morrison(np.eye(2), np.eye(2), np.zeros(2), np.zeros(2), x[0], 0.0, 1.0)
+        posterior_mean(a_inv, np.zeros(2))
