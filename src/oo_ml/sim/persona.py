@@ -60,9 +60,11 @@ __all__ = [
     "Response",
     "Rule",
     "feature_matrix",
+    "features_at",
     "load_persona",
     "load_personas",
     "shipped_personas",
+    "static_features",
 ]
 
 FEATURES = (
@@ -92,14 +94,34 @@ def feature_matrix(
     priorities: FloatArray, due_in_days: FloatArray, sources: Sequence[str]
 ) -> FloatArray:
     """:func:`task_features` from a pool's columns (what :meth:`TaskStream.columns` gives)."""
-    n = due_in_days.shape[0]
+    return features_at(static_features(priorities, sources), due_in_days)
+
+
+def static_features(priorities: FloatArray, sources: Sequence[str]) -> FloatArray:
+    """The columns of :func:`feature_matrix` that do not move with the clock; the due-date
+    columns are left at zero for :func:`features_at`. Read-only: a pool's tasks keep their
+    priority and source, so this can be reused until a task arrives or leaves."""
+    n = priorities.shape[0]
     x = np.zeros((n, len(FEATURES)))
     x[:, 0] = 1.0
     x[:, 1] = (priorities - 1.0) / 3.0
-    x[:, 2] = due_in_days < 0
-    x[:, 3] = np.minimum(np.maximum(-due_in_days, 0.0), 30.0) / 30.0
-    x[:, 4] = np.minimum(np.maximum(due_in_days, 0.0), 30.0) / 30.0
     x[np.arange(n), [_SOURCE_COLUMN.get(s.lower(), 8) for s in sources]] = 1.0
+    x.setflags(write=False)
+    return x
+
+
+def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
+    """:func:`feature_matrix` from :func:`static_features` and the days until each task is due
+    (negative: overdue), in place on a copy: a step costs a few operations on its arrays."""
+    x = static.copy()
+    np.less(due_in_days, 0.0, out=x[:, 2])
+    np.negative(due_in_days, out=x[:, 3])
+    x[:, 4] = due_in_days
+    # age = clip(-due, 0, 30) / 30 and upcoming = clip(due, 0, 30) / 30, both columns at once.
+    clipped = x[:, 3:5]
+    np.maximum(clipped, 0.0, out=clipped)
+    np.minimum(clipped, 30.0, out=clipped)
+    clipped /= 30.0
     return x
 
 
@@ -163,10 +185,14 @@ class Persona:
     _done_rewards: dict[str, tuple[RewardRule, float]] = field(
         init=False, repr=False, compare=False
     )
+    _reward_terms_by_rule: dict[str, tuple[RewardRule, tuple[float, float]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_weights", {})
         object.__setattr__(self, "_done_rewards", {})
+        object.__setattr__(self, "_reward_terms_by_rule", {})
 
     def _weights_at(self, context: Context) -> tuple[FloatArray, tuple[float, ...]]:
         key = 24 * context.day_of_week + context.hour_of_day
@@ -245,14 +271,32 @@ class Persona:
         (1−p)(1−s)·R_dismiss = base + p·(R_done − base), base = s·R_snooze + (1−s)·R_dismiss.
         """
         r = self.response
-        utilities = features @ self.weights(context)
-        done = 1.0 / (1.0 + np.exp(-r.slope * (utilities - r.threshold)))
+        base, gain = self._reward_terms(rule)
+        # In place, one array for the whole computation: per step this runs on ~10 tasks,
+        # where each temporary costs more than the arithmetic.
+        expected: FloatArray = features @ self._weights_at(context)[0]
+        expected -= r.threshold
+        expected *= -r.slope
+        np.exp(expected, out=expected)
+        expected += 1.0
+        np.divide(1.0, expected, out=expected)  # p(done)
+        expected *= gain
+        expected += base
+        return expected
+
+    def _reward_terms(self, rule: RewardRule) -> tuple[float, float]:
+        """(base, R_done − base) of :meth:`expected_rewards_of` under ``rule``."""
+        cached = self._reward_terms_by_rule.get(rule.name)
+        if cached is not None and cached[0] is rule:
+            return cached[1]
+        r = self.response
         base = (
             r.snooze_share * rule.actions[Action.SNOOZE].milli_for(None)
             + (1.0 - r.snooze_share) * rule.actions[Action.DISMISS].milli_for(None)
         ) / 1000.0
-        expected: FloatArray = base + done * (self.expected_done_reward(rule) - base)
-        return expected
+        terms = (base, self.expected_done_reward(rule) - base)
+        self._reward_terms_by_rule[rule.name] = (rule, terms)
+        return terms
 
     def sample_dwell_ms(self, rng: np.random.Generator) -> int:
         r = self.response

@@ -28,12 +28,12 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
-from oo_ml.sim.persona import Persona, feature_matrix, load_personas
+from oo_ml.sim.persona import Persona, features_at, load_personas, static_features
 from oo_ml.sim.summary import summarize
 from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import RunRecord, SimEvent, Store
 from oo_ml.store.memory import MemoryStore
-from oo_ml.types import Action, Candidate, Context, Outcome
+from oo_ml.types import Action, Candidate, Context, FloatArray, Outcome
 
 __all__ = [
     "DecisionClient",
@@ -239,6 +239,9 @@ class SimUser:
     persona: Persona
     stream: TaskStream
     randomness: _StepRandom
+    _static: tuple[int, FloatArray] | None = field(default=None, init=False, repr=False)
+    """(pool version, :func:`static_features` of that pool): kept until a task arrives or
+    leaves, so a step only fills in the due-date columns."""
 
     @classmethod
     def create(cls, seed: int, index: int, persona: Persona, pool_size: int = 10) -> SimUser:
@@ -266,11 +269,7 @@ class SimUser:
         now = self.persona.at_step(step)
         stream = self.stream
         context = stream.context
-        expected = (
-            now.expected_rewards_of(feature_matrix(*stream.columns()), context, rule)
-            if isinstance(judge, RuleJudge)
-            else None
-        )
+        expected = self._expected(now, context, rule) if isinstance(judge, RuleJudge) else None
         event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
         task = stream.task_at(chosen)
         verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
@@ -278,23 +277,27 @@ class SimUser:
         if verdict.action is Action.DONE:
             stream.complete(task.id)
         stream.advance()
+        oracle = average = chosen_expected = None
+        if expected is not None:
+            values = expected.tolist()
+            oracle, chosen_expected = max(values), values[chosen]
+            # numpy's sum (pairwise), as mean() computes it, without mean()'s dispatch.
+            average = float(np.add.reduce(expected)) / len(values)
         return SimEvent(
-            run_id=run_id,
-            policy=policy,
-            user_id=self.label,
-            step=step,
-            persona=self.persona.name,
-            hour_of_day=context.hour_of_day,
-            day_of_week=context.day_of_week,
-            chosen_id=task.id,
-            probability=probability,
-            action=verdict.action.value,
-            dwell_ms=verdict.dwell_ms,
-            reward_milli=milli,
-            oracle_reward=None if expected is None else float(expected.max()),
-            # sum / n is what mean() computes, without its dispatch overhead.
-            random_reward=None if expected is None else float(expected.sum()) / expected.size,
-            chosen_expected=None if expected is None else float(expected[chosen]),
+            run_id, policy, self.label, step, self.persona.name, context.hour_of_day,
+            context.day_of_week, task.id, probability, verdict.action.value, verdict.dwell_ms,
+            milli, oracle, average, chosen_expected,
+        )  # fmt: skip
+
+    def _expected(self, persona: Persona, context: Context, rule: RewardRule) -> FloatArray:
+        """The persona's expected reward for each task in the pool (the oracle)."""
+        stream = self.stream
+        static = self._static
+        if static is None or static[0] != stream.version:
+            priorities, _, sources = stream.static_columns()
+            static = self._static = (stream.version, static_features(priorities, sources))
+        return persona.expected_rewards_of(
+            features_at(static[1], stream.columns()[1]), context, rule
         )
 
 
@@ -322,12 +325,15 @@ class SimRunner:
 
     def create(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
         """Record a queued run."""
+        return self._record(config, run_id, "queued")
+
+    def _record(self, config: SimConfig, run_id: str | None, status: str) -> RunRecord:
         now = int(time.time() * 1000)
         run = RunRecord(
             run_id=run_id or new_run_id(),
             created_ms=now,
             updated_ms=now,
-            status="queued",
+            status=status,
             config={**config.to_dict(), "judge": self.judge.name},
             total_steps=config.total_steps,
         )
@@ -336,11 +342,15 @@ class SimRunner:
 
     def run(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
         """Create and execute a run; returns it finished (done, failed or cancelled)."""
-        return self.execute(self.create(config, run_id).run_id, config)
+        # Recorded as running from the start: nobody could have seen it queued in between.
+        return self._execute(self._record(config, run_id, "running").run_id, config)
 
     def execute(self, run_id: str, config: SimConfig) -> RunRecord:
         """Execute a queued run to the end, recording its status and summary."""
         self._update(run_id, status="running")
+        return self._execute(run_id, config)
+
+    def _execute(self, run_id: str, config: SimConfig) -> RunRecord:
         try:
             personas = load_personas(config.personas)
             client = (
@@ -348,15 +358,21 @@ class SimRunner:
                 if self.client_factory is not None
                 else InProcessClient(config.reward_rule, config.seed)
             )
-            self._loop(run_id, config, personas, client, get_reward_rule(config.reward_rule))
+            events, tail = self._loop(
+                run_id, config, personas, client, get_reward_rule(config.reward_rule)
+            )
+            # Summarised from the events as written, in the order the stores read them back.
+            events.sort(key=_stored_order)
+            summary = summarize(events, list(config.policies))
+            finished = self._finish(run_id, tail, len(events), summary)
         except CancelledError:
             self._update(run_id, status="cancelled")
         except Exception as exc:
             self._update(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         else:
-            events = self.store.read(lambda txn: txn.sim_events(run_id))
-            summary = summarize(events, list(config.policies))
-            self._update(run_id, status="done", summary=summary)
+            if self.progress is not None:
+                self.progress(len(events), config.total_steps)
+            return finished
         run = self.store.read(lambda txn: txn.get_run(run_id))
         assert run is not None
         return run
@@ -372,42 +388,38 @@ class SimRunner:
         personas: list[Persona],
         client: DecisionClient,
         rule: RewardRule,
-    ) -> None:
+    ) -> tuple[list[SimEvent], list[SimEvent]]:
+        """Play every step; returns all the events and the last ones, not yet written."""
+        events: list[SimEvent] = []
         buffer: list[SimEvent] = []
-        done = 0
         # Every (policy, user) has its own world; user u's is the same under every policy.
-        users = {
-            (policy, u): SimUser.create(
-                config.seed, u, personas[u % len(personas)], config.pool_size
+        players = [
+            (
+                policy,
+                f"{run_id}/{policy}/u{u}",
+                SimUser.create(config.seed, u, personas[u % len(personas)], config.pool_size),
             )
             for policy in config.policies
             for u in range(config.users)
-        }
+        ]
+        judge = self.judge
         # All users live through the same days: step by step, as a service's users do, so a
         # population prior learns from everyone's past, never from anyone's future.
         for step in range(config.steps):
-            for policy in config.policies:
-                for u in range(config.users):
-                    user = users[(policy, u)]
-                    buffer.append(
-                        user.play(
-                            client,
-                            self.judge,
-                            rule,
-                            policy=policy,
-                            step=step,
-                            user_id=f"{run_id}/{policy}/u{u}",
-                            run_id=run_id,
-                        )
-                    )
-                    done += 1
-                    if len(buffer) >= EVENT_BATCH:
-                        self._flush(run_id, buffer, done, config.total_steps)
-        self._flush(run_id, buffer, done, config.total_steps)
+            for policy, user_id, user in players:
+                event = user.play(
+                    client, judge, rule, policy=policy, step=step, user_id=user_id, run_id=run_id
+                )
+                events.append(event)
+                buffer.append(event)
+                if len(buffer) >= EVENT_BATCH:
+                    self._flush(run_id, buffer, len(events), config.total_steps)
+                    buffer = []
+        if self.cancel.is_set():
+            self._flush(run_id, buffer, len(events), config.total_steps)
+        return events, buffer
 
-    def _flush(self, run_id: str, buffer: list[SimEvent], done: int, total: int) -> None:
-        batch = list(buffer)
-        buffer.clear()
+    def _flush(self, run_id: str, batch: list[SimEvent], done: int, total: int) -> None:
         now = int(time.time() * 1000)
 
         def job(txn: Any) -> None:
@@ -419,3 +431,23 @@ class SimRunner:
             self.progress(done, total)
         if self.cancel.is_set():
             raise CancelledError
+
+    def _finish(
+        self, run_id: str, tail: list[SimEvent], done: int, summary: dict[str, Any]
+    ) -> RunRecord:
+        """Write the last events and the summary, mark the run done: one job."""
+        now = int(time.time() * 1000)
+
+        def job(txn: Any) -> RunRecord:
+            txn.insert_sim_events(tail)
+            txn.update_run(run_id, now, status="done", done_steps=done, summary=summary)
+            run: RunRecord | None = txn.get_run(run_id)
+            assert run is not None
+            return run
+
+        return self.store.write(job)
+
+
+def _stored_order(event: SimEvent) -> tuple[str, str, int]:
+    """The order of :meth:`~oo_ml.store.base.Txn.sim_events`."""
+    return (event.policy, event.user_id, event.step)

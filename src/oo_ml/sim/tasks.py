@@ -125,6 +125,9 @@ class TaskStream:
         self._target = pool_size
         for _ in range(pool_size):
             self._pool.append(self._new_task())
+        self.version = 0
+        """Goes up by one each time a task arrives or leaves: views of the pool that do not
+        depend on the clock (:meth:`static_columns`) can be kept until it changes."""
         # Views of the pool as it stands now, each built on first use after a change: a
         # simulated step needs the candidates, the columns and one task, not the whole list.
         self._tasks: list[SimTask] | None = None
@@ -159,6 +162,7 @@ class TaskStream:
         self._context = None
         if pool_changed:
             self._static = None
+            self.version += 1
 
     def _task(self, entry: _Entry, now: float) -> SimTask:
         return SimTask(
@@ -200,16 +204,21 @@ class TaskStream:
     def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
         """(priorities, due_in_days, sources) of the pool as it stands now, as arrays."""
         if self._columns is None:
-            if self._static is None:
-                pool = self._pool
-                self._static = (
-                    np.array([e.priority for e in pool], dtype=np.float64),
-                    np.array([e.due_at for e in pool], dtype=np.float64),
-                    tuple(e.source for e in pool),
-                )
-            priorities, due_at, sources = self._static
+            priorities, due_at, sources = self.static_columns()
             self._columns = (priorities, due_at - self.now_days, sources)
         return self._columns
+
+    def static_columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due dates in days on the stream's clock, sources) of the pool: the
+        same objects until :attr:`version` changes. Read-only."""
+        if self._static is None:
+            pool = self._pool
+            priorities = np.array([e.priority for e in pool], dtype=np.float64)
+            due_at = np.array([e.due_at for e in pool], dtype=np.float64)
+            priorities.setflags(write=False)
+            due_at.setflags(write=False)
+            self._static = (priorities, due_at, tuple([e.source for e in pool]))
+        return self._static
 
     def task(self, task_id: str) -> SimTask:
         return next(t for t in self.tasks if t.id == task_id)
