@@ -7,9 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from oo_ml import ConfigurationError, Context, NotFoundError, get_reward_rule
+from oo_ml import Action, ConfigurationError, Context, NotFoundError, get_reward_rule
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
-from oo_ml.sim.persona import FEATURES, load_persona, load_personas, shipped_personas
+from oo_ml.sim.persona import (
+    FEATURES,
+    _feature_row,
+    feature_matrix,
+    features_at,
+    load_persona,
+    load_personas,
+    shipped_personas,
+    static_features,
+)
 from oo_ml.sim.tasks import SimTask
 
 RULE = get_reward_rule("dwell-v1")
@@ -137,3 +146,42 @@ def test_dwell_cdf_is_a_distribution_function() -> None:
     assert persona.dwell_cdf(persona.response.dwell_median_s) == pytest.approx(0.5)
     assert persona.dwell_cdf(1e9) == pytest.approx(1.0)
     assert math.isclose(persona.dwell_cdf(10), 1 - persona.dwell_cdf(360), rel_tol=1e-9)
+
+
+def test_pool_feature_matrix_rows_are_the_judges_per_task_rows() -> None:
+    """The oracle's vectorised features (static part kept per pool, due-date part per step)
+    are exactly the plain-float rows the rule judge computes for one task."""
+    rng = np.random.default_rng(4)
+    sources = ["todoist", "calendar", "email", "other", "Email"]
+    tasks = [
+        task(id=f"t{i}", priority=int(rng.integers(1, 5)), source=sources[i % 5],
+             due_in_days=float(rng.normal(0, 20)))
+        for i in range(40)
+    ] + [task(id="now", due_in_days=0.0), task(id="far", due_in_days=45.0)]  # fmt: skip
+    static = static_features([t.priority for t in tasks], [t.source for t in tasks])
+    matrix = features_at(static, np.array([t.due_in_days for t in tasks]))
+    assert matrix.flags.c_contiguous
+    assert matrix.tolist() == [list(_feature_row(t)) for t in tasks]
+    assert (
+        feature_matrix(
+            np.array([float(t.priority) for t in tasks]),
+            np.array([t.due_in_days for t in tasks]),
+            [t.source for t in tasks],
+        ).tolist()
+        == matrix.tolist()
+    )
+    assert not static.flags.writeable
+
+
+def test_expected_rewards_are_the_response_model_averaged_over_actions() -> None:
+    persona = shipped_personas()["deadline-driven"]
+    tasks = [task(priority=p, due_in_days=d) for p in (1, 4) for d in (-10.0, 0.5, 12.0)]
+    context = Context(10, 2)
+    done, snooze, dismiss = persona.action_probabilities(tasks, context).T
+    rewards = {a: RULE.actions[a].milli_for(None) / 1000.0 for a in (Action.SNOOZE, Action.DISMISS)}
+    by_hand = (
+        done * persona.expected_done_reward(RULE)
+        + snooze * rewards[Action.SNOOZE]
+        + dismiss * rewards[Action.DISMISS]
+    )
+    np.testing.assert_allclose(persona.expected_rewards(tasks, context, RULE), by_hand)

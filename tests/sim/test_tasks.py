@@ -58,3 +58,37 @@ def test_candidates_carry_the_task_features() -> None:
         assert candidate.is_overdue == (task.due_in_days < 0)
         assert candidate.priority == task.priority
         assert candidate.source == task.source
+
+
+def test_candidates_and_columns_follow_the_pool_as_it_changes() -> None:
+    """The views kept between changes (candidates, columns, pool fields) always describe the
+    pool as it stands: tasks age, arrive and leave."""
+    stream = TaskStream(9, "u", pool_size=6)
+    versions = [stream.version]
+    for step in range(60):
+        tasks = stream.tasks
+        assert stream.candidates() == [t.candidate() for t in tasks]
+        priorities, due_in_days, sources = stream.columns()
+        assert priorities.tolist() == [t.priority for t in tasks]
+        assert due_in_days.tolist() == [t.due_in_days for t in tasks]
+        assert list(sources) == [t.source for t in tasks]
+        ids, _, _, _ = stream.pool_fields()
+        assert ids == [t.id for t in tasks]
+        if step % 3 == 0:
+            stream.complete(tasks[step % len(tasks)].id)
+            assert stream.version == versions[-1] + 1
+        stream.advance()
+        versions.append(stream.version)
+    assert versions == sorted(versions)
+    assert len(set(versions)) > 30  # arrivals and completions both counted
+
+
+def test_pool_fields_are_kept_until_the_pool_changes() -> None:
+    stream = TaskStream(4, "u")
+    fields, static = stream.pool_fields(), stream.static_columns()
+    version = stream.version
+    while stream.version == version:
+        assert stream.pool_fields() is fields
+        assert stream.static_columns() is static
+        stream.advance()
+    assert stream.pool_fields() is not fields

@@ -130,6 +130,22 @@ class _TickClock:
         return self._ms / 1000.0
 
 
+class _Seeds:
+    """Decision seeds: ``int(rng.integers(0, 2**63 - 1))`` one after another, drawn 1024 at a
+    time. The same numbers (64-bit bounded draws keep no buffer between calls) for a fraction
+    of the calls."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x5EED])
+        self._pending: list[int] = []
+
+    def __call__(self) -> int:
+        if not self._pending:
+            self._pending = self._rng.integers(0, 2**63 - 1, size=1024).tolist()
+            self._pending.reverse()
+        return self._pending.pop()
+
+
 @dataclass
 class InProcessClient:
     """The serving engine in this process, over a memory store, with seeded decisions."""
@@ -139,12 +155,11 @@ class InProcessClient:
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
-        rng = np.random.default_rng([self.seed, 0x5EED])
         self.engine = Engine(
             MemoryStore(),
             EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
             clock=_TickClock(),
-            seed_source=lambda: int(rng.integers(0, 2**63 - 1)),
+            seed_source=_Seeds(self.seed),
         )
 
     def rank(
@@ -239,9 +254,9 @@ class SimUser:
     persona: Persona
     stream: TaskStream
     randomness: _StepRandom
-    _static: tuple[int, FloatArray] | None = field(default=None, init=False, repr=False)
-    """(pool version, :func:`static_features` of that pool): kept until a task arrives or
-    leaves, so a step only fills in the due-date columns."""
+    _static: tuple[int, FloatArray, FloatArray] | None = field(default=None, init=False, repr=False)
+    """(pool version, :func:`static_features` of that pool, due dates): kept until a task
+    arrives or leaves, so a step only fills in the due-date columns."""
 
     @classmethod
     def create(cls, seed: int, index: int, persona: Persona, pool_size: int = 10) -> SimUser:
@@ -294,11 +309,14 @@ class SimUser:
         stream = self.stream
         static = self._static
         if static is None or static[0] != stream.version:
-            priorities, _, sources = stream.static_columns()
-            static = self._static = (stream.version, static_features(priorities, sources))
-        return persona.expected_rewards_of(
-            features_at(static[1], stream.columns()[1]), context, rule
-        )
+            _, due_at, priorities, sources = stream.pool_fields()
+            static = self._static = (
+                stream.version,
+                static_features(priorities, sources),
+                np.array(due_at, dtype=np.float64),
+            )
+        features = features_at(static[1], static[2] - stream.now_days)
+        return persona.expected_rewards_of(features, context, rule)
 
 
 def new_run_id() -> str:

@@ -135,6 +135,7 @@ class TaskStream:
         self._columns: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
         self._context: Context | None = None
         self._static: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
+        self._fields: tuple[list[str], list[float], list[int], list[str]] | None = None
 
     @property
     def now_days(self) -> float:
@@ -161,8 +162,21 @@ class TaskStream:
         self._tasks = self._candidates = self._columns = None
         self._context = None
         if pool_changed:
-            self._static = None
+            self._static = self._fields = None
             self.version += 1
+
+    def pool_fields(self) -> tuple[list[str], list[float], list[int], list[str]]:
+        """(ids, due dates on the stream's clock, priorities, sources) of the pool: the same
+        lists until :attr:`version` changes. Read-only."""
+        if self._fields is None:
+            pool = self._pool
+            self._fields = (
+                [e.id for e in pool],
+                [e.due_at for e in pool],
+                [e.priority for e in pool],
+                [e.source for e in pool],
+            )
+        return self._fields
 
     def _task(self, entry: _Entry, now: float) -> SimTask:
         return SimTask(
@@ -194,11 +208,12 @@ class TaskStream:
         """The pool as the service sees it (``SimTask.candidate`` of each task)."""
         if self._candidates is None:
             now = self.now_days
-            found = []
-            for e in self._pool:
-                due = e.due_at - now
-                found.append(Candidate(e.id, due < 0, round(-due, 3), e.priority, e.source))
-            self._candidates = found
+            ids, due_at, priorities, sources = self.pool_fields()
+            due = [d - now for d in due_at]
+            self._candidates = list(
+                map(Candidate, ids, [d < 0 for d in due], [round(-d, 3) for d in due],
+                    priorities, sources)
+            )  # fmt: skip
         return self._candidates
 
     def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
@@ -212,12 +227,12 @@ class TaskStream:
         """(priorities, due dates in days on the stream's clock, sources) of the pool: the
         same objects until :attr:`version` changes. Read-only."""
         if self._static is None:
-            pool = self._pool
-            priorities = np.array([e.priority for e in pool], dtype=np.float64)
-            due_at = np.array([e.due_at for e in pool], dtype=np.float64)
+            _, due_dates, priority_list, source_list = self.pool_fields()
+            priorities = np.array(priority_list, dtype=np.float64)
+            due_at = np.array(due_dates, dtype=np.float64)
             priorities.setflags(write=False)
             due_at.setflags(write=False)
-            self._static = (priorities, due_at, tuple([e.source for e in pool]))
+            self._static = (priorities, due_at, tuple(source_list))
         return self._static
 
     def task(self, task_id: str) -> SimTask:
