@@ -16,8 +16,10 @@ from oo_ml.sim.persona import (
     features_at,
     load_persona,
     load_personas,
+    pool_oracle,
     shipped_personas,
     static_features,
+    utilities,
 )
 from oo_ml.sim.tasks import SimTask
 
@@ -185,3 +187,56 @@ def test_expected_rewards_are_the_response_model_averaged_over_actions() -> None
         + dismiss * rewards[Action.DISMISS]
     )
     np.testing.assert_allclose(persona.expected_rewards(tasks, context, RULE), by_hand)
+
+
+def oracle_steps(count: int, seed: int) -> list:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    personas = list(shipped_personas().values())
+    sources = ["todoist", "calendar", "email", "other"]
+    steps = []
+    for _ in range(count):
+        n = int(rng.integers(1, 25))
+        static = static_features(
+            rng.integers(1, 5, n).tolist(), [sources[i] for i in rng.integers(0, 4, n)]
+        )
+        due_at = rng.normal(5.0, 20.0, n)
+        steps.append(
+            (static.T.copy(), due_at, float(rng.uniform(0, 9)),
+             personas[int(rng.integers(len(personas)))],
+             Context(int(rng.integers(0, 24)), int(rng.integers(0, 7))), int(rng.integers(n)))
+        )  # fmt: skip
+    return steps
+
+
+def test_oracle_numbers_do_not_depend_on_the_batch() -> None:
+    """Scored in one batch, in pieces or one by one, each step gets the same bits."""
+    steps = oracle_steps(300, seed=8)
+    whole = pool_oracle(steps, RULE)
+    pieces = pool_oracle(steps[:7], RULE) + pool_oracle(steps[7:150], RULE)
+    pieces += pool_oracle(steps[150:], RULE)
+    alone = [pool_oracle([step], RULE)[0] for step in steps]
+    assert whole == pieces == alone
+
+
+def test_oracle_numbers_are_the_personas_expected_rewards() -> None:
+    """Best, average and shown: of the persona's expected reward over that step's pool."""
+    for step, (best, average, shown) in zip(
+        steps := oracle_steps(100, seed=9), pool_oracle(steps, RULE), strict=True
+    ):
+        static_t, due_at, clock, persona, context, chosen = step
+        expected = persona.expected_rewards_of(
+            features_at(static_t.T, due_at - clock), context, RULE
+        )
+        assert best == expected.max()
+        assert shown == expected[chosen]
+        assert average == pytest.approx(expected.mean(), rel=1e-12)
+
+
+def test_utilities_are_the_dot_products_of_features_and_weights() -> None:
+    rng = np.random.default_rng(2)
+    features, weights = rng.normal(size=(30, len(FEATURES))), rng.normal(size=len(FEATURES))
+    np.testing.assert_allclose(utilities(features.T, weights), features @ weights, rtol=1e-12)
+    per_task = rng.normal(size=(len(FEATURES), 30))
+    np.testing.assert_allclose(
+        utilities(features.T, per_task), np.einsum("ij,ji->i", features, per_task), rtol=1e-12
+    )

@@ -56,6 +56,7 @@ from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
     "FEATURES",
+    "OracleStep",
     "Persona",
     "Response",
     "Rule",
@@ -63,8 +64,11 @@ __all__ = [
     "features_at",
     "load_persona",
     "load_personas",
+    "pool_oracle",
+    "response_expectation",
     "shipped_personas",
     "static_features",
+    "utilities",
 ]
 
 FEATURES = (
@@ -125,6 +129,12 @@ def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
     (operations on strided columns cost twice as much), then transposed back to rows.
     """
     xt = static.T.copy()
+    _fill_due_rows(xt, due_in_days)
+    return xt.T.copy()
+
+
+def _fill_due_rows(xt: FloatArray, due_in_days: FloatArray) -> None:
+    """Write the due-date features into transposed features (one row per feature)."""
     np.less(due_in_days, 0.0, out=xt[2])
     np.negative(due_in_days, out=xt[3])
     xt[4] = due_in_days
@@ -133,7 +143,79 @@ def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
     np.maximum(clipped, 0.0, out=clipped)
     np.minimum(clipped, 30.0, out=clipped)
     clipped /= 30.0
-    return xt.T.copy()
+
+
+def utilities(features_t: FloatArray, weights: FloatArray) -> FloatArray:
+    """x·w for each task, from transposed features (one row per feature, one column per task)
+    and weights (one vector for all tasks, or one column per task).
+
+    Summed feature by feature in :data:`FEATURES` order, element-wise: a task gets the same
+    bits alone or in a batch of any size (a BLAS matrix product's rounding depends on the
+    matrix's shape and place in memory), which lets the simulator score a whole batch of steps
+    at once.
+    """
+    total: FloatArray = features_t[0] * weights[0]
+    for j in range(1, features_t.shape[0]):
+        total += features_t[j] * weights[j]
+    return total
+
+
+def response_expectation(
+    utility: FloatArray,
+    slope: float | FloatArray,
+    threshold: float | FloatArray,
+    base: float | FloatArray,
+    gain: float | FloatArray,
+) -> FloatArray:
+    """Expected reward from utility, in place: base + gain · sigmoid(slope · (u − threshold))
+    (see :meth:`Persona.expected_rewards_of`); parameters are scalars or one per task."""
+    utility -= threshold
+    utility *= -slope
+    np.exp(utility, out=utility)
+    utility += 1.0
+    np.divide(1.0, utility, out=utility)  # p(done)
+    utility *= gain
+    utility += base
+    return utility
+
+
+OracleStep = tuple[FloatArray, FloatArray, float, "Persona", Context, int]
+"""One step for :func:`pool_oracle`: the pool's :func:`static_features` transposed, its due
+dates and the clock (days on the task stream's clock), the persona in force, the moment, and
+the index of the task shown."""
+
+
+def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[float, float, float]]:
+    """(best, average, shown) expected reward over each step's pool, all steps at once.
+
+    The same numbers, bit for bit, as one step at a time (:meth:`Persona.expected_rewards_of`
+    on that step's :func:`feature_matrix`): every operation is element-wise per task, and each
+    step's maximum and sum are reduced over its own tasks only.
+    """
+    if not steps:
+        return []
+    counts = [step[1].shape[0] for step in steps]
+    xt = np.concatenate([step[0] for step in steps], axis=1)
+    due = np.concatenate([step[1] for step in steps])
+    due -= np.repeat([step[2] for step in steps], counts)
+    _fill_due_rows(xt, due)
+    terms = []
+    for _, _, _, persona, context, _ in steps:
+        r = persona.response
+        terms.append(
+            (*persona._weights_at(context)[1], r.slope, r.threshold, *persona.reward_terms(rule))
+        )
+    per_task = np.repeat(np.array(terms).T, counts, axis=1)
+    n = len(FEATURES)
+    expected = response_expectation(
+        utilities(xt, per_task[:n]), per_task[n], per_task[n + 1], per_task[n + 2],
+        per_task[n + 3],
+    )  # fmt: skip
+    starts = np.cumsum([0, *counts[:-1]])
+    best = np.maximum.reduceat(expected, starts).tolist()
+    total = np.add.reduceat(expected, starts).tolist()
+    shown = expected[starts + [step[5] for step in steps]].tolist()
+    return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
 
 
 def _feature_row(task: SimTask) -> tuple[float, ...]:
@@ -228,8 +310,7 @@ class Persona:
         return self._weights_at(context)[0]
 
     def utilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
-        utilities: FloatArray = task_features(tasks) @ self.weights(context)
-        return utilities
+        return utilities(task_features(tasks).T, self.weights(context))
 
     def action_probabilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
         """(n, 3) probabilities of done, snooze, dismiss per task."""
@@ -282,21 +363,13 @@ class Persona:
         (1−p)(1−s)·R_dismiss = base + p·(R_done − base), base = s·R_snooze + (1−s)·R_dismiss.
         """
         r = self.response
-        base, gain = self._reward_terms(rule)
-        # In place, one array for the whole computation: per step this runs on ~10 tasks,
-        # where each temporary costs more than the arithmetic.
-        expected: FloatArray = features @ self._weights_at(context)[0]
-        expected -= r.threshold
-        expected *= -r.slope
-        np.exp(expected, out=expected)
-        expected += 1.0
-        np.divide(1.0, expected, out=expected)  # p(done)
-        expected *= gain
-        expected += base
-        return expected
+        base, gain = self.reward_terms(rule)
+        return response_expectation(
+            utilities(features.T, self._weights_at(context)[0]), r.slope, r.threshold, base, gain
+        )
 
-    def _reward_terms(self, rule: RewardRule) -> tuple[float, float]:
-        """(base, R_done − base) of :meth:`expected_rewards_of` under ``rule``."""
+    def reward_terms(self, rule: RewardRule) -> tuple[float, float]:
+        """(base, R_done − base) of :meth:`expected_rewards_of` under ``rule`` (remembered)."""
         cached = self._reward_terms_by_rule.get(rule.name)
         if cached is not None and cached[0] is rule:
             return cached[1]

@@ -28,7 +28,13 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
-from oo_ml.sim.persona import Persona, features_at, load_personas, static_features
+from oo_ml.sim.persona import (
+    OracleStep,
+    Persona,
+    load_personas,
+    pool_oracle,
+    static_features,
+)
 from oo_ml.sim.summary import summarize
 from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import RunRecord, SimEvent, Store
@@ -42,7 +48,9 @@ __all__ = [
     "SimConfig",
     "SimRunner",
     "SimUser",
+    "Turn",
     "new_run_id",
+    "scored",
 ]
 
 EVENT_BATCH = 500
@@ -255,8 +263,8 @@ class SimUser:
     stream: TaskStream
     randomness: _StepRandom
     _static: tuple[int, FloatArray, FloatArray] | None = field(default=None, init=False, repr=False)
-    """(pool version, :func:`static_features` of that pool, due dates): kept until a task
-    arrives or leaves, so a step only fills in the due-date columns."""
+    """(pool version, :func:`static_features` of that pool transposed, due dates): what the
+    oracle needs of the pool, kept until a task arrives or leaves."""
 
     @classmethod
     def create(cls, seed: int, index: int, persona: Persona, pool_size: int = 10) -> SimUser:
@@ -281,42 +289,73 @@ class SimUser:
         run_id: str,
     ) -> SimEvent:
         """One tip: rank, the judge's verdict, feedback; then the world moves on."""
+        turn = self.take_turn(
+            client, judge, policy=policy, step=step, user_id=user_id, run_id=run_id
+        )
+        return scored([turn], rule)[0]
+
+    def take_turn(
+        self,
+        client: DecisionClient,
+        judge: Judge,
+        *,
+        policy: str,
+        step: int,
+        user_id: str,
+        run_id: str,
+    ) -> Turn:
+        """:meth:`play` but for the oracle's numbers: the event's other fields and the question
+        for :func:`~oo_ml.sim.persona.pool_oracle` (``None`` for a judge without a model), so
+        that a runner can score a batch of steps at once (:func:`scored`)."""
         now = self.persona.at_step(step)
         stream = self.stream
         context = stream.context
-        expected = self._expected(now, context, rule) if isinstance(judge, RuleJudge) else None
+        pool = self._pool_for_oracle() if isinstance(judge, RuleJudge) else None
+        clock = stream.now_days
         event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
+        question = None if pool is None else (pool[1], pool[2], clock, now, context, chosen)
         task = stream.task_at(chosen)
         verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
         milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
         if verdict.action is Action.DONE:
             stream.complete(task.id)
         stream.advance()
-        oracle = average = chosen_expected = None
-        if expected is not None:
-            values = expected.tolist()
-            oracle, chosen_expected = max(values), values[chosen]
-            # numpy's sum (pairwise), as mean() computes it, without mean()'s dispatch.
-            average = float(np.add.reduce(expected)) / len(values)
-        return SimEvent(
+        fields = (
             run_id, policy, self.label, step, self.persona.name, context.hour_of_day,
             context.day_of_week, task.id, probability, verdict.action.value, verdict.dwell_ms,
-            milli, oracle, average, chosen_expected,
+            milli,
         )  # fmt: skip
+        return fields, question
 
-    def _expected(self, persona: Persona, context: Context, rule: RewardRule) -> FloatArray:
-        """The persona's expected reward for each task in the pool (the oracle)."""
+    def _pool_for_oracle(self) -> tuple[int, FloatArray, FloatArray]:
+        """(pool version, its :func:`static_features` transposed, its due dates)."""
         stream = self.stream
         static = self._static
         if static is None or static[0] != stream.version:
             _, due_at, priorities, sources = stream.pool_fields()
-            static = self._static = (
-                stream.version,
-                static_features(priorities, sources),
-                np.array(due_at, dtype=np.float64),
-            )
-        features = features_at(static[1], static[2] - stream.now_days)
-        return persona.expected_rewards_of(features, context, rule)
+            due = np.array(due_at, dtype=np.float64)
+            due.setflags(write=False)
+            static_t = static_features(priorities, sources).T.copy()
+            static_t.setflags(write=False)
+            static = self._static = (stream.version, static_t, due)
+        return static
+
+
+Turn = tuple[tuple[Any, ...], OracleStep | None]
+"""A played step (:meth:`SimUser.take_turn`): the fields of its :class:`SimEvent` but the last
+three, and its question to the oracle."""
+
+
+def scored(turns: Sequence[Turn], rule: RewardRule) -> list[SimEvent]:
+    """The events of played steps, with the oracle's numbers for all of them computed at once."""
+    answers = iter(pool_oracle([q for _, q in turns if q is not None], rule))
+    return [
+        SimEvent(*fields, *(_NO_ORACLE if question is None else next(answers)))
+        for fields, question in turns
+    ]
+
+
+_NO_ORACLE = (None, None, None)
 
 
 def new_run_id() -> str:
@@ -409,7 +448,7 @@ class SimRunner:
     ) -> tuple[list[SimEvent], list[SimEvent]]:
         """Play every step; returns all the events and the last ones, not yet written."""
         events: list[SimEvent] = []
-        buffer: list[SimEvent] = []
+        turns: list[Turn] = []
         # Every (policy, user) has its own world; user u's is the same under every policy.
         players = [
             (
@@ -425,17 +464,21 @@ class SimRunner:
         # population prior learns from everyone's past, never from anyone's future.
         for step in range(config.steps):
             for policy, user_id, user in players:
-                event = user.play(
-                    client, judge, rule, policy=policy, step=step, user_id=user_id, run_id=run_id
+                turns.append(
+                    user.take_turn(
+                        client, judge, policy=policy, step=step, user_id=user_id, run_id=run_id
+                    )
                 )
-                events.append(event)
-                buffer.append(event)
-                if len(buffer) >= EVENT_BATCH:
-                    self._flush(run_id, buffer, len(events), config.total_steps)
-                    buffer = []
+                if len(turns) >= EVENT_BATCH:
+                    batch = scored(turns, rule)
+                    events += batch
+                    turns = []
+                    self._flush(run_id, batch, len(events), config.total_steps)
+        tail = scored(turns, rule)
+        events += tail
         if self.cancel.is_set():
-            self._flush(run_id, buffer, len(events), config.total_steps)
-        return events, buffer
+            self._flush(run_id, tail, len(events), config.total_steps)
+        return events, tail
 
     def _flush(self, run_id: str, batch: list[SimEvent], done: int, total: int) -> None:
         now = int(time.time() * 1000)
