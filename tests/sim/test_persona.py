@@ -19,6 +19,7 @@ from oo_ml.sim.persona import (
     pool_oracle,
     shipped_personas,
     static_features,
+    static_features_t,
     utilities,
 )
 from oo_ml.sim.tasks import SimTask
@@ -240,3 +241,12 @@ def test_utilities_are_the_dot_products_of_features_and_weights() -> None:
     np.testing.assert_allclose(
         utilities(features.T, per_task), np.einsum("ij,ji->i", features, per_task), rtol=1e-12
     )
+
+
+def test_transposed_static_features_from_the_table_match_the_rows() -> None:
+    priorities = [1, 2, 3, 4, 4, 1, 2.0, 3]
+    sources = ["todoist", "calendar", "email", "other", "todoist", "Email", "slack", "email"]
+    for end in (0, 1, 5, 6, 8):  # the last three take the row-by-row path (unknown keys)
+        table = static_features_t(priorities[:end], sources[:end])
+        assert table.shape == (len(FEATURES), end)
+        assert table.tolist() == static_features(priorities[:end], sources[:end]).T.tolist()

@@ -68,6 +68,7 @@ __all__ = [
     "response_expectation",
     "shipped_personas",
     "static_features",
+    "static_features_t",
     "utilities",
 ]
 
@@ -119,6 +120,23 @@ def _static_row(priority: float, source: str) -> tuple[float, ...]:
     row = [1.0, (priority - 1.0) / 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     row[_SOURCE_COLUMN.get(source.lower(), 8)] = 1.0
     return tuple(row)
+
+
+_STATIC_KEYS = [(p, s) for p in (1, 2, 3, 4) for s in ("todoist", "calendar", "email", "other")]
+_STATIC_CODE: dict[tuple[float, str], int] = {key: code for code, key in enumerate(_STATIC_KEYS)}
+_STATIC_TABLE_T = np.array([_static_row(p, s) for p, s in _STATIC_KEYS]).T.copy()
+_STATIC_TABLE_T.setflags(write=False)
+
+
+def static_features_t(priorities: Sequence[float], sources: Sequence[str]) -> FloatArray:
+    """:func:`static_features` transposed (one row per feature, one column per task), taken
+    from a table of the rows of Todoist's four priorities and the four known sources."""
+    try:
+        codes = [_STATIC_CODE[key] for key in zip(priorities, sources, strict=True)]
+    except KeyError:  # another priority or source: built row by row
+        return static_features(priorities, sources).T.copy()
+    found: FloatArray = _STATIC_TABLE_T.take(codes, axis=1)
+    return found
 
 
 def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:

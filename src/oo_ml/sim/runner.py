@@ -33,7 +33,7 @@ from oo_ml.sim.persona import (
     Persona,
     load_personas,
     pool_oracle,
-    static_features,
+    static_features_t,
 )
 from oo_ml.sim.summary import summarize
 from oo_ml.sim.tasks import TaskStream
@@ -335,7 +335,7 @@ class SimUser:
             _, due_at, priorities, sources = stream.pool_fields()
             due = np.array(due_at, dtype=np.float64)
             due.setflags(write=False)
-            static_t = static_features(priorities, sources).T.copy()
+            static_t = static_features_t(priorities, sources)
             static_t.setflags(write=False)
             static = self._static = (stream.version, static_t, due)
         return static

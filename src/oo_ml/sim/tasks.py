@@ -9,13 +9,14 @@ a task marked done leaves the pool, and new ones arrive at random.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from oo_ml.types import Candidate, Context, FloatArray
+from oo_ml.types import MAX_TASK_AGE_DAYS, Candidate, Context, FloatArray
 
 __all__ = ["TEMPLATES", "SimTask", "TaskStream"]
 
@@ -61,6 +62,32 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
 _KEYS = tuple(TEMPLATES)
 _KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
 _PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
+
+
+_CANDIDATE_FIELDS = ("id", "is_overdue", "task_age_days", "priority", "source")
+_set_id, _set_overdue, _set_age, _set_priority, _set_source = (
+    getattr(Candidate, name).__set__ for name in _CANDIDATE_FIELDS
+)
+
+
+def _candidate(
+    id: str, is_overdue: bool, task_age_days: float, priority: int, source: str
+) -> Candidate:
+    """``Candidate(...)`` without its checks, for values known to pass them: a step builds
+    one candidate per task, and the checks cost as much as the rest of the construction."""
+    candidate: Candidate = object.__new__(Candidate)
+    _set_id(candidate, id)
+    _set_overdue(candidate, is_overdue)
+    _set_age(candidate, task_age_days)
+    _set_priority(candidate, priority)
+    _set_source(candidate, source)
+    return candidate
+
+
+@functools.cache
+def _context(hour: int, day_of_week: int) -> Context:
+    """Contexts are values: one per (hour, day of week) serves every stream."""
+    return Context(hour, day_of_week)
 
 
 def _pick(cumulative: tuple[float, ...], u: float) -> int:
@@ -149,7 +176,7 @@ class TaskStream:
         self._next_id += 1
         # Due dates: a third overdue (exponential, mean 6 days), the rest due within two weeks.
         due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
-        return _Entry(
+        entry = _Entry(
             id=f"{self._user}-t{self._next_id}",
             content=texts[min(int(u_text * len(texts)), len(texts) - 1)],
             category=category,
@@ -157,6 +184,8 @@ class TaskStream:
             priority=_pick(_PRIORITY_CUMULATIVE, u_priority) + 1,
             due_at=self.now_days + due,
         )
+        Candidate(entry.id, False, 0.0, entry.priority, entry.source)  # refuses a bad id here
+        return entry
 
     def _moved(self, pool_changed: bool) -> None:
         self._tasks = self._candidates = self._columns = None
@@ -201,7 +230,7 @@ class TaskStream:
     @property
     def context(self) -> Context:
         if self._context is None:
-            self._context = Context(self.hour, self.day % 7)
+            self._context = _context(self.hour, self.day % 7)
         return self._context
 
     def candidates(self) -> list[Candidate]:
@@ -210,10 +239,17 @@ class TaskStream:
             now = self.now_days
             ids, due_at, priorities, sources = self.pool_fields()
             due = [d - now for d in due_at]
+            ages = [round(-d, 3) for d in due]
+            # A task's id, priority and source passed Candidate's checks when it arrived
+            # (_new_task); only the age moves, and it is checked here against the same bound.
+            build = (
+                _candidate
+                if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
+                else Candidate  # out of range: Candidate refuses it, as it should
+            )
             self._candidates = list(
-                map(Candidate, ids, [d < 0 for d in due], [round(-d, 3) for d in due],
-                    priorities, sources)
-            )  # fmt: skip
+                map(build, ids, [d < 0 for d in due], ages, priorities, sources)
+            )
         return self._candidates
 
     def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
