@@ -184,3 +184,17 @@ def test_decision_seeds_drawn_in_blocks_are_the_one_at_a_time_draws() -> None:
     seeds = _Seeds(5)
     rng = np.random.default_rng([5, 0x5EED])
     assert [seeds() for _ in range(2500)] == [int(rng.integers(0, 2**63 - 1)) for _ in range(2500)]
+
+
+def test_a_cancel_during_the_last_batch_keeps_its_events() -> None:
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == total:
+            cancel.set()
+
+    store = MemoryStore()
+    run = SimRunner(store, progress=progress, cancel=cancel).run(SMALL)
+    assert run.status == "cancelled"
+    assert run.done_steps == SMALL.total_steps
+    assert len(store.read(lambda t: t.sim_events(run.run_id))) == SMALL.total_steps

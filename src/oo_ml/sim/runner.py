@@ -427,8 +427,6 @@ class SimRunner:
         except Exception as exc:
             self._update(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         else:
-            if self.progress is not None:
-                self.progress(len(events), config.total_steps)
             return finished
         run = self.store.read(lambda txn: txn.get_run(run_id))
         assert run is not None
@@ -476,11 +474,22 @@ class SimRunner:
                     self._flush(run_id, batch, len(events), config.total_steps)
         tail = scored(turns, rule)
         events += tail
+        # As after every batch: report progress, and stop if asked to (keeping the events).
+        if self.progress is not None:
+            self.progress(len(events), config.total_steps)
         if self.cancel.is_set():
-            self._flush(run_id, tail, len(events), config.total_steps)
+            self._write(run_id, tail, len(events))
+            raise CancelledError
         return events, tail
 
     def _flush(self, run_id: str, batch: list[SimEvent], done: int, total: int) -> None:
+        self._write(run_id, batch, done)
+        if self.progress is not None:
+            self.progress(done, total)
+        if self.cancel.is_set():
+            raise CancelledError
+
+    def _write(self, run_id: str, batch: list[SimEvent], done: int) -> None:
         now = int(time.time() * 1000)
 
         def job(txn: Any) -> None:
@@ -488,10 +497,6 @@ class SimRunner:
             txn.update_run(run_id, now, done_steps=done)
 
         self.store.write(job)
-        if self.progress is not None:
-            self.progress(done, total)
-        if self.cancel.is_set():
-            raise CancelledError
 
     def _finish(
         self, run_id: str, tail: list[SimEvent], done: int, summary: dict[str, Any]
