@@ -217,12 +217,17 @@ def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[flo
     due = np.concatenate([step[1] for step in steps])
     due -= np.repeat([step[2] for step in steps], counts)
     _fill_due_rows(xt, due)
+    # Each step's weights and response constants; a batch meets few (persona, moment) pairs.
+    known: dict[tuple[int, Context], tuple[float, ...]] = {}
     terms = []
     for _, _, _, persona, context, _ in steps:
-        r = persona.response
-        terms.append(
-            (*persona._weights_at(context)[1], r.slope, r.threshold, *persona.reward_terms(rule))
-        )
+        found = known.get((id(persona), context))
+        if found is None:
+            r = persona.response
+            found = known[(id(persona), context)] = (
+                *persona._weights_at(context)[1], r.slope, r.threshold, *persona.reward_terms(rule)
+            )  # fmt: skip
+        terms.append(found)
     per_task = np.repeat(np.array(terms).T, counts, axis=1)
     n = len(FEATURES)
     expected = response_expectation(
@@ -239,16 +244,22 @@ def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[flo
 def _feature_row(task: SimTask) -> tuple[float, ...]:
     """One task's row of :func:`task_features`, in plain floats (the judge's one-task case)."""
     due = task.due_in_days
-    source = [0.0, 0.0, 0.0, 0.0]
-    source[_SOURCE_COLUMN.get(task.source.lower(), 8) - 5] = 1.0
     return (
         1.0,
         (task.priority - 1.0) / 3.0,
         1.0 if due < 0 else 0.0,
         min(max(-due, 0.0), 30.0) / 30.0,
         min(max(due, 0.0), 30.0) / 30.0,
-        *source,
+        *_source_one_hot(task.source),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _source_one_hot(source: str) -> tuple[float, float, float, float]:
+    """The ``source.*`` features of a task from ``source``."""
+    found = [0.0, 0.0, 0.0, 0.0]
+    found[_SOURCE_COLUMN.get(source.lower(), 8) - 5] = 1.0
+    return (found[0], found[1], found[2], found[3])
 
 
 @dataclass(frozen=True, slots=True)
