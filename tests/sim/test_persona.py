@@ -7,9 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from oo_ml import ConfigurationError, Context, NotFoundError, get_reward_rule
+from oo_ml import Action, ConfigurationError, Context, NotFoundError, get_reward_rule
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
-from oo_ml.sim.persona import FEATURES, load_persona, load_personas, shipped_personas
+from oo_ml.sim.persona import (
+    FEATURES,
+    _feature_row,
+    feature_matrix,
+    features_at,
+    load_persona,
+    load_personas,
+    pool_oracle,
+    shipped_personas,
+    static_features,
+    static_features_t,
+    utilities,
+)
 from oo_ml.sim.tasks import SimTask
 
 RULE = get_reward_rule("dwell-v1")
@@ -137,3 +149,104 @@ def test_dwell_cdf_is_a_distribution_function() -> None:
     assert persona.dwell_cdf(persona.response.dwell_median_s) == pytest.approx(0.5)
     assert persona.dwell_cdf(1e9) == pytest.approx(1.0)
     assert math.isclose(persona.dwell_cdf(10), 1 - persona.dwell_cdf(360), rel_tol=1e-9)
+
+
+def test_pool_feature_matrix_rows_are_the_judges_per_task_rows() -> None:
+    """The oracle's vectorised features (static part kept per pool, due-date part per step)
+    are exactly the plain-float rows the rule judge computes for one task."""
+    rng = np.random.default_rng(4)
+    sources = ["todoist", "calendar", "email", "other", "Email"]
+    tasks = [
+        task(id=f"t{i}", priority=int(rng.integers(1, 5)), source=sources[i % 5],
+             due_in_days=float(rng.normal(0, 20)))
+        for i in range(40)
+    ] + [task(id="now", due_in_days=0.0), task(id="far", due_in_days=45.0)]  # fmt: skip
+    static = static_features([t.priority for t in tasks], [t.source for t in tasks])
+    matrix = features_at(static, np.array([t.due_in_days for t in tasks]))
+    assert matrix.flags.c_contiguous
+    assert matrix.tolist() == [list(_feature_row(t)) for t in tasks]
+    assert (
+        feature_matrix(
+            np.array([float(t.priority) for t in tasks]),
+            np.array([t.due_in_days for t in tasks]),
+            [t.source for t in tasks],
+        ).tolist()
+        == matrix.tolist()
+    )
+    assert not static.flags.writeable
+
+
+def test_expected_rewards_are_the_response_model_averaged_over_actions() -> None:
+    persona = shipped_personas()["deadline-driven"]
+    tasks = [task(priority=p, due_in_days=d) for p in (1, 4) for d in (-10.0, 0.5, 12.0)]
+    context = Context(10, 2)
+    done, snooze, dismiss = persona.action_probabilities(tasks, context).T
+    rewards = {a: RULE.actions[a].milli_for(None) / 1000.0 for a in (Action.SNOOZE, Action.DISMISS)}
+    by_hand = (
+        done * persona.expected_done_reward(RULE)
+        + snooze * rewards[Action.SNOOZE]
+        + dismiss * rewards[Action.DISMISS]
+    )
+    np.testing.assert_allclose(persona.expected_rewards(tasks, context, RULE), by_hand)
+
+
+def oracle_steps(count: int, seed: int) -> list:  # type: ignore[type-arg]
+    rng = np.random.default_rng(seed)
+    personas = list(shipped_personas().values())
+    sources = ["todoist", "calendar", "email", "other"]
+    steps = []
+    for _ in range(count):
+        n = int(rng.integers(1, 25))
+        static = static_features(
+            rng.integers(1, 5, n).tolist(), [sources[i] for i in rng.integers(0, 4, n)]
+        )
+        due_at = rng.normal(5.0, 20.0, n)
+        steps.append(
+            (static.T.copy(), due_at, float(rng.uniform(0, 9)),
+             personas[int(rng.integers(len(personas)))],
+             Context(int(rng.integers(0, 24)), int(rng.integers(0, 7))), int(rng.integers(n)))
+        )  # fmt: skip
+    return steps
+
+
+def test_oracle_numbers_do_not_depend_on_the_batch() -> None:
+    """Scored in one batch, in pieces or one by one, each step gets the same bits."""
+    steps = oracle_steps(300, seed=8)
+    whole = pool_oracle(steps, RULE)
+    pieces = pool_oracle(steps[:7], RULE) + pool_oracle(steps[7:150], RULE)
+    pieces += pool_oracle(steps[150:], RULE)
+    alone = [pool_oracle([step], RULE)[0] for step in steps]
+    assert whole == pieces == alone
+
+
+def test_oracle_numbers_are_the_personas_expected_rewards() -> None:
+    """Best, average and shown: of the persona's expected reward over that step's pool."""
+    for step, (best, average, shown) in zip(
+        steps := oracle_steps(100, seed=9), pool_oracle(steps, RULE), strict=True
+    ):
+        static_t, due_at, clock, persona, context, chosen = step
+        expected = persona.expected_rewards_of(
+            features_at(static_t.T, due_at - clock), context, RULE
+        )
+        assert best == expected.max()
+        assert shown == expected[chosen]
+        assert average == pytest.approx(expected.mean(), rel=1e-12)
+
+
+def test_utilities_are_the_dot_products_of_features_and_weights() -> None:
+    rng = np.random.default_rng(2)
+    features, weights = rng.normal(size=(30, len(FEATURES))), rng.normal(size=len(FEATURES))
+    np.testing.assert_allclose(utilities(features.T, weights), features @ weights, rtol=1e-12)
+    per_task = rng.normal(size=(len(FEATURES), 30))
+    np.testing.assert_allclose(
+        utilities(features.T, per_task), np.einsum("ij,ji->i", features, per_task), rtol=1e-12
+    )
+
+
+def test_transposed_static_features_from_the_table_match_the_rows() -> None:
+    priorities = [1, 2, 3, 4, 4, 1, 2.0, 3]
+    sources = ["todoist", "calendar", "email", "other", "todoist", "Email", "slack", "email"]
+    for end in (0, 1, 5, 6, 8):  # the last three take the row-by-row path (unknown keys)
+        table = static_features_t(priorities[:end], sources[:end])
+        assert table.shape == (len(FEATURES), end)
+        assert table.tolist() == static_features(priorities[:end], sources[:end]).T.tolist()

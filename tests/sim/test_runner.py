@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from oo_ml import ConfigurationError
 from oo_ml.sim.judges import Judgement, JudgeRequest
-from oo_ml.sim.runner import SimConfig, SimRunner
+from oo_ml.sim.runner import SimConfig, SimRunner, _Seeds
+from oo_ml.sim.summary import summarize
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
 from oo_ml.store.sql import SqlStore
@@ -162,3 +164,37 @@ def test_same_seed_same_numbers_with_a_population_prior() -> None:
     first = SimRunner(MemoryStore()).run(config)
     second = SimRunner(MemoryStore()).run(config)
     assert numbers(first) == numbers(second)
+
+
+def test_summary_is_the_summary_of_the_stored_events(sqlite_url: str) -> None:
+    """The runner summarises the events it wrote without reading them back: the same numbers
+    as summarising what the store holds."""
+    upgrade(sqlite_url)
+    store = SqlStore(sqlite_url)
+    try:
+        run = SimRunner(store).run(SMALL)
+        stored = store.read(lambda t: t.sim_events(run.run_id))
+        assert run.summary == summarize(stored, list(SMALL.policies))
+        assert store.read(lambda t: t.get_run(run.run_id)) == run
+    finally:
+        store.close()
+
+
+def test_decision_seeds_drawn_in_blocks_are_the_one_at_a_time_draws() -> None:
+    seeds = _Seeds(5)
+    rng = np.random.default_rng([5, 0x5EED])
+    assert [seeds() for _ in range(2500)] == [int(rng.integers(0, 2**63 - 1)) for _ in range(2500)]
+
+
+def test_a_cancel_during_the_last_batch_keeps_its_events() -> None:
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done == total:
+            cancel.set()
+
+    store = MemoryStore()
+    run = SimRunner(store, progress=progress, cancel=cancel).run(SMALL)
+    assert run.status == "cancelled"
+    assert run.done_steps == SMALL.total_steps
+    assert len(store.read(lambda t: t.sim_events(run.run_id))) == SMALL.total_steps

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import pytest
+
+from oo_ml import Candidate, ValidationError
+from oo_ml.sim import tasks as tasks_module
 from oo_ml.sim.tasks import TEMPLATES, TaskStream
 
 
@@ -58,3 +63,64 @@ def test_candidates_carry_the_task_features() -> None:
         assert candidate.is_overdue == (task.due_in_days < 0)
         assert candidate.priority == task.priority
         assert candidate.source == task.source
+
+
+def test_candidates_and_columns_follow_the_pool_as_it_changes() -> None:
+    """The views kept between changes (candidates, columns, pool fields) always describe the
+    pool as it stands: tasks age, arrive and leave."""
+    stream = TaskStream(9, "u", pool_size=6)
+    versions = [stream.version]
+    for step in range(60):
+        tasks = stream.tasks
+        assert stream.candidates() == [t.candidate() for t in tasks]
+        priorities, due_in_days, sources = stream.columns()
+        assert priorities.tolist() == [t.priority for t in tasks]
+        assert due_in_days.tolist() == [t.due_in_days for t in tasks]
+        assert list(sources) == [t.source for t in tasks]
+        ids, _, _, _ = stream.pool_fields()
+        assert ids == [t.id for t in tasks]
+        if step % 3 == 0:
+            stream.complete(tasks[step % len(tasks)].id)
+            assert stream.version == versions[-1] + 1
+        stream.advance()
+        versions.append(stream.version)
+    assert versions == sorted(versions)
+    assert len(set(versions)) > 30  # arrivals and completions both counted
+
+
+def test_pool_fields_are_kept_until_the_pool_changes() -> None:
+    stream = TaskStream(4, "u")
+    fields, static = stream.pool_fields(), stream.static_columns()
+    version = stream.version
+    while stream.version == version:
+        assert stream.pool_fields() is fields
+        assert stream.static_columns() is static
+        stream.advance()
+    assert stream.pool_fields() is not fields
+
+
+def test_candidates_are_what_the_checked_constructor_builds() -> None:
+    """The pool's candidates skip Candidate's checks (their values passed them when the task
+    arrived): they must be exactly what the checked constructor makes, field for field."""
+    assert tuple(f.name for f in dataclasses.fields(Candidate)) == tasks_module._CANDIDATE_FIELDS
+    stream = TaskStream(6, "u")
+    for _ in range(80):
+        for c in stream.candidates():
+            checked = Candidate(c.id, c.is_overdue, c.task_age_days, c.priority, c.source)
+            assert c == checked
+            assert [type(getattr(c, f)) for f in tasks_module._CANDIDATE_FIELDS] == [
+                type(getattr(checked, f)) for f in tasks_module._CANDIDATE_FIELDS
+            ]
+        stream.advance()
+
+
+def test_a_task_older_than_a_century_is_refused_as_a_candidate() -> None:
+    stream = TaskStream(6, "u")
+    stream.day = 40_000  # every task now overdue by more than MAX_TASK_AGE_DAYS
+    with pytest.raises(ValidationError, match="task_age_days"):
+        stream.candidates()
+
+
+def test_a_user_label_that_makes_bad_task_ids_is_refused() -> None:
+    with pytest.raises(ValidationError, match="id"):
+        TaskStream(6, "u\x00")

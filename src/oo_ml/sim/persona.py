@@ -56,13 +56,20 @@ from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
     "FEATURES",
+    "OracleStep",
     "Persona",
     "Response",
     "Rule",
     "feature_matrix",
+    "features_at",
     "load_persona",
     "load_personas",
+    "pool_oracle",
+    "response_expectation",
     "shipped_personas",
+    "static_features",
+    "static_features_t",
+    "utilities",
 ]
 
 FEATURES = (
@@ -92,30 +99,167 @@ def feature_matrix(
     priorities: FloatArray, due_in_days: FloatArray, sources: Sequence[str]
 ) -> FloatArray:
     """:func:`task_features` from a pool's columns (what :meth:`TaskStream.columns` gives)."""
-    n = due_in_days.shape[0]
-    x = np.zeros((n, len(FEATURES)))
-    x[:, 0] = 1.0
-    x[:, 1] = (priorities - 1.0) / 3.0
-    x[:, 2] = due_in_days < 0
-    x[:, 3] = np.minimum(np.maximum(-due_in_days, 0.0), 30.0) / 30.0
-    x[:, 4] = np.minimum(np.maximum(due_in_days, 0.0), 30.0) / 30.0
-    x[np.arange(n), [_SOURCE_COLUMN.get(s.lower(), 8) for s in sources]] = 1.0
+    return features_at(static_features(priorities, sources), due_in_days)
+
+
+def static_features(priorities: Sequence[float] | FloatArray, sources: Sequence[str]) -> FloatArray:
+    """The columns of :func:`feature_matrix` that do not move with the clock; the due-date
+    columns are left at zero for :func:`features_at`. Read-only: a pool's tasks keep their
+    priority and source, so this can be reused until a task arrives or leaves."""
+    if isinstance(priorities, np.ndarray):
+        priorities = priorities.tolist()
+    rows = [_static_row(p, s) for p, s in zip(priorities, sources, strict=True)]
+    x = np.array(rows, dtype=np.float64) if rows else np.zeros((0, len(FEATURES)))
+    x.setflags(write=False)
     return x
+
+
+@functools.lru_cache(maxsize=1024)
+def _static_row(priority: float, source: str) -> tuple[float, ...]:
+    """A task's row of :func:`static_features` (there are a handful of distinct ones)."""
+    row = [1.0, (priority - 1.0) / 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    row[_SOURCE_COLUMN.get(source.lower(), 8)] = 1.0
+    return tuple(row)
+
+
+_STATIC_KEYS = [(p, s) for p in (1, 2, 3, 4) for s in ("todoist", "calendar", "email", "other")]
+_STATIC_CODE: dict[tuple[float, str], int] = {key: code for code, key in enumerate(_STATIC_KEYS)}
+_STATIC_TABLE_T = np.array([_static_row(p, s) for p, s in _STATIC_KEYS]).T.copy()
+_STATIC_TABLE_T.setflags(write=False)
+
+
+def static_features_t(priorities: Sequence[float], sources: Sequence[str]) -> FloatArray:
+    """:func:`static_features` transposed (one row per feature, one column per task), taken
+    from a table of the rows of Todoist's four priorities and the four known sources."""
+    try:
+        codes = [_STATIC_CODE[key] for key in zip(priorities, sources, strict=True)]
+    except KeyError:  # another priority or source: built row by row
+        return static_features(priorities, sources).T.copy()
+    found: FloatArray = _STATIC_TABLE_T.take(codes, axis=1)
+    return found
+
+
+def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
+    """:func:`feature_matrix` from :func:`static_features` and the days until each task is due
+    (negative: overdue), in place on a copy: a step costs a few operations on its arrays.
+
+    The columns are filled in as rows of the transposed matrix, where they are contiguous
+    (operations on strided columns cost twice as much), then transposed back to rows.
+    """
+    xt = static.T.copy()
+    _fill_due_rows(xt, due_in_days)
+    return xt.T.copy()
+
+
+def _fill_due_rows(xt: FloatArray, due_in_days: FloatArray) -> None:
+    """Write the due-date features into transposed features (one row per feature)."""
+    np.less(due_in_days, 0.0, out=xt[2])
+    np.negative(due_in_days, out=xt[3])
+    xt[4] = due_in_days
+    # age = clip(-due, 0, 30) / 30 and upcoming = clip(due, 0, 30) / 30, both rows at once.
+    clipped = xt[3:5]
+    np.maximum(clipped, 0.0, out=clipped)
+    np.minimum(clipped, 30.0, out=clipped)
+    clipped /= 30.0
+
+
+def utilities(features_t: FloatArray, weights: FloatArray) -> FloatArray:
+    """x·w for each task, from transposed features (one row per feature, one column per task)
+    and weights (one vector for all tasks, or one column per task).
+
+    Summed feature by feature in :data:`FEATURES` order, element-wise: a task gets the same
+    bits alone or in a batch of any size (a BLAS matrix product's rounding depends on the
+    matrix's shape and place in memory), which lets the simulator score a whole batch of steps
+    at once.
+    """
+    total: FloatArray = features_t[0] * weights[0]
+    for j in range(1, features_t.shape[0]):
+        total += features_t[j] * weights[j]
+    return total
+
+
+def response_expectation(
+    utility: FloatArray,
+    slope: float | FloatArray,
+    threshold: float | FloatArray,
+    base: float | FloatArray,
+    gain: float | FloatArray,
+) -> FloatArray:
+    """Expected reward from utility, in place: base + gain · sigmoid(slope · (u − threshold))
+    (see :meth:`Persona.expected_rewards_of`); parameters are scalars or one per task."""
+    utility -= threshold
+    utility *= -slope
+    np.exp(utility, out=utility)
+    utility += 1.0
+    np.divide(1.0, utility, out=utility)  # p(done)
+    utility *= gain
+    utility += base
+    return utility
+
+
+OracleStep = tuple[FloatArray, FloatArray, float, "Persona", Context, int]
+"""One step for :func:`pool_oracle`: the pool's :func:`static_features` transposed, its due
+dates and the clock (days on the task stream's clock), the persona in force, the moment, and
+the index of the task shown."""
+
+
+def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[float, float, float]]:
+    """(best, average, shown) expected reward over each step's pool, all steps at once.
+
+    The same numbers, bit for bit, as one step at a time (:meth:`Persona.expected_rewards_of`
+    on that step's :func:`feature_matrix`): every operation is element-wise per task, and each
+    step's maximum and sum are reduced over its own tasks only.
+    """
+    if not steps:
+        return []
+    counts = [step[1].shape[0] for step in steps]
+    xt = np.concatenate([step[0] for step in steps], axis=1)
+    due = np.concatenate([step[1] for step in steps])
+    due -= np.repeat([step[2] for step in steps], counts)
+    _fill_due_rows(xt, due)
+    # Each step's weights and response constants; a batch meets few (persona, moment) pairs.
+    known: dict[tuple[int, Context], tuple[float, ...]] = {}
+    terms = []
+    for _, _, _, persona, context, _ in steps:
+        found = known.get((id(persona), context))
+        if found is None:
+            r = persona.response
+            found = known[(id(persona), context)] = (
+                *persona._weights_at(context)[1], r.slope, r.threshold, *persona.reward_terms(rule)
+            )  # fmt: skip
+        terms.append(found)
+    per_task = np.repeat(np.array(terms).T, counts, axis=1)
+    n = len(FEATURES)
+    expected = response_expectation(
+        utilities(xt, per_task[:n]), per_task[n], per_task[n + 1], per_task[n + 2],
+        per_task[n + 3],
+    )  # fmt: skip
+    starts = np.cumsum([0, *counts[:-1]])
+    best = np.maximum.reduceat(expected, starts).tolist()
+    total = np.add.reduceat(expected, starts).tolist()
+    shown = expected[starts + [step[5] for step in steps]].tolist()
+    return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
 
 
 def _feature_row(task: SimTask) -> tuple[float, ...]:
     """One task's row of :func:`task_features`, in plain floats (the judge's one-task case)."""
     due = task.due_in_days
-    source = [0.0, 0.0, 0.0, 0.0]
-    source[_SOURCE_COLUMN.get(task.source.lower(), 8) - 5] = 1.0
     return (
         1.0,
         (task.priority - 1.0) / 3.0,
         1.0 if due < 0 else 0.0,
         min(max(-due, 0.0), 30.0) / 30.0,
         min(max(due, 0.0), 30.0) / 30.0,
-        *source,
+        *_source_one_hot(task.source),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _source_one_hot(source: str) -> tuple[float, float, float, float]:
+    """The ``source.*`` features of a task from ``source``."""
+    found = [0.0, 0.0, 0.0, 0.0]
+    found[_SOURCE_COLUMN.get(source.lower(), 8) - 5] = 1.0
+    return (found[0], found[1], found[2], found[3])
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +307,14 @@ class Persona:
     _done_rewards: dict[str, tuple[RewardRule, float]] = field(
         init=False, repr=False, compare=False
     )
+    _reward_terms_by_rule: dict[str, tuple[RewardRule, tuple[float, float]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_weights", {})
         object.__setattr__(self, "_done_rewards", {})
+        object.__setattr__(self, "_reward_terms_by_rule", {})
 
     def _weights_at(self, context: Context) -> tuple[FloatArray, tuple[float, ...]]:
         key = 24 * context.day_of_week + context.hour_of_day
@@ -191,8 +339,7 @@ class Persona:
         return self._weights_at(context)[0]
 
     def utilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
-        utilities: FloatArray = task_features(tasks) @ self.weights(context)
-        return utilities
+        return utilities(task_features(tasks).T, self.weights(context))
 
     def action_probabilities(self, tasks: Sequence[SimTask], context: Context) -> FloatArray:
         """(n, 3) probabilities of done, snooze, dismiss per task."""
@@ -245,14 +392,24 @@ class Persona:
         (1−p)(1−s)·R_dismiss = base + p·(R_done − base), base = s·R_snooze + (1−s)·R_dismiss.
         """
         r = self.response
-        utilities = features @ self.weights(context)
-        done = 1.0 / (1.0 + np.exp(-r.slope * (utilities - r.threshold)))
+        base, gain = self.reward_terms(rule)
+        return response_expectation(
+            utilities(features.T, self._weights_at(context)[0]), r.slope, r.threshold, base, gain
+        )
+
+    def reward_terms(self, rule: RewardRule) -> tuple[float, float]:
+        """(base, R_done − base) of :meth:`expected_rewards_of` under ``rule`` (remembered)."""
+        cached = self._reward_terms_by_rule.get(rule.name)
+        if cached is not None and cached[0] is rule:
+            return cached[1]
+        r = self.response
         base = (
             r.snooze_share * rule.actions[Action.SNOOZE].milli_for(None)
             + (1.0 - r.snooze_share) * rule.actions[Action.DISMISS].milli_for(None)
         ) / 1000.0
-        expected: FloatArray = base + done * (self.expected_done_reward(rule) - base)
-        return expected
+        terms = (base, self.expected_done_reward(rule) - base)
+        self._reward_terms_by_rule[rule.name] = (rule, terms)
+        return terms
 
     def sample_dwell_ms(self, rng: np.random.Generator) -> int:
         r = self.response

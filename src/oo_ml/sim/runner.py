@@ -28,12 +28,18 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
-from oo_ml.sim.persona import Persona, feature_matrix, load_personas
+from oo_ml.sim.persona import (
+    OracleStep,
+    Persona,
+    load_personas,
+    pool_oracle,
+    static_features_t,
+)
 from oo_ml.sim.summary import summarize
 from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import RunRecord, SimEvent, Store
 from oo_ml.store.memory import MemoryStore
-from oo_ml.types import Action, Candidate, Context, Outcome
+from oo_ml.types import Action, Candidate, Context, FloatArray, Outcome
 
 __all__ = [
     "DecisionClient",
@@ -42,7 +48,9 @@ __all__ = [
     "SimConfig",
     "SimRunner",
     "SimUser",
+    "Turn",
     "new_run_id",
+    "scored",
 ]
 
 EVENT_BATCH = 500
@@ -130,6 +138,22 @@ class _TickClock:
         return self._ms / 1000.0
 
 
+class _Seeds:
+    """Decision seeds: ``int(rng.integers(0, 2**63 - 1))`` one after another, drawn 1024 at a
+    time. The same numbers (64-bit bounded draws keep no buffer between calls) for a fraction
+    of the calls."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x5EED])
+        self._pending: list[int] = []
+
+    def __call__(self) -> int:
+        if not self._pending:
+            self._pending = self._rng.integers(0, 2**63 - 1, size=1024).tolist()
+            self._pending.reverse()
+        return self._pending.pop()
+
+
 @dataclass
 class InProcessClient:
     """The serving engine in this process, over a memory store, with seeded decisions."""
@@ -139,12 +163,11 @@ class InProcessClient:
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
-        rng = np.random.default_rng([self.seed, 0x5EED])
         self.engine = Engine(
             MemoryStore(),
             EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
             clock=_TickClock(),
-            seed_source=lambda: int(rng.integers(0, 2**63 - 1)),
+            seed_source=_Seeds(self.seed),
         )
 
     def rank(
@@ -239,6 +262,9 @@ class SimUser:
     persona: Persona
     stream: TaskStream
     randomness: _StepRandom
+    _static: tuple[int, FloatArray, FloatArray] | None = field(default=None, init=False, repr=False)
+    """(pool version, :func:`static_features` of that pool transposed, due dates): what the
+    oracle needs of the pool, kept until a task arrives or leaves."""
 
     @classmethod
     def create(cls, seed: int, index: int, persona: Persona, pool_size: int = 10) -> SimUser:
@@ -263,39 +289,73 @@ class SimUser:
         run_id: str,
     ) -> SimEvent:
         """One tip: rank, the judge's verdict, feedback; then the world moves on."""
+        turn = self.take_turn(
+            client, judge, policy=policy, step=step, user_id=user_id, run_id=run_id
+        )
+        return scored([turn], rule)[0]
+
+    def take_turn(
+        self,
+        client: DecisionClient,
+        judge: Judge,
+        *,
+        policy: str,
+        step: int,
+        user_id: str,
+        run_id: str,
+    ) -> Turn:
+        """:meth:`play` but for the oracle's numbers: the event's other fields and the question
+        for :func:`~oo_ml.sim.persona.pool_oracle` (``None`` for a judge without a model), so
+        that a runner can score a batch of steps at once (:func:`scored`)."""
         now = self.persona.at_step(step)
         stream = self.stream
         context = stream.context
-        expected = (
-            now.expected_rewards_of(feature_matrix(*stream.columns()), context, rule)
-            if isinstance(judge, RuleJudge)
-            else None
-        )
+        pool = self._pool_for_oracle() if isinstance(judge, RuleJudge) else None
+        clock = stream.now_days
         event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
+        question = None if pool is None else (pool[1], pool[2], clock, now, context, chosen)
         task = stream.task_at(chosen)
         verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
         milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
         if verdict.action is Action.DONE:
             stream.complete(task.id)
         stream.advance()
-        return SimEvent(
-            run_id=run_id,
-            policy=policy,
-            user_id=self.label,
-            step=step,
-            persona=self.persona.name,
-            hour_of_day=context.hour_of_day,
-            day_of_week=context.day_of_week,
-            chosen_id=task.id,
-            probability=probability,
-            action=verdict.action.value,
-            dwell_ms=verdict.dwell_ms,
-            reward_milli=milli,
-            oracle_reward=None if expected is None else float(expected.max()),
-            # sum / n is what mean() computes, without its dispatch overhead.
-            random_reward=None if expected is None else float(expected.sum()) / expected.size,
-            chosen_expected=None if expected is None else float(expected[chosen]),
-        )
+        fields = (
+            run_id, policy, self.label, step, self.persona.name, context.hour_of_day,
+            context.day_of_week, task.id, probability, verdict.action.value, verdict.dwell_ms,
+            milli,
+        )  # fmt: skip
+        return fields, question
+
+    def _pool_for_oracle(self) -> tuple[int, FloatArray, FloatArray]:
+        """(pool version, its :func:`static_features` transposed, its due dates)."""
+        stream = self.stream
+        static = self._static
+        if static is None or static[0] != stream.version:
+            _, due_at, priorities, sources = stream.pool_fields()
+            due = np.array(due_at, dtype=np.float64)
+            due.setflags(write=False)
+            static_t = static_features_t(priorities, sources)
+            static_t.setflags(write=False)
+            static = self._static = (stream.version, static_t, due)
+        return static
+
+
+Turn = tuple[tuple[Any, ...], OracleStep | None]
+"""A played step (:meth:`SimUser.take_turn`): the fields of its :class:`SimEvent` but the last
+three, and its question to the oracle."""
+
+
+def scored(turns: Sequence[Turn], rule: RewardRule) -> list[SimEvent]:
+    """The events of played steps, with the oracle's numbers for all of them computed at once."""
+    answers = iter(pool_oracle([q for _, q in turns if q is not None], rule))
+    return [
+        SimEvent(*fields, *(_NO_ORACLE if question is None else next(answers)))
+        for fields, question in turns
+    ]
+
+
+_NO_ORACLE = (None, None, None)
 
 
 def new_run_id() -> str:
@@ -322,12 +382,15 @@ class SimRunner:
 
     def create(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
         """Record a queued run."""
+        return self._record(config, run_id, "queued")
+
+    def _record(self, config: SimConfig, run_id: str | None, status: str) -> RunRecord:
         now = int(time.time() * 1000)
         run = RunRecord(
             run_id=run_id or new_run_id(),
             created_ms=now,
             updated_ms=now,
-            status="queued",
+            status=status,
             config={**config.to_dict(), "judge": self.judge.name},
             total_steps=config.total_steps,
         )
@@ -336,11 +399,15 @@ class SimRunner:
 
     def run(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
         """Create and execute a run; returns it finished (done, failed or cancelled)."""
-        return self.execute(self.create(config, run_id).run_id, config)
+        # Recorded as running from the start: nobody could have seen it queued in between.
+        return self._execute(self._record(config, run_id, "running").run_id, config)
 
     def execute(self, run_id: str, config: SimConfig) -> RunRecord:
         """Execute a queued run to the end, recording its status and summary."""
         self._update(run_id, status="running")
+        return self._execute(run_id, config)
+
+    def _execute(self, run_id: str, config: SimConfig) -> RunRecord:
         try:
             personas = load_personas(config.personas)
             client = (
@@ -348,15 +415,19 @@ class SimRunner:
                 if self.client_factory is not None
                 else InProcessClient(config.reward_rule, config.seed)
             )
-            self._loop(run_id, config, personas, client, get_reward_rule(config.reward_rule))
+            events, tail = self._loop(
+                run_id, config, personas, client, get_reward_rule(config.reward_rule)
+            )
+            # Summarised from the events as written, in the order the stores read them back.
+            events.sort(key=_stored_order)
+            summary = summarize(events, list(config.policies))
+            finished = self._finish(run_id, tail, len(events), summary)
         except CancelledError:
             self._update(run_id, status="cancelled")
         except Exception as exc:
             self._update(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         else:
-            events = self.store.read(lambda txn: txn.sim_events(run_id))
-            summary = summarize(events, list(config.policies))
-            self._update(run_id, status="done", summary=summary)
+            return finished
         run = self.store.read(lambda txn: txn.get_run(run_id))
         assert run is not None
         return run
@@ -372,42 +443,53 @@ class SimRunner:
         personas: list[Persona],
         client: DecisionClient,
         rule: RewardRule,
-    ) -> None:
-        buffer: list[SimEvent] = []
-        done = 0
+    ) -> tuple[list[SimEvent], list[SimEvent]]:
+        """Play every step; returns all the events and the last ones, not yet written."""
+        events: list[SimEvent] = []
+        turns: list[Turn] = []
         # Every (policy, user) has its own world; user u's is the same under every policy.
-        users = {
-            (policy, u): SimUser.create(
-                config.seed, u, personas[u % len(personas)], config.pool_size
+        players = [
+            (
+                policy,
+                f"{run_id}/{policy}/u{u}",
+                SimUser.create(config.seed, u, personas[u % len(personas)], config.pool_size),
             )
             for policy in config.policies
             for u in range(config.users)
-        }
+        ]
+        judge = self.judge
         # All users live through the same days: step by step, as a service's users do, so a
         # population prior learns from everyone's past, never from anyone's future.
         for step in range(config.steps):
-            for policy in config.policies:
-                for u in range(config.users):
-                    user = users[(policy, u)]
-                    buffer.append(
-                        user.play(
-                            client,
-                            self.judge,
-                            rule,
-                            policy=policy,
-                            step=step,
-                            user_id=f"{run_id}/{policy}/u{u}",
-                            run_id=run_id,
-                        )
+            for policy, user_id, user in players:
+                turns.append(
+                    user.take_turn(
+                        client, judge, policy=policy, step=step, user_id=user_id, run_id=run_id
                     )
-                    done += 1
-                    if len(buffer) >= EVENT_BATCH:
-                        self._flush(run_id, buffer, done, config.total_steps)
-        self._flush(run_id, buffer, done, config.total_steps)
+                )
+                if len(turns) >= EVENT_BATCH:
+                    batch = scored(turns, rule)
+                    events += batch
+                    turns = []
+                    self._flush(run_id, batch, len(events), config.total_steps)
+        tail = scored(turns, rule)
+        events += tail
+        # As after every batch: report progress, and stop if asked to (keeping the events).
+        if self.progress is not None:
+            self.progress(len(events), config.total_steps)
+        if self.cancel.is_set():
+            self._write(run_id, tail, len(events))
+            raise CancelledError
+        return events, tail
 
-    def _flush(self, run_id: str, buffer: list[SimEvent], done: int, total: int) -> None:
-        batch = list(buffer)
-        buffer.clear()
+    def _flush(self, run_id: str, batch: list[SimEvent], done: int, total: int) -> None:
+        self._write(run_id, batch, done)
+        if self.progress is not None:
+            self.progress(done, total)
+        if self.cancel.is_set():
+            raise CancelledError
+
+    def _write(self, run_id: str, batch: list[SimEvent], done: int) -> None:
         now = int(time.time() * 1000)
 
         def job(txn: Any) -> None:
@@ -415,7 +497,23 @@ class SimRunner:
             txn.update_run(run_id, now, done_steps=done)
 
         self.store.write(job)
-        if self.progress is not None:
-            self.progress(done, total)
-        if self.cancel.is_set():
-            raise CancelledError
+
+    def _finish(
+        self, run_id: str, tail: list[SimEvent], done: int, summary: dict[str, Any]
+    ) -> RunRecord:
+        """Write the last events and the summary, mark the run done: one job."""
+        now = int(time.time() * 1000)
+
+        def job(txn: Any) -> RunRecord:
+            txn.insert_sim_events(tail)
+            txn.update_run(run_id, now, status="done", done_steps=done, summary=summary)
+            run: RunRecord | None = txn.get_run(run_id)
+            assert run is not None
+            return run
+
+        return self.store.write(job)
+
+
+def _stored_order(event: SimEvent) -> tuple[str, str, int]:
+    """The order of :meth:`~oo_ml.store.base.Txn.sim_events`."""
+    return (event.policy, event.user_id, event.step)

@@ -9,13 +9,14 @@ a task marked done leaves the pool, and new ones arrive at random.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from oo_ml.types import Candidate, Context, FloatArray
+from oo_ml.types import MAX_TASK_AGE_DAYS, Candidate, Context, FloatArray
 
 __all__ = ["TEMPLATES", "SimTask", "TaskStream"]
 
@@ -61,6 +62,32 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
 _KEYS = tuple(TEMPLATES)
 _KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
 _PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
+
+
+_CANDIDATE_FIELDS = ("id", "is_overdue", "task_age_days", "priority", "source")
+_set_id, _set_overdue, _set_age, _set_priority, _set_source = (
+    getattr(Candidate, name).__set__ for name in _CANDIDATE_FIELDS
+)
+
+
+def _candidate(
+    id: str, is_overdue: bool, task_age_days: float, priority: int, source: str
+) -> Candidate:
+    """``Candidate(...)`` without its checks, for values known to pass them: a step builds
+    one candidate per task, and the checks cost as much as the rest of the construction."""
+    candidate: Candidate = object.__new__(Candidate)
+    _set_id(candidate, id)
+    _set_overdue(candidate, is_overdue)
+    _set_age(candidate, task_age_days)
+    _set_priority(candidate, priority)
+    _set_source(candidate, source)
+    return candidate
+
+
+@functools.cache
+def _context(hour: int, day_of_week: int) -> Context:
+    """Contexts are values: one per (hour, day of week) serves every stream."""
+    return Context(hour, day_of_week)
 
 
 def _pick(cumulative: tuple[float, ...], u: float) -> int:
@@ -125,6 +152,9 @@ class TaskStream:
         self._target = pool_size
         for _ in range(pool_size):
             self._pool.append(self._new_task())
+        self.version = 0
+        """Goes up by one each time a task arrives or leaves: views of the pool that do not
+        depend on the clock (:meth:`static_columns`) can be kept until it changes."""
         # Views of the pool as it stands now, each built on first use after a change: a
         # simulated step needs the candidates, the columns and one task, not the whole list.
         self._tasks: list[SimTask] | None = None
@@ -132,6 +162,7 @@ class TaskStream:
         self._columns: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
         self._context: Context | None = None
         self._static: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
+        self._fields: tuple[list[str], list[float], list[int], list[str]] | None = None
 
     @property
     def now_days(self) -> float:
@@ -145,7 +176,7 @@ class TaskStream:
         self._next_id += 1
         # Due dates: a third overdue (exponential, mean 6 days), the rest due within two weeks.
         due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
-        return _Entry(
+        entry = _Entry(
             id=f"{self._user}-t{self._next_id}",
             content=texts[min(int(u_text * len(texts)), len(texts) - 1)],
             category=category,
@@ -153,12 +184,28 @@ class TaskStream:
             priority=_pick(_PRIORITY_CUMULATIVE, u_priority) + 1,
             due_at=self.now_days + due,
         )
+        Candidate(entry.id, False, 0.0, entry.priority, entry.source)  # refuses a bad id here
+        return entry
 
     def _moved(self, pool_changed: bool) -> None:
         self._tasks = self._candidates = self._columns = None
         self._context = None
         if pool_changed:
-            self._static = None
+            self._static = self._fields = None
+            self.version += 1
+
+    def pool_fields(self) -> tuple[list[str], list[float], list[int], list[str]]:
+        """(ids, due dates on the stream's clock, priorities, sources) of the pool: the same
+        lists until :attr:`version` changes. Read-only."""
+        if self._fields is None:
+            pool = self._pool
+            self._fields = (
+                [e.id for e in pool],
+                [e.due_at for e in pool],
+                [e.priority for e in pool],
+                [e.source for e in pool],
+            )
+        return self._fields
 
     def _task(self, entry: _Entry, now: float) -> SimTask:
         return SimTask(
@@ -183,33 +230,46 @@ class TaskStream:
     @property
     def context(self) -> Context:
         if self._context is None:
-            self._context = Context(self.hour, self.day % 7)
+            self._context = _context(self.hour, self.day % 7)
         return self._context
 
     def candidates(self) -> list[Candidate]:
         """The pool as the service sees it (``SimTask.candidate`` of each task)."""
         if self._candidates is None:
             now = self.now_days
-            found = []
-            for e in self._pool:
-                due = e.due_at - now
-                found.append(Candidate(e.id, due < 0, round(-due, 3), e.priority, e.source))
-            self._candidates = found
+            ids, due_at, priorities, sources = self.pool_fields()
+            due = [d - now for d in due_at]
+            ages = [round(-d, 3) for d in due]
+            # A task's id, priority and source passed Candidate's checks when it arrived
+            # (_new_task); only the age moves, and it is checked here against the same bound.
+            build = (
+                _candidate
+                if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
+                else Candidate  # out of range: Candidate refuses it, as it should
+            )
+            self._candidates = list(
+                map(build, ids, [d < 0 for d in due], ages, priorities, sources)
+            )
         return self._candidates
 
     def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
         """(priorities, due_in_days, sources) of the pool as it stands now, as arrays."""
         if self._columns is None:
-            if self._static is None:
-                pool = self._pool
-                self._static = (
-                    np.array([e.priority for e in pool], dtype=np.float64),
-                    np.array([e.due_at for e in pool], dtype=np.float64),
-                    tuple(e.source for e in pool),
-                )
-            priorities, due_at, sources = self._static
+            priorities, due_at, sources = self.static_columns()
             self._columns = (priorities, due_at - self.now_days, sources)
         return self._columns
+
+    def static_columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due dates in days on the stream's clock, sources) of the pool: the
+        same objects until :attr:`version` changes. Read-only."""
+        if self._static is None:
+            _, due_dates, priority_list, source_list = self.pool_fields()
+            priorities = np.array(priority_list, dtype=np.float64)
+            due_at = np.array(due_dates, dtype=np.float64)
+            priorities.setflags(write=False)
+            due_at.setflags(write=False)
+            self._static = (priorities, due_at, tuple(source_list))
+        return self._static
 
     def task(self, task_id: str) -> SimTask:
         return next(t for t in self.tasks if t.id == task_id)
