@@ -36,6 +36,7 @@ from oo_ml.errors import (
 )
 from oo_ml.ope.evaluation import GateEstimator, PromotionCheck, check_promotion
 from oo_ml.policies import POLICIES, Policy, get_policy
+from oo_ml.policies.base import seeded_generator
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, recenter, user_data
 from oo_ml.rewards import get_reward_rule
@@ -423,7 +424,7 @@ class Engine:
             else:
                 state = chosen_policy.new_state()
                 self._recenter(txn, chosen_policy, state)
-            rng = np.random.Generator(np.random.PCG64(seed))
+            rng = seeded_generator(seed)
             decision = chosen_policy.decide(state, features, ids, rng)
             record = DecisionRecord(
                 event_id=record_id,
@@ -467,7 +468,7 @@ class Engine:
             else:
                 state = policy.new_state()
                 self._recenter(txn, policy, state)
-            rng = np.random.Generator(np.random.PCG64(_shadow_seed(record.seed, policy.name)))
+            rng = seeded_generator(_shadow_seed(record.seed, policy.name))
             decision = policy.decide(state, x, ids, rng)
             logged.append(
                 ShadowRecord(

@@ -40,7 +40,7 @@ from oo_ml.ope import Estimate, dm, dr, ips, replay, sample_actions, snips
 from oo_ml.ope.estimate import around, standard_error
 from oo_ml.ope.log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.policies import get_policy
-from oo_ml.policies.base import Policy
+from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, recenter, user_data
 from oo_ml.rewards import RewardRule
@@ -240,7 +240,7 @@ def collect(
             elif decision.event_id in exact:
                 dist, source = exact[decision.event_id], "shadow"
             else:
-                rng = np.random.Generator(np.random.PCG64(decision.seed))
+                rng = seeded_generator(decision.seed)
                 ids = tuple(c.id for c in decision.candidates)
                 dist, source = policy.decide(state, x, ids, rng).probabilities, "replayed"
             out.q_hats.append(np.clip(x @ state.theta, -1.0, 1.0))

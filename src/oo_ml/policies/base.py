@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,13 +23,20 @@ from oo_ml.policies.model import RidgeModel, RidgeState
 from oo_ml.policies.population import Population
 from oo_ml.types import Candidate, Context, Decision, FloatArray, check_candidates
 
-__all__ = ["Bandit", "Policy"]
+__all__ = ["Bandit", "Policy", "seeded_generator"]
 
 
 def _draw(probabilities: FloatArray, rng: np.random.Generator) -> int:
-    """Index drawn with the given probabilities; an entry with probability 0 is never drawn."""
-    # A plain loop: for k ≤ 200 it is several times faster than cumsum + searchsorted.
+    """Index drawn with the given probabilities; an entry with probability 0 is never drawn.
+
+    When a single entry is possible (a greedy or UCB choice without ties) it is returned
+    without drawing, so ``rng`` is not touched: a :func:`seeded_generator` is then never built.
+    """
     probs = probabilities.tolist()
+    if probs.count(0.0) == len(probs) - 1:
+        best: int = probs.index(max(probs))
+        return best
+    # A plain loop: for k ≤ 200 it is several times faster than cumsum + searchsorted.
     target = rng.random() * sum(probs)
     last = 0
     total = 0.0
@@ -40,6 +47,26 @@ def _draw(probabilities: FloatArray, rng: np.random.Generator) -> int:
             if target < total:
                 return index
     return last  # rounding left ``target`` at the very top: the last possible index
+
+
+class _LazyGenerator:
+    """Stands in for ``Generator(PCG64(seed))`` and builds it at the first use."""
+
+    def __init__(self, seed: int | np.random.SeedSequence) -> None:
+        self._seed = seed
+        self._generator: np.random.Generator | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._generator is None:
+            self._generator = np.random.Generator(np.random.PCG64(self._seed))
+        return getattr(self._generator, name)
+
+
+def seeded_generator(seed: int | np.random.SeedSequence) -> np.random.Generator:
+    """``Generator(PCG64(seed))``, the generator of a logged decision, built only if the
+    decision draws from it. Building one costs ~8 µs, and a UCB or greedy decision without
+    ties draws nothing; the numbers drawn, if any, are the same."""
+    return cast(np.random.Generator, _LazyGenerator(seed))
 
 
 @dataclass(frozen=True, slots=True)
