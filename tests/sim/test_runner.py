@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-import numpy as np
 import pytest
 
 from oo_ml import ConfigurationError
@@ -181,9 +181,31 @@ def test_summary_is_the_summary_of_the_stored_events(sqlite_url: str) -> None:
 
 
 def test_decision_seeds_drawn_in_blocks_are_the_one_at_a_time_draws() -> None:
-    seeds = _Seeds(5)
-    rng = np.random.default_rng([5, 0x5EED])
-    assert [seeds() for _ in range(2500)] == [int(rng.integers(0, 2**63 - 1)) for _ in range(2500)]
+    seeds, again = _Seeds(5, "ucb-ix1"), _Seeds(5, "ucb-ix1")
+    one_at_a_time = []
+    for _ in range(2500):
+        one_at_a_time.append(int(again._rng.integers(0, 2**63 - 1)))
+    assert [seeds() for _ in range(2500)] == one_at_a_time
+    assert _Seeds(5, "egreedy-v1")() != _Seeds(5, "ucb-ix1")()
+
+
+def test_a_policys_numbers_do_not_depend_on_the_others_in_the_run() -> None:
+    """ε-greedy draws at every decision: with one seed stream shared by the policies of a run
+    its choices would move when another policy joins."""
+
+    def egreedy_steps(policies: tuple[str, ...]) -> list[tuple[object, ...]]:
+        store = MemoryStore()
+        run = SimRunner(store).run(dataclasses.replace(SMALL, policies=policies))
+        events = store.read(lambda t: t.sim_events(run.run_id))
+        return [
+            (e.user_id, e.step, e.chosen_id, e.probability, e.reward_milli)
+            for e in events
+            if e.policy == "egreedy-v1"
+        ]
+
+    alone = egreedy_steps(("egreedy-v1",))
+    assert len(alone) == SMALL.users * SMALL.steps
+    assert sorted(egreedy_steps(("ucb-ix1", "egreedy-v1"))) == sorted(alone)
 
 
 def test_a_cancel_during_the_last_batch_keeps_its_events() -> None:

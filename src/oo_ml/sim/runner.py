@@ -13,6 +13,7 @@ are not noise in the world they met.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 import threading
 import time
@@ -139,12 +140,14 @@ class _TickClock:
 
 
 class _Seeds:
-    """Decision seeds: ``int(rng.integers(0, 2**63 - 1))`` one after another, drawn 1024 at a
-    time. The same numbers (64-bit bounded draws keep no buffer between calls) for a fraction
-    of the calls."""
+    """One policy's decision seeds: ``int(rng.integers(0, 2**63 - 1))`` one after another,
+    drawn 1024 at a time (64-bit bounded draws keep no buffer between calls, so these are the
+    numbers one call at a time would give). The stream is keyed by the run's seed and the
+    policy's name, so a policy's decisions do not depend on which others run beside it."""
 
-    def __init__(self, seed: int) -> None:
-        self._rng = np.random.default_rng([seed, 0x5EED])
+    def __init__(self, seed: int, policy: str) -> None:
+        key = int.from_bytes(hashlib.blake2b(policy.encode(), digest_size=8).digest(), "big")
+        self._rng = np.random.default_rng([seed, 0x5EED, key])
         self._pending: list[int] = []
 
     def __call__(self) -> int:
@@ -156,23 +159,34 @@ class _Seeds:
 
 @dataclass
 class InProcessClient:
-    """The serving engine in this process, over a memory store, with seeded decisions."""
+    """The serving engine in this process, over a memory store, with seeded decisions: each
+    policy's seeds come from its own stream (see :class:`_Seeds`)."""
 
     reward_rule: str
     seed: int
     engine: Engine = field(init=False)
+    _streams: dict[str, _Seeds] = field(init=False, default_factory=dict)
+    _stream: _Seeds | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.engine = Engine(
             MemoryStore(),
             EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
             clock=_TickClock(),
-            seed_source=_Seeds(self.seed),
+            seed_source=self._next_seed,
         )
+
+    def _next_seed(self) -> int:
+        assert self._stream is not None, "seeds are drawn inside rank()"
+        return self._stream()
 
     def rank(
         self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
     ) -> tuple[str, int, float]:
+        stream = self._streams.get(policy)
+        if stream is None:
+            stream = self._streams[policy] = _Seeds(self.seed, policy)
+        self._stream = stream
         record = self.engine.rank(user_id, context, candidates, policy=policy)
         assert record.probabilities is not None
         return record.event_id, record.chosen, float(record.probabilities[record.chosen])
