@@ -58,7 +58,10 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def quality(policies: Sequence[str], users: int, steps: int, seed: int) -> str:
+def quality(
+    policies: Sequence[str], users: int, steps: int, seed: int, write_chart: bool = True
+) -> str:
+    """The learning-quality table; with ``write_chart`` also docs/img/sim-quality.svg."""
     personas = tuple(shipped_personas())
     config = SimConfig(tuple(policies), personas, users, steps, seed=seed)
     started = time.perf_counter()
@@ -87,9 +90,10 @@ def quality(policies: Sequence[str], users: int, steps: int, seed: int) -> str:
     ]
     _show("Learning quality", header, rows)
     _show("Normalized score by persona", persona_header, persona_rows)
-    img = DOCS.parent / "img" / "sim-quality.svg"
-    img.parent.mkdir(parents=True, exist_ok=True)
-    img.write_text(curve_svg(run))
+    if write_chart:
+        img = DOCS.parent / "img" / "sim-quality.svg"
+        img.parent.mkdir(parents=True, exist_ok=True)
+        img.write_text(curve_svg(run))
     return (
         f"### Learning quality\n\n`{command_line()}` — {users} users per policy "
         f"({len(personas)} shipped personas, round-robin), {steps} steps each, rule judge, "
@@ -295,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for experiment in chosen:
         if experiment == "quality":
-            body = quality(args.policies.split(","), args.users, args.steps, args.seed)
+            body = quality(
+                args.policies.split(","), args.users, args.steps, args.seed, not args.no_write
+            )
         elif experiment == "seeds":
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = seeds(args.policies.split(","), args.users, args.steps, seed_list)
