@@ -622,6 +622,7 @@ _Item = tuple[_Job, Any, _Deliver]
 # In a connection's info: the path of its database file when its commits need the syncer, and
 # the busy timeout the connection is set to.
 _WAL_SYNC = "oo_ml_wal_sync"
+_DATABASE = "oo_ml_database"  # the file of a connection in WAL mode that is not checkpointed
 _BUSY_MS = "oo_ml_busy_timeout_ms"
 _PATIENT_MS = 30_000
 QUICK_SYNC_S = 0.0005
@@ -709,7 +710,11 @@ class _Writer:
     """
 
     def __init__(
-        self, engine: Engine, dialect: str, batch_limit: int, syncer: _WalSyncer | None = None
+        self,
+        engine: Engine,
+        dialect: str,
+        batch_limit: int,
+        syncer: _WalSyncer | None = None,
     ) -> None:
         self._engine = engine
         self._dialect = dialect
@@ -721,6 +726,7 @@ class _Writer:
         self._wake_read, self._wake_write = os.pipe()
         self._conn: Connection | None = None
         self._conn_lock = threading.Lock()  # held by whoever runs a batch on _conn
+        self._checkpointer = _Checkpointer(self._conn_lock) if dialect == "sqlite" else None
         # PostgreSQL's driver waits on the network and on row locks: never on a loop's thread.
         self._in_loop = dialect == "sqlite"
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
@@ -745,7 +751,10 @@ class _Writer:
         future: asyncio.Future[T] = loop.create_future()
         queue.jobs.append((job, future))
         if len(queue.jobs) == 1:
-            loop.call_soon(self._flush, queue)
+            # At the end of the next turn rather than this one: the loop polls its sockets in
+            # between, and requests that arrived meanwhile join the batch (about twice as many
+            # per commit and per sync under load, for one more turn of latency).
+            loop.call_soon(loop.call_soon, self._flush, queue)
         return future
 
     def _put(self, item: Any) -> None:
@@ -761,6 +770,8 @@ class _Writer:
         self._thread.join()
         if self._syncer is not None:
             self._syncer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         os.close(self._wake_read)
         os.close(self._wake_write)
         if self._conn is not None:
@@ -784,7 +795,7 @@ class _Writer:
         if self._in_loop and not self._pending and self._conn_lock.acquire(blocking=False):
             try:
                 outcomes = self._try(jobs, patient=False)
-                database = self._sync_target()
+                database = self._committed(outcomes)
             finally:
                 self._conn_lock.release()
         if outcomes is None:  # the writer thread takes it from here, and waits if need be
@@ -831,6 +842,7 @@ class _Writer:
         for attempt in range(8):
             with self._conn_lock:
                 outcomes = self._try(jobs, patient=True, last=attempt == 7)
+                database = self._committed(outcomes)
             if outcomes is not None:
                 break
             time.sleep(0.005 * 2**attempt)
@@ -839,7 +851,6 @@ class _Writer:
             (deliver, (future, ok, value))
             for (_, future, deliver), (ok, value) in zip(batch, outcomes, strict=True)
         ]
-        database = self._sync_target()
         if database is not None:
             assert self._syncer is not None
             if not self._syncer.quick():
@@ -852,12 +863,15 @@ class _Writer:
 
     # -- either -------------------------------------------------------------------------------
 
-    def _sync_target(self) -> str | None:
-        """The database file whose WAL the syncer must sync before results are delivered."""
+    def _committed(self, outcomes: list[tuple[bool, Any]] | None) -> str | None:
+        """After a try at a batch: count a commit for the checkpointer, and return the database
+        file whose WAL must be synced before the results are delivered (``None``: no sync)."""
         conn = self._conn
-        if self._syncer is None or conn is None:
+        if outcomes is None or conn is None:  # nothing was committed
             return None
-        database: str | None = conn.info.get(_WAL_SYNC)
+        if self._checkpointer is not None:
+            self._checkpointer.committed(conn.info.get(_DATABASE))
+        database: str | None = conn.info.get(_WAL_SYNC) if self._syncer is not None else None
         return database
 
     def _try(
@@ -936,6 +950,74 @@ def _busy_timeout(conn: Connection, ms: int) -> None:
     if conn.info.get(_BUSY_MS) != ms:
         conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={ms}")  # type: ignore[union-attr]
         conn.info[_BUSY_MS] = ms
+
+
+class _Checkpointer:
+    """Checkpoints a SQLite WAL from a thread of its own, in place of the writer connection.
+
+    A checkpoint copies the WAL's pages into the database file and syncs it: milliseconds
+    that SQLite's automatic checkpoint (every 1000 pages) spent inside a commit, which now
+    runs on the event loop's thread. The writer's connection has ``wal_autocheckpoint=0``
+    and asks for a checkpoint after every ``every`` commits; this thread runs a ``PASSIVE``
+    one on its own connection, which waits for neither readers nor the writer, with the GIL
+    released while SQLite works.
+
+    SQLite reuses the WAL from its start only when a write begins after a checkpoint that
+    copied every frame, which never happens while the writer commits every millisecond
+    during a checkpoint of several: the WAL would grow without end. So a second, short
+    checkpoint copies what was committed during the first while holding ``writer_lock``
+    (the writer's connection lock: meanwhile the loop's batches go to the writer thread,
+    which waits). SQLite still checkpoints (and removes the WAL) when the last connection
+    closes.
+    """
+
+    def __init__(self, writer_lock: threading.Lock, every: int = 50) -> None:
+        self._writer_lock = writer_lock
+        self._every = every
+        self._commits = 0
+        self._database: str | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="oo-ml-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self, database: str | None) -> None:
+        """Count a commit to ``database`` (the writer's file; ``None`` when not in WAL mode)."""
+        if database is None:
+            return
+        self._database = database
+        self._commits += 1
+        if self._commits >= self._every:
+            self._commits = 0
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    if conn is None and self._database is not None:
+                        conn = sqlite3.connect(
+                            self._database, isolation_level=None, check_same_thread=False
+                        )
+                    if conn is not None:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        with self._writer_lock:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next commits ask again
+                    log.warning("checkpointing the SQLite WAL failed: %s", exc)
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class _WalSyncer:
@@ -1106,6 +1188,9 @@ class SqlStore:
                 record.info[_WAL_SYNC] = database
             else:
                 cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            if begin == "IMMEDIATE" and wal and database:  # the writer: see _Checkpointer
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                record.info[_DATABASE] = database
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={_PATIENT_MS}")
             record.info[_BUSY_MS] = _PATIENT_MS
