@@ -1,20 +1,25 @@
 """The SQL store: SQLite by default, PostgreSQL at scale, one schema (see :mod:`.schema`).
 
-Writes go through one writer thread per process that owns one connection. It takes every job
-waiting in its queue (up to ``batch_limit``), runs them in one transaction — and if one of
-them fails, runs the batch again with each job inside its own savepoint, so that one job's
-failure undoes only that job — commits once, and only then resolves the jobs' futures: an
-acknowledged write is a committed write, and concurrent requests share the cost of the commit
-(group commit).
+Writes go through one connection per process, in batches: every job waiting (up to
+``batch_limit``) runs in one transaction — and if one of them fails, the batch runs again
+with each job inside its own savepoint, so that one job's failure undoes only that job — with
+one commit, and only then are the jobs' results delivered: an acknowledged write is a
+committed write, and concurrent requests share the cost of the commit (group commit). A
+writer thread runs the batches of :meth:`SqlStore.submit` and :meth:`SqlStore.write`; on
+SQLite the batches that an event loop submits (:meth:`SqlStore.submit_async`) run on the
+loop's own thread, one per turn of the loop, unless the writer thread or another process has
+the database (see :class:`_Writer`).
 
 SQLite with ``synchronous=FULL`` in WAL mode syncs the WAL file at every commit, while the
 writer holds the database's write lock and waits. The store gets the same guarantee without
 that wait: the writer's connection runs at ``NORMAL`` (which in WAL mode differs from ``FULL``
-only by that per-commit sync) and a second thread, the syncer, syncs the WAL (``fdatasync``)
-after each commit and only then resolves the batch's futures, while the writer already runs
-the next batch. Every acknowledged write is still on disk before it is acknowledged; one sync often
-covers several batches. (Another connection may read a committed batch a few milliseconds
-before it is on disk, as a reader may see data that a power loss would then take back.)
+only by that per-commit sync) and the WAL is synced (``fdatasync``) after each commit, before
+the batch's results are delivered: by the committing thread when syncs are quick, else by a
+syncer thread while the writer already runs the next batch (:class:`_WalSyncer`). Every
+acknowledged write is still on disk before it is acknowledged; one sync often covers several
+batches. (Another connection may read a committed batch a few milliseconds before it is on
+disk, as a reader may see data that a power loss would then take back.) The WAL is
+checkpointed by a thread of its own (:class:`_Checkpointer`), not inside a commit.
 
 Serialising model updates per (user, policy):
 
