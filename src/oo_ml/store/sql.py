@@ -674,7 +674,7 @@ class _LoopQueue:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)  # the writer's map of queues is weak on loops
         self.jobs: list[tuple[_Job, asyncio.Future[Any]]] = []
         self._lock = threading.Lock()
         self._ready: list[_Result] = []
@@ -683,9 +683,10 @@ class _LoopQueue:
         with self._lock:
             first = not self._ready
             self._ready.extend(results)
-        if first:
+        loop = self._loop()
+        if first and loop is not None:
             with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-                self.loop.call_soon_threadsafe(self._drain)
+                loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         with self._lock:
@@ -792,7 +793,13 @@ class _Writer:
             _settle([(future, False, error) for _, future in batch])
             return
         for start in range(0, len(batch), self._batch_limit):
-            self._run_here(queue, batch[start : start + self._batch_limit])
+            part = batch[start : start + self._batch_limit]
+            try:
+                self._run_here(queue, part)
+            except Exception as exc:  # never leave a request waiting on a dead batch
+                log.exception("write batch of %d jobs failed", len(part))
+                error = StoreError(f"database write failed: {exc}")
+                _settle([(future, False, error) for _, future in part if not future.done()])
 
     def _run_here(self, queue: _LoopQueue, batch: list[tuple[_Job, asyncio.Future[Any]]]) -> None:
         jobs = [job for job, _ in batch]
