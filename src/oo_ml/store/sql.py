@@ -755,6 +755,12 @@ class _Writer:
             with self._lock:
                 queue = self._queues.setdefault(loop, _LoopQueue(loop))
         future: asyncio.Future[T] = loop.create_future()
+        if not self._in_loop:
+            # At once, as submit does: holding back a turn's jobs to send them together makes
+            # bigger batches, and two workers' big batches that take the same (user, policy)
+            # locks in another order deadlock (PostgreSQL tells after deadlock_timeout, 1 s).
+            self._put((job, future, queue.post))
+            return future
         queue.jobs.append((job, future))
         if len(queue.jobs) == 1:
             # At the end of the next turn rather than this one: the loop polls its sockets in
@@ -804,7 +810,7 @@ class _Writer:
     def _run_here(self, queue: _LoopQueue, batch: list[tuple[_Job, asyncio.Future[Any]]]) -> None:
         jobs = [job for job, _ in batch]
         outcomes = database = None
-        if self._in_loop and not self._pending and self._conn_lock.acquire(blocking=False):
+        if not self._pending and self._conn_lock.acquire(blocking=False):
             try:
                 outcomes = self._try(jobs, patient=False)
                 database = self._committed(outcomes)
