@@ -515,7 +515,11 @@ class Engine:
         return self.store.write(self.feedback_job(event_id, outcome))
 
     async def run_async(self, job: Callable[[Txn], T]) -> T:
-        """Run a write job from async code without blocking the event loop."""
+        """Run a write job from async code; returns once it is durable. A store that offers
+        ``submit_async`` (the SQL store) gets the job from the event loop itself."""
+        submit_async = getattr(self.store, "submit_async", None)
+        if submit_async is not None:
+            return cast(T, await submit_async(job))
         loop = asyncio.get_running_loop()
         waker = self._wakers.get(loop)
         if waker is None:

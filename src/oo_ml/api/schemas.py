@@ -12,6 +12,9 @@ from oo_ml.engine import MAX_EVENT_ID_LENGTH
 from oo_ml.types import MAX_DWELL_MS, MAX_ID_LENGTH, MAX_TASK_AGE_DAYS, Candidate, Context
 
 __all__ = [
+    "CONTENT_MAX_LENGTH",
+    "HARD_MAX_CANDIDATES",
+    "POLICY_MAX_LENGTH",
     "CandidateFeaturesIn",
     "CandidateIn",
     "ContextIn",
@@ -29,7 +32,9 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
-_HARD_MAX_CANDIDATES = 10_000  # parsing stops here; the configured maximum is checked later
+HARD_MAX_CANDIDATES = 10_000  # parsing stops here; the configured maximum is checked later
+CONTENT_MAX_LENGTH = 10_000
+POLICY_MAX_LENGTH = 64
 
 UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 TipId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -60,7 +65,9 @@ class CandidateIn(BaseModel):
     model_config = _STRICT
 
     id: TipId
-    content: str = Field(max_length=10_000, description="Task text; kept only if configured.")
+    content: str = Field(
+        max_length=CONTENT_MAX_LENGTH, description="Task text; kept only if configured."
+    )
     source: str = Field(max_length=MAX_ID_LENGTH)
     source_id: str | None = Field(None, max_length=MAX_ID_LENGTH)
     features: CandidateFeaturesIn = CandidateFeaturesIn()
@@ -86,7 +93,7 @@ class ScoreIn(BaseModel):
     model_config = _STRICT
 
     user_id: UserId
-    candidates: list[CandidateIn] = Field(max_length=_HARD_MAX_CANDIDATES)
+    candidates: list[CandidateIn] = Field(max_length=HARD_MAX_CANDIDATES)
     context: ContextIn = ContextIn()
 
 
@@ -115,7 +122,9 @@ class OkOut(BaseModel):
 class RankIn(ScoreIn):
     """``/v1/rank``: the ``/score`` body plus an optional policy and event id."""
 
-    policy: str | None = Field(None, max_length=64, description="null: the active policy")
+    policy: str | None = Field(
+        None, max_length=POLICY_MAX_LENGTH, description="null: the active policy"
+    )
     event_id: str | None = Field(
         None,
         max_length=MAX_EVENT_ID_LENGTH,

@@ -1,20 +1,25 @@
 """The SQL store: SQLite by default, PostgreSQL at scale, one schema (see :mod:`.schema`).
 
-Writes go through one writer thread per process that owns one connection. It takes every job
-waiting in its queue (up to ``batch_limit``), runs them in one transaction — and if one of
-them fails, runs the batch again with each job inside its own savepoint, so that one job's
-failure undoes only that job — commits once, and only then resolves the jobs' futures: an
-acknowledged write is a committed write, and concurrent requests share the cost of the commit
-(group commit).
+Writes go through one connection per process, in batches: every job waiting (up to
+``batch_limit``) runs in one transaction — and if one of them fails, the batch runs again
+with each job inside its own savepoint, so that one job's failure undoes only that job — with
+one commit, and only then are the jobs' results delivered: an acknowledged write is a
+committed write, and concurrent requests share the cost of the commit (group commit). A
+writer thread runs the batches of :meth:`SqlStore.submit` and :meth:`SqlStore.write`; on
+SQLite the batches that an event loop submits (:meth:`SqlStore.submit_async`) run on the
+loop's own thread, one per turn of the loop, unless the writer thread or another process has
+the database (see :class:`_Writer`).
 
 SQLite with ``synchronous=FULL`` in WAL mode syncs the WAL file at every commit, while the
 writer holds the database's write lock and waits. The store gets the same guarantee without
 that wait: the writer's connection runs at ``NORMAL`` (which in WAL mode differs from ``FULL``
-only by that per-commit sync) and a second thread, the syncer, syncs the WAL (``fdatasync``)
-after each commit and only then resolves the batch's futures, while the writer already runs
-the next batch. Every acknowledged write is still on disk before it is acknowledged; one sync often
-covers several batches. (Another connection may read a committed batch a few milliseconds
-before it is on disk, as a reader may see data that a power loss would then take back.)
+only by that per-commit sync) and the WAL is synced (``fdatasync``) after each commit, before
+the batch's results are delivered: by the committing thread when syncs are quick, else by a
+syncer thread while the writer already runs the next batch (:class:`_WalSyncer`). Every
+acknowledged write is still on disk before it is acknowledged; one sync often covers several
+batches. (Another connection may read a committed batch a few milliseconds before it is on
+disk, as a reader may see data that a power loss would then take back.) The WAL is
+checkpointed by a thread of its own (:class:`_Checkpointer`), not inside a commit.
 
 Serialising model updates per (user, policy):
 
@@ -29,6 +34,7 @@ Serialising model updates per (user, policy):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -36,9 +42,11 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque, namedtuple
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -609,10 +617,96 @@ class SqlTxn:
 
 
 _STOP = object()
+_Job = Callable[["SqlTxn"], Any]
+_Result = tuple[Any, bool, Any]
+"""A job's future (``concurrent.futures`` or ``asyncio``), whether it succeeded, and its value
+or its exception."""
+_Deliver = Callable[[list[_Result]], None]
+"""Resolves a group of results; called from any thread."""
+_Item = tuple[_Job, Any, _Deliver]
+# In a connection's info: the path of its database file when its commits need the syncer, and
+# the busy timeout the connection is set to.
+_WAL_SYNC = "oo_ml_wal_sync"
+_DATABASE = "oo_ml_database"  # the file of a connection in WAL mode that is not checkpointed
+_BUSY_MS = "oo_ml_busy_timeout_ms"
+_PATIENT_MS = 30_000
+QUICK_SYNC_S = 0.0005
+"""A WAL sync quicker than this (a moving average) is done by the thread that committed, without
+waking a syncer thread: the wake-up, the GIL hand-offs and the way back cost about as much."""
+
+
+def _resolve(results: list[_Result]) -> None:
+    """Resolve ``concurrent.futures`` futures (from any thread)."""
+    for future, ok, value in results:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _settle(results: list[_Result]) -> None:
+    """Resolve ``asyncio`` futures, on their loop's thread; a cancelled waiter is skipped (its
+    job ran anyway)."""
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _deliver(entries: list[tuple[_Deliver, _Result]]) -> None:
+    """Hand each result to its deliverer, one call per deliverer."""
+    groups: dict[_Deliver, list[_Result]] = {}
+    for deliver, result in entries:
+        groups.setdefault(deliver, []).append(result)
+    for deliver, results in groups.items():
+        deliver(results)
+
+
+class _LoopQueue:
+    """What one event loop has submitted and not yet run, and the results on their way to it.
+
+    Results come from other threads (the syncer, the writer thread) through :meth:`post`, with
+    one wake-up of the loop per group (``call_soon_threadsafe`` writes to the loop's self-pipe,
+    and each write costs the posting thread a GIL hand-off to a busy loop).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the writer's map of queues is weak on loops
+        self.jobs: list[tuple[_Job, asyncio.Future[Any]]] = []
+        self._lock = threading.Lock()
+        self._ready: list[_Result] = []
+
+    def post(self, results: list[_Result]) -> None:
+        with self._lock:
+            first = not self._ready
+            self._ready.extend(results)
+        loop = self._loop()
+        if first and loop is not None:
+            with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        _settle(ready)
 
 
 class _Writer:
-    """The one thread per process that writes: batches jobs, commits once per batch.
+    """Runs write jobs on the one connection per process that writes, many per commit.
+
+    Jobs come two ways. :meth:`submit` (any thread) queues a job for the writer thread, which
+    takes every job waiting (up to ``batch_limit``) and commits them together. On SQLite,
+    :meth:`submit_async` (an event loop's thread) collects the jobs submitted during one turn
+    of the loop and runs them at its end, on the loop's thread, as one batch: no thread
+    hand-off before the commit, whose cost the batch shares. A batch that cannot start there
+    at once — the writer thread holds the connection or has jobs queued, or another process
+    holds SQLite's write lock (the loop's attempt does not wait: its busy timeout is 0) — goes
+    to the writer thread, which waits for the lock as long as it takes. Either way a job's
+    result is delivered only after the commit and, at ``synchronous=FULL``, after the
+    :class:`_WalSyncer` has synced it.
 
     The thread sleeps in a read on a pipe, not on a lock, and a submitter wakes it by writing
     to the pipe, which it does without holding the GIL. Releasing a lock with the GIL held
@@ -622,7 +716,11 @@ class _Writer:
     """
 
     def __init__(
-        self, engine: Engine, dialect: str, batch_limit: int, syncer: _WalSyncer | None = None
+        self,
+        engine: Engine,
+        dialect: str,
+        batch_limit: int,
+        syncer: _WalSyncer | None = None,
     ) -> None:
         self._engine = engine
         self._dialect = dialect
@@ -633,12 +731,42 @@ class _Writer:
         self._idle = False
         self._wake_read, self._wake_write = os.pipe()
         self._conn: Connection | None = None
+        self._conn_lock = threading.Lock()  # held by whoever runs a batch on _conn
+        self._checkpointer = _Checkpointer(self._conn_lock) if dialect == "sqlite" else None
+        # PostgreSQL's driver waits on the network and on row locks: never on a loop's thread.
+        self._in_loop = dialect == "sqlite"
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="oo-ml-writer", daemon=True)
         self._thread.start()
 
     def submit(self, job: Callable[[SqlTxn], T]) -> Future[T]:
         future: Future[T] = Future()
-        self._put((job, future))
+        self._put((job, future, _resolve))
+        return future
+
+    def submit_async(self, job: Callable[[SqlTxn], T]) -> asyncio.Future[T]:
+        """Queue ``job`` from the running event loop; the future resolves on that loop."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(loop)
+        if queue is None:
+            with self._lock:
+                queue = self._queues.setdefault(loop, _LoopQueue(loop))
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._in_loop:
+            # At once, as submit does: holding back a turn's jobs to send them together makes
+            # bigger batches, and two workers' big batches that take the same (user, policy)
+            # locks in another order deadlock (PostgreSQL tells after deadlock_timeout, 1 s).
+            self._put((job, future, queue.post))
+            return future
+        queue.jobs.append((job, future))
+        if len(queue.jobs) == 1:
+            # At the end of the next turn rather than this one: the loop polls its sockets in
+            # between, and requests that arrived meanwhile join the batch (about twice as many
+            # per commit and per sync under load, for one more turn of latency).
+            loop.call_soon(loop.call_soon, self._flush, queue)
         return future
 
     def _put(self, item: Any) -> None:
@@ -649,14 +777,63 @@ class _Writer:
             os.write(self._wake_write, b"\0")
 
     def stop(self) -> None:
+        self._closed = True
         self._put(_STOP)
         self._thread.join()
         if self._syncer is not None:
             self._syncer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         os.close(self._wake_read)
         os.close(self._wake_write)
         if self._conn is not None:
             self._conn.close()
+
+    # -- on an event loop's thread ------------------------------------------------------------
+
+    def _flush(self, queue: _LoopQueue) -> None:
+        """Run what ``queue``'s loop submitted during this turn (the end of the turn)."""
+        batch, queue.jobs = queue.jobs, []
+        if self._closed:
+            error = StoreError("the store is closed")
+            _settle([(future, False, error) for _, future in batch])
+            return
+        for start in range(0, len(batch), self._batch_limit):
+            part = batch[start : start + self._batch_limit]
+            try:
+                self._run_here(queue, part)
+            except Exception as exc:  # never leave a request waiting on a dead batch
+                log.exception("write batch of %d jobs failed", len(part))
+                error = StoreError(f"database write failed: {exc}")
+                _settle([(future, False, error) for _, future in part if not future.done()])
+
+    def _run_here(self, queue: _LoopQueue, batch: list[tuple[_Job, asyncio.Future[Any]]]) -> None:
+        jobs = [job for job, _ in batch]
+        outcomes = database = None
+        if not self._pending and self._conn_lock.acquire(blocking=False):
+            try:
+                outcomes = self._try(jobs, patient=False)
+                database = self._committed(outcomes)
+            finally:
+                self._conn_lock.release()
+        if outcomes is None:  # the writer thread takes it from here, and waits if need be
+            for job, future in batch:
+                self._put((job, future, queue.post))
+            return
+        results = [
+            (future, ok, value) for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
+        ]
+        if database is not None:
+            assert self._syncer is not None
+            if not self._syncer.quick():
+                self._syncer.put(database, [(queue.post, result) for result in results])
+                return
+            error = self._syncer.sync(database)
+            if error is not None:
+                results = [(future, False, error) for future, _, _ in results]
+        _settle(results)
+
+    # -- on the writer thread -----------------------------------------------------------------
 
     def _take(self) -> list[Any]:
         """The next items, up to ``batch_limit``; sleeps until there is one."""
@@ -678,78 +855,100 @@ class _Writer:
             if stop is not None:
                 return
 
-    def _run(self, batch: list[tuple[Callable[[SqlTxn], Any], Future[Any]]]) -> None:
+    def _run(self, batch: list[_Item]) -> None:
+        jobs = [job for job, _, _ in batch]
         for attempt in range(8):
-            try:
-                outcomes = self._attempt(batch)
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    self._conn = None
-                if _retryable(exc) and attempt < 7:
-                    time.sleep(0.005 * 2**attempt)
-                    continue
-                self._fail(batch, StoreError(f"database write failed: {exc.orig}"))
+            with self._conn_lock:
+                outcomes = self._try(jobs, patient=True, last=attempt == 7)
+                database = self._committed(outcomes)
+            if outcomes is not None:
+                break
+            time.sleep(0.005 * 2**attempt)
+        assert outcomes is not None
+        entries = [
+            (deliver, (future, ok, value))
+            for (_, future, deliver), (ok, value) in zip(batch, outcomes, strict=True)
+        ]
+        if database is not None:
+            assert self._syncer is not None
+            if not self._syncer.quick():
+                self._syncer.put(database, entries)  # delivered once the WAL is on disk
                 return
-            except Exception as exc:  # never leave a caller waiting on a dead batch
-                self._fail(batch, StoreError(f"database write failed: {exc}"))
-                return
-            results = [
-                (future, ok, value)
-                for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
-            ]
-            conn = self._conn
-            database = None if conn is None else conn.info.get(_WAL_SYNC)
-            if self._syncer is not None and database:
-                self._syncer.put(database, results)  # resolved once the WAL is on disk
-            else:
-                _resolve(results)
-            return
+            error = self._syncer.sync(database)
+            if error is not None:
+                entries = [(deliver, (r[0], False, error)) for deliver, r in entries]
+        _deliver(entries)
 
-    def _fail(self, batch: list[tuple[Any, Future[Any]]], error: StoreError) -> None:
-        log.error("write batch of %d jobs failed: %s", len(batch), error)
+    # -- either -------------------------------------------------------------------------------
+
+    def _committed(self, outcomes: list[tuple[bool, Any]] | None) -> str | None:
+        """After a try at a batch: count a commit for the checkpointer, and return the database
+        file whose WAL must be synced before the results are delivered (``None``: no sync)."""
+        conn = self._conn
+        if outcomes is None or conn is None:  # nothing was committed
+            return None
+        if self._checkpointer is not None:
+            self._checkpointer.committed(conn.info.get(_DATABASE))
+        database: str | None = conn.info.get(_WAL_SYNC) if self._syncer is not None else None
+        return database
+
+    def _try(
+        self, jobs: list[_Job], *, patient: bool, last: bool = True
+    ) -> list[tuple[bool, Any]] | None:
+        """One attempt at the batch: its outcomes, or ``None`` if it is worth another try (a
+        retryable error, unless ``last``; never when ``patient`` is false)."""
+        try:
+            return self._attempt(jobs, patient)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._conn = None
+            if _retryable(exc) and (not patient or not last):
+                return None
+            return self._fail(len(jobs), StoreError(f"database write failed: {exc.orig}"))
+        except Exception as exc:  # never leave a caller waiting on a dead batch
+            return self._fail(len(jobs), StoreError(f"database write failed: {exc}"))
+
+    def _fail(self, count: int, error: StoreError) -> list[tuple[bool, Any]]:
+        log.error("write batch of %d jobs failed: %s", count, error)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        for _, future in batch:
-            future.set_exception(error)
+        return [(False, error)] * count
 
-    def _attempt(
-        self, batch: list[tuple[Callable[[SqlTxn], Any], Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _attempt(self, jobs: list[_Job], patient: bool) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction; a retryable database error propagates."""
         if self._conn is None or self._conn.closed:
             self._conn = self._engine.connect()
         conn = self._conn
+        if self._in_loop:
+            _busy_timeout(conn, _PATIENT_MS if patient else 0)
         txn = SqlTxn(conn, self._dialect)
         # Jobs rarely fail, so first run them all without savepoints (two statements less per
         # job). If one fails, that try is rolled back and the batch runs again with a savepoint
         # per job; running a job twice is safe, as for a retried batch.
         with conn.begin() as transaction:
             outcomes: list[tuple[bool, Any]] = []
-            for job, _ in batch:
+            for job in jobs:
                 try:
                     outcomes.append((True, job(txn)))
                 except Exception as exc:
                     if isinstance(exc, DBAPIError) and _retryable(exc):
                         raise
                     transaction.rollback()
-                    if len(batch) == 1:
+                    if len(jobs) == 1:
                         return [(False, _job_error(exc))]
                     break
             else:
                 return outcomes
-        return self._attempt_isolated(conn, txn, batch)
+        return self._attempt_isolated(conn, txn, jobs)
 
     def _attempt_isolated(
-        self,
-        conn: Connection,
-        txn: SqlTxn,
-        batch: list[tuple[Callable[[SqlTxn], Any], Future[Any]]],
+        self, conn: Connection, txn: SqlTxn, jobs: list[_Job]
     ) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction, each job in a savepoint so it can fail alone."""
         outcomes: list[tuple[bool, Any]] = []
         with conn.begin():
-            for job, _ in batch:
+            for job in jobs:
                 savepoint = conn.begin_nested()
                 try:
                     value = job(txn)
@@ -764,17 +963,79 @@ class _Writer:
         return outcomes
 
 
-_Result = tuple[Future[Any], bool, Any]
-# In a connection's info: the path of its database file when its commits need the syncer.
-_WAL_SYNC = "oo_ml_wal_sync"
+def _busy_timeout(conn: Connection, ms: int) -> None:
+    """Set SQLite's busy timeout on ``conn`` (a no-op when it is already ``ms``)."""
+    if conn.info.get(_BUSY_MS) != ms:
+        conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={ms}")  # type: ignore[union-attr]
+        conn.info[_BUSY_MS] = ms
 
 
-def _resolve(results: list[_Result]) -> None:
-    for future, ok, value in results:
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+class _Checkpointer:
+    """Checkpoints a SQLite WAL from a thread of its own, in place of the writer connection.
+
+    A checkpoint copies the WAL's pages into the database file and syncs it: milliseconds
+    that SQLite's automatic checkpoint (every 1000 pages) spent inside a commit, which now
+    runs on the event loop's thread. The writer's connection has ``wal_autocheckpoint=0``
+    and asks for a checkpoint after every ``every`` commits; this thread runs a ``PASSIVE``
+    one on its own connection, which waits for neither readers nor the writer, with the GIL
+    released while SQLite works.
+
+    SQLite reuses the WAL from its start only when a write begins after a checkpoint that
+    copied every frame, which never happens while the writer commits every millisecond
+    during a checkpoint of several: the WAL would grow without end. So a second, short
+    checkpoint copies what was committed during the first while holding ``writer_lock``
+    (the writer's connection lock: meanwhile the loop's batches go to the writer thread,
+    which waits). SQLite still checkpoints (and removes the WAL) when the last connection
+    closes.
+    """
+
+    def __init__(self, writer_lock: threading.Lock, every: int = 50) -> None:
+        self._writer_lock = writer_lock
+        self._every = every
+        self._commits = 0
+        self._database: str | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="oo-ml-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self, database: str | None) -> None:
+        """Count a commit to ``database`` (the writer's file; ``None`` when not in WAL mode)."""
+        if database is None:
+            return
+        self._database = database
+        self._commits += 1
+        if self._commits >= self._every:
+            self._commits = 0
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    if conn is None and self._database is not None:
+                        conn = sqlite3.connect(
+                            self._database, isolation_level=None, check_same_thread=False
+                        )
+                    if conn is not None:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        with self._writer_lock:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next commits ask again
+                    log.warning("checkpointing the SQLite WAL failed: %s", exc)
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class _WalSyncer:
@@ -782,7 +1043,7 @@ class _WalSyncer:
 
     A thread takes every batch committed and not yet taken, syncs (``fdatasync``) the WAL file
     (which holds their commit frames, written before the batches were handed over), then
-    resolves their futures; a failed sync fails them with a :class:`StoreError`. There are a
+    delivers their results; a failed sync fails them with a :class:`StoreError`. There are a
     few threads so that a batch committed while a sync is under way need not wait for it to
     end and then for a sync of its own: another thread starts that sync at once, and the
     kernel serves overlapping syncs of one file much sooner than one after the other (on this
@@ -795,8 +1056,9 @@ class _WalSyncer:
     """
 
     def __init__(self, threads: int = 3) -> None:
+        self._typical = 0.0  # a moving average of how long a sync takes, in seconds
         self._database = ""
-        self._pending: list[_Result] = []
+        self._pending: list[tuple[_Deliver, _Result]] = []
         self._lock = threading.Lock()
         self._sleeping = 0  # threads asleep on the pipe …
         self._waking = 0  # … of which this many have a byte on its way
@@ -809,11 +1071,11 @@ class _WalSyncer:
         for thread in self._threads:
             thread.start()
 
-    def put(self, database: str, results: list[_Result]) -> None:
-        """Resolve ``results`` once ``database``'s WAL (where they were committed) is synced."""
+    def put(self, database: str, entries: list[tuple[_Deliver, _Result]]) -> None:
+        """Deliver ``entries`` once ``database``'s WAL (where they were committed) is synced."""
         with self._lock:
             self._database = database
-            self._pending.extend(results)
+            self._pending.extend(entries)
             wake = self._sleeping > self._waking
             self._waking += wake
         if wake:
@@ -830,7 +1092,7 @@ class _WalSyncer:
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-    def _take(self) -> tuple[str, list[_Result]] | None:
+    def _take(self) -> tuple[str, list[tuple[_Deliver, _Result]]] | None:
         """The database and everything committed and not yet taken; ``None`` once stopped and
         drained."""
         while True:
@@ -846,28 +1108,37 @@ class _WalSyncer:
                 self._sleeping -= 1
                 self._waking -= 1
 
+    def quick(self) -> bool:
+        """Whether syncs lately took less than handing one to a thread costs: then the
+        committing thread does better to sync itself (:meth:`sync`)."""
+        return self._typical < QUICK_SYNC_S
+
+    def sync(self, database: str) -> StoreError | None:
+        """Sync ``database``'s WAL in this thread; the error to fail the batch with, if any."""
+        start = time.perf_counter()
+        try:
+            try:
+                fd = os.open(database + "-wal", os.O_RDONLY)
+            except FileNotFoundError:
+                fd = os.open(database, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("syncing the SQLite WAL failed: %s", exc)
+            return StoreError(f"database write failed: could not sync to disk: {exc}")
+        finally:
+            self._typical += (time.perf_counter() - start - self._typical) / 8
+        return None
+
     def _loop(self) -> None:
         while (taken := self._take()) is not None:
-            database, results = taken
-            try:
-                self._sync(database)
-            except OSError as exc:
-                log.error("syncing the SQLite WAL failed: %s", exc)
-                error = StoreError(f"database write failed: could not sync to disk: {exc}")
-                _resolve([(future, False, error) for future, _, _ in results])
-            else:
-                _resolve(results)
-
-    @staticmethod
-    def _sync(database: str) -> None:
-        try:
-            fd = os.open(database + "-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            fd = os.open(database, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+            database, entries = taken
+            error = self.sync(database)
+            if error is not None:
+                entries = [(deliver, (r[0], False, error)) for deliver, r in entries]
+            _deliver(entries)
 
 
 def _job_error(exc: Exception) -> Exception:
@@ -935,8 +1206,12 @@ class SqlStore:
                 record.info[_WAL_SYNC] = database
             else:
                 cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            if begin == "IMMEDIATE" and wal and database:  # the writer: see _Checkpointer
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                record.info[_DATABASE] = database
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={_PATIENT_MS}")
+            record.info[_BUSY_MS] = _PATIENT_MS
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -959,6 +1234,11 @@ class SqlStore:
 
     def submit(self, job: Callable[[SqlTxn], T]) -> Future[T]:
         return self._writer.submit(job)
+
+    def submit_async(self, job: Callable[[SqlTxn], T]) -> asyncio.Future[T]:
+        """:meth:`submit` from a running event loop: the future is that loop's, and on SQLite
+        the job runs on the loop's thread with the others of its turn (see :class:`_Writer`)."""
+        return self._writer.submit_async(job)
 
     def write(self, job: Callable[[SqlTxn], T]) -> T:
         return self._writer.submit(job).result()

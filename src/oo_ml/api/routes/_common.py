@@ -9,6 +9,7 @@ from fastapi import Request
 
 from oo_ml.api.deps import get_engine, get_metrics
 from oo_ml.api.metrics import Metrics
+from oo_ml.api.rank_request import RankRequest
 from oo_ml.api.schemas import ScoreIn
 from oo_ml.engine import Engine, FeedbackResult
 from oo_ml.store.base import DecisionRecord, ShadowRecord
@@ -27,27 +28,21 @@ async def rank_body(
     request: Request, body: ScoreIn, policy: str | None, event_id: str | None = None
 ) -> DecisionRecord:
     """Decide and log for a ``/score``-shaped body."""
-    return await decide(get_engine(request), get_metrics(request), body, policy, event_id)
+    ranked = RankRequest.of(body, policy, event_id)
+    return await decide(get_engine(request), get_metrics(request), ranked)
 
 
-async def decide(
-    engine: Engine,
-    metrics: Metrics,
-    body: ScoreIn,
-    policy: str | None,
-    event_id: str | None = None,
-) -> DecisionRecord:
+async def decide(engine: Engine, metrics: Metrics, request: RankRequest) -> DecisionRecord:
     """:func:`rank_body` without a request, for the direct path of :mod:`oo_ml.api.fast`."""
-    candidates = body.candidates
     shadows: list[ShadowRecord] = []
     job = engine.rank_job(
-        body.user_id,
-        body.context.to_core(),
-        [c.to_core() for c in candidates],
-        policy=policy,
-        source_ids=[c.source_id for c in candidates],
-        content=[c.content for c in candidates] if engine.config.store_content else None,
-        event_id=event_id,
+        request.user_id,
+        request.context,
+        request.candidates,
+        policy=request.policy,
+        source_ids=request.source_ids,
+        content=request.contents if engine.config.store_content else None,
+        event_id=request.event_id,
         shadows_out=shadows,
     )
     record = await engine.run_async(job)

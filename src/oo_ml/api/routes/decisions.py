@@ -13,6 +13,7 @@ from oo_ml.api.deps import ApiDep, EngineDep, EventIdPath, get_engine, get_metri
 from oo_ml.api.fast import DirectRoute
 from oo_ml.api.json_route import JsonBodyRoute
 from oo_ml.api.metrics import Metrics
+from oo_ml.api.rank_request import RankRequest, parse_rank
 from oo_ml.api.routes._common import decide, iso_time, note_feedback
 from oo_ml.api.schemas import DecisionOut, FeedbackIn, FeedbackOut, RankIn, RankOut
 from oo_ml.engine import Engine
@@ -28,9 +29,13 @@ async def rank(body: RankIn, request: Request) -> JSONResponse:
     return JSONResponse(await rank_json(get_engine(request), get_metrics(request), body))
 
 
-async def rank_json(engine: Engine, metrics: Metrics, body: RankIn) -> dict[str, Any]:
-    """``/v1/rank``'s answer to a valid body, for the route and for :mod:`oo_ml.api.fast`."""
-    record = await decide(engine, metrics, body, body.policy, body.event_id)
+async def rank_json(engine: Engine, metrics: Metrics, body: RankIn | RankRequest) -> dict[str, Any]:
+    """``/v1/rank``'s answer to a valid body (or its request, read by :func:`parse_rank`),
+    for the route and for :mod:`oo_ml.api.fast`."""
+    ranked = (
+        body if isinstance(body, RankRequest) else RankRequest.of(body, body.policy, body.event_id)
+    )
+    record = await decide(engine, metrics, ranked)
     probs = record.probabilities
     assert probs is not None
     scores = record.scores.tolist()
@@ -80,8 +85,8 @@ async def feedback_json(engine: Engine, metrics: Metrics, body: FeedbackIn) -> d
 # The direct path (oo_ml.api.fast) answers these two routes' common requests itself; each must
 # keep exactly one body model and the API token check (ApiDep) as its only dependency.
 DIRECT: dict[str, DirectRoute] = {
-    "/v1/rank": (RankIn, rank_json),
-    "/v1/feedback": (FeedbackIn, feedback_json),
+    "/v1/rank": (RankIn, rank_json, parse_rank),
+    "/v1/feedback": (FeedbackIn, feedback_json, None),
 }
 
 
