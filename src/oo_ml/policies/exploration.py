@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from oo_ml.policies.kernels import ucb_distribution
+from oo_ml.policies.kernels import tie_split_into, ucb_distribution
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import FloatArray
 
@@ -40,40 +40,12 @@ TIE_TOLERANCE = 1e-12
 """Scores within this relative distance of the best count as tied with it."""
 
 
-_FEW = 16
-"""Up to this many scores, ties are found in plain floats, where numpy's per-call overhead
-would dominate; beyond it the vectorised form is faster. Both give the same bits."""
-
-
-def _tie_split_floats(scores: list[float], mass: float, floor: float) -> list[float]:
-    top = max(scores)
-    cut = top - TIE_TOLERANCE * max(1.0, abs(top))
-    split = [floor] * len(scores)
-    best = scores.index(top)
-    others = scores[:best] + scores[best + 1 :]
-    if not others or max(others) < cut:  # the common case: one clear winner
-        split[best] += mass
-        return split
-    tied = [i for i, score in enumerate(scores) if score >= cut]
-    share = mass / len(tied)
-    for i in tied:
-        split[i] += share
-    return split
-
-
 def tie_split(values: FloatArray, mass: float = 1.0, floor: float = 0.0) -> FloatArray:
-    """``floor`` everywhere plus ``mass`` split evenly over the entries tied for the maximum."""
-    if values.shape[0] <= _FEW:
-        return np.array(_tie_split_floats(values.tolist(), mass, floor))
-    best = int(values.argmax())
-    top = float(values[best])
-    probs = np.full(values.shape[0], floor)
-    mask = values >= top - TIE_TOLERANCE * max(1.0, abs(top))
-    ties = int(np.count_nonzero(mask))
-    if ties == 1:  # the common case, without touching the whole array again
-        probs[best] += mass
-    else:
-        probs[mask] += mass / ties
+    """``floor`` everywhere plus ``mass`` split evenly over the entries tied for the maximum
+    (within :data:`TIE_TOLERANCE`): one compiled pass, :func:`~oo_ml.policies.kernels.
+    tie_split_into`, which LinUCB's kernel also ends with."""
+    probs = np.empty(values.shape[0])
+    tie_split_into(values, mass, floor, TIE_TOLERANCE, probs)
     return probs
 
 

@@ -27,7 +27,13 @@ import numpy as np
 
 from oo_ml.types import FloatArray
 
-__all__ = ["posterior_mean", "sherman_morrison", "ucb_distribution", "warm_up"]
+__all__ = [
+    "posterior_mean",
+    "sherman_morrison",
+    "tie_split_into",
+    "ucb_distribution",
+    "warm_up",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,21 +48,39 @@ def _compiled(function: F) -> F:
 
 
 @_compiled
+def tie_split_into(
+    values: FloatArray, mass: float, floor: float, tolerance: float, out: FloatArray
+) -> None:
+    """``out[:] = floor``, plus ``mass`` split evenly over the values within
+    ``tolerance·max(1, |top|)`` of the top one (``floor + mass/ties`` each)."""
+    k = values.shape[0]
+    top = values[0]
+    for r in range(1, k):
+        top = max(top, values[r])
+    cut = top - tolerance * max(1.0, abs(top))
+    tied = 0
+    for r in range(k):
+        if values[r] >= cut:
+            tied += 1
+    share = mass / tied
+    for r in range(k):
+        out[r] = floor + share if values[r] >= cut else floor
+
+
+@_compiled
 def ucb_distribution(
     features: FloatArray, a_inv: FloatArray, means: FloatArray, alpha: float, tolerance: float
 ) -> Any:
     """LinUCB's scores and choice probabilities, as rows 0 and 1 of one (2, k) array.
 
     Scores are ``means + alpha·√(xᵀA⁻¹x)`` for every row x of ``features`` (a negative form,
-    which only rounding can make, reads as 0). Probabilities split 1 evenly over the scores
-    within ``tolerance·max(1, |top|)`` of the top one, as :func:`~oo_ml.policies.exploration.
-    tie_split` does. A⁻¹ is symmetric, so ``xᵀA⁻¹ = Σ_j x_j·A⁻¹[j, :]``: the inner loop runs
-    along contiguous rows and skips the zero entries the interaction encoders are full of.
+    which only rounding can make, reads as 0); probabilities are their :func:`tie_split_into`.
+    A⁻¹ is symmetric, so ``xᵀA⁻¹ = Σ_j x_j·A⁻¹[j, :]``: the inner loop runs along contiguous
+    rows and skips the zero entries the interaction encoders are full of.
     """
     k, d = features.shape
-    out = np.zeros((2, k))
+    out = np.empty((2, k))
     row = np.empty(d)
-    top = -np.inf
     for r in range(k):
         row[:] = 0.0
         for j in range(d):
@@ -67,18 +91,8 @@ def ucb_distribution(
         quad = 0.0
         for i in range(d):
             quad += row[i] * features[r, i]
-        score = means[r] + alpha * math.sqrt(quad if quad > 0.0 else 0.0)
-        out[0, r] = score
-        top = max(top, score)
-    cut = top - tolerance * max(1.0, abs(top))
-    tied = 0
-    for r in range(k):
-        if out[0, r] >= cut:
-            tied += 1
-    share = 1.0 / tied
-    for r in range(k):
-        if out[0, r] >= cut:
-            out[1, r] = share
+        out[0, r] = means[r] + alpha * math.sqrt(quad if quad > 0.0 else 0.0)
+    tie_split_into(out[0], 1.0, 0.0, tolerance, out[1])
     return out
 
 
@@ -150,5 +164,6 @@ def warm_up() -> None:
         a_inv.setflags(write=writable)
         x.setflags(write=writable)
         ucb_distribution(x, a_inv, np.zeros(1), 1.0, 1e-12)
+        tie_split_into(x[0], 1.0, 0.0, 1e-12, np.empty(2))
         sherman_morrison(np.eye(2), np.eye(2), np.zeros(2), np.zeros(2), x[0], 0.0, 1.0)
         posterior_mean(a_inv, np.zeros(2))
