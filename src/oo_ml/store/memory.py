@@ -68,7 +68,8 @@ class _Data:
     users: dict[str, UserRow] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
-    events: dict[str, list[SimEvent]] = field(default_factory=dict)
+    events: dict[str, dict[tuple[str, str, int], SimEvent]] = field(default_factory=dict)
+    """Per run, by (policy, user, step): the key of the SQL table."""
 
 
 class _MemoryTxn:
@@ -308,14 +309,17 @@ class _MemoryTxn:
         return runs[::-1][:limit]
 
     def insert_sim_events(self, events: Sequence[SimEvent]) -> None:
-        for event in events:
-            bucket = self._data.events.setdefault(event.run_id, [])
-            bucket.append(event)
-            self._undo.append(partial(bucket.remove, event))
+        for event in events:  # each one undone if a later one conflicts
+            bucket = self._data.events.setdefault(event.run_id, {})
+            key = (event.policy, event.user_id, event.step)
+            if key in bucket:
+                raise ConflictError(f"run {event.run_id!r} already has step {key}")
+            bucket[key] = event
+            self._undo.append(partial(bucket.__delitem__, key))
 
     def sim_events(self, run_id: str) -> Sequence[SimEvent]:
-        found = self._data.events.get(run_id, [])
-        return sorted(found, key=lambda e: (e.policy, e.user_id, e.step))
+        found = self._data.events.get(run_id, {})
+        return [found[key] for key in sorted(found)]
 
 
 class MemoryStore:
