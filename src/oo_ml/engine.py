@@ -125,11 +125,16 @@ def check_shadow_policies(names: object, field: str = "shadow_policies") -> tupl
     return tuple(names)
 
 
+def policy_seed_key(policy: str) -> int:
+    """A 64-bit number for a policy's name, to key its random streams by the name rather than
+    by its place in a list."""
+    return int.from_bytes(hashlib.blake2b(policy.encode(), digest_size=8).digest(), "big")
+
+
 def _shadow_seed(seed: int, policy: str) -> np.random.SeedSequence:
     """A shadow's generator for one decision: from the decision's seed and the shadow's name
     (not its place in the list), so the logged record alone reproduces its draw."""
-    key = int.from_bytes(hashlib.blake2b(policy.encode(), digest_size=8).digest(), "big")
-    return np.random.SeedSequence([seed, key])
+    return np.random.SeedSequence([seed, policy_seed_key(policy)])
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ are not noise in the world they met.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 
-from oo_ml.engine import Engine, EngineConfig
+from oo_ml.engine import Engine, EngineConfig, policy_seed_key
 from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
@@ -146,8 +145,7 @@ class _Seeds:
     policy's name, so a policy's decisions do not depend on which others run beside it."""
 
     def __init__(self, seed: int, policy: str) -> None:
-        key = int.from_bytes(hashlib.blake2b(policy.encode(), digest_size=8).digest(), "big")
-        self._rng = np.random.default_rng([seed, 0x5EED, key])
+        self._rng = np.random.default_rng([seed, 0x5EED, policy_seed_key(policy)])
         self._pending: list[int] = []
 
     def __call__(self) -> int:
