@@ -38,7 +38,7 @@ from oo_ml.ope.evaluation import GateEstimator, PromotionCheck, check_promotion
 from oo_ml.policies import POLICIES, Policy, get_policy
 from oo_ml.policies.base import seeded_generator
 from oo_ml.policies.model import RidgeState
-from oo_ml.policies.population import PopulationModel, recenter, user_data
+from oo_ml.policies.population import PopulationModel, user_data
 from oo_ml.rewards import get_reward_rule
 from oo_ml.store.base import (
     DecisionRecord,
@@ -156,13 +156,14 @@ class EngineConfig:
     promotion_min_rounds: int = 200
     promotion_max_rounds: int = 50_000
     population_users: int = 2000
+    """The population model is fitted to this many most recently active users at most: the
+    refit runs in the writer thread and costs O(users × clusters × d²)."""
     population_refit_background: bool = False
     """Refit population models in a background thread (the server does): the writer never waits
     for a refit, decisions use the previous model until the new one is ready, and a refit starts
     no sooner than ten times the previous one's duration after it ended, so refits take at most
-    about a tenth of a core. Off, refits run inline and a run is reproducible (the simulator)."""
-    """The population model is fitted to this many most recently active users at most: the
-    refit runs in the writer thread and costs O(users × clusters × d²)."""
+    about a tenth of a core. Off, refits run inline; with ``population_refresh_s`` infinite as
+    well, they depend on the updates alone and a run is reproducible (the simulator)."""
     shadow_policies: tuple[str, ...] = ()
     """Challengers scored beside the served policy on every decision (until overridden in the
     database, see :meth:`Engine.set_shadow_policies`)."""
@@ -676,8 +677,7 @@ class Engine:
             return
         model = self.population_model(txn, policy)
         if model is not None:
-            data = user_data(state, policy.model.lam)
-            recenter(state, model.prior_for(data.D, data.c, state.A_inv), policy.model.lam)
+            model.center(state)
 
     def population_model(self, txn: Txn, policy: Policy) -> PopulationModel | None:
         """The policy's population model, fitted to every user's data under it; ``None`` when

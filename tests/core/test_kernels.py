@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oo_ml.policies.exploration import TIE_TOLERANCE, tie_split
-from oo_ml.policies.kernels import posterior_mean, sherman_morrison, ucb_distribution
+from oo_ml.policies.kernels import (
+    mixture_prior,
+    posterior_mean,
+    sherman_morrison,
+    ucb_distribution,
+)
 from oo_ml.types import FloatArray
 
 
@@ -109,3 +114,38 @@ def test_posterior_mean_accepts_non_contiguous_arrays() -> None:
     a_inv = random_inverse(rng, 6)
     b = rng.standard_normal(12)[::2]
     np.testing.assert_allclose(posterior_mean(a_inv.T, b), a_inv @ b, rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.integers(1, 8),
+    d=st.integers(1, 70),
+    lam=st.sampled_from([0.5, 4.0, 32.0]),
+    noise=st.sampled_from([0.05, 0.25, 1.0]),
+)
+def test_mixture_prior_matches_the_numpy_expression(
+    seed: int, k: int, d: int, lam: float, noise: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = sparse_rows(rng, 3 * d, d)
+    data = x.T @ x  # a user's D; the state keeps A = λI + D and b = λμ₀ + c
+    a = data + lam * np.eye(d)
+    a_inv = np.linalg.inv(a)
+    a_inv = (a_inv + a_inv.T) / 2
+    c, prior = rng.uniform(-1, 1, d), rng.uniform(-0.5, 0.5, d)
+    b = lam * prior + c
+    means = rng.uniform(-1, 1, (k, d))
+    shares = rng.dirichlet(np.ones(k))
+    mixed = mixture_prior(a, lam, b, prior, a_inv, means, np.log(shares), noise)
+    # The module docstring's formula in numpy, from D and c directly.
+    dm = means @ data
+    g = c - dm
+    costs = (means * dm).sum(axis=1) - 2.0 * (means @ c) - ((g @ a_inv) * g).sum(axis=1)
+    logits = np.log(shares) - costs / (2.0 * noise)
+    weights = np.exp(logits - logits.max())
+    expected = (weights / weights.sum()) @ means
+    np.testing.assert_allclose(mixed, expected, rtol=1e-9, atol=1e-12)
+    # Statistics already stripped of the prior (shift 0, zero prior) give the same mixture.
+    stripped = mixture_prior(data, 0.0, c, np.zeros(d), a_inv, means, np.log(shares), noise)
+    np.testing.assert_allclose(stripped, mixed, rtol=1e-9, atol=1e-12)

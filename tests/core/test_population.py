@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from oo_ml import ConfigurationError, RidgeModel
-from oo_ml.policies.population import Population, PopulationModel, recenter, user_data
+from oo_ml.policies.population import (
+    Population,
+    PopulationModel,
+    _misfit,
+    _misfits,
+    recenter,
+    user_data,
+)
 
 D = 4
 THETA_A = np.array([1.0, -1.0, 0.5, 0.0])
@@ -109,6 +116,20 @@ def total_misfit(model: PopulationModel, data: list, lam: float = 1.0) -> float:
             costs.append(mu @ u.D @ mu - 2 * mu @ u.c - g @ a_inv @ g)
         total += min(costs)
     return total
+
+
+def test_batched_misfits_differ_from_the_formula_by_one_constant_per_user() -> None:
+    """The fit's Q for all users and centres at once drops −cᵀA⁻¹c, a term of the user only:
+    every user's costs are the formula's shifted by the same amount, whatever the centre."""
+    data = three_kinds(12)
+    lam = 1.0
+    centres = np.array([THETA_A, THETA_B, THETA_C, THETA_A * 0.5])
+    inverses = np.array([np.linalg.inv(lam * np.eye(D) + u.D) for u in data])
+    batched = _misfits(centres, np.array([u.c for u in data]), inverses, lam)
+    for n, u in enumerate(data):
+        formula = np.array([_misfit(mu, u.D, u.c, inverses[n]) for mu in centres])
+        shift = batched[n] - formula
+        np.testing.assert_allclose(shift, np.full(len(centres), u.c @ inverses[n] @ u.c))
 
 
 def three_kinds(n: int = 30) -> list:  # type: ignore[type-arg]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 
 import pytest
 
+import oo_ml.engine as engine_module
 from oo_ml import ConfigurationError
 from oo_ml.sim.judges import Judgement, JudgeRequest
 from oo_ml.sim.runner import SimConfig, SimRunner, _Seeds
@@ -164,6 +166,27 @@ def test_same_seed_same_numbers_with_a_population_prior() -> None:
     first = SimRunner(MemoryStore()).run(config)
     second = SimRunner(MemoryStore()).run(config)
     assert numbers(first) == numbers(second)
+
+
+def test_a_slow_machine_gets_the_same_numbers_with_a_population_prior(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refits follow the updates, never the wall clock: a machine on which every reading of
+    the monotonic clock is ten minutes after the last (beyond any time-based refresh) plays
+    the same run as a fast one."""
+    config = SimConfig(
+        policies=("ucb-pop3",),
+        personas=("morning-focused", "quick-wins"),
+        users=4,
+        steps=12,
+        seed=5,
+    )
+    fast = SimRunner(MemoryStore()).run(config)
+    ticks = itertools.count()
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: 600.0 * next(ticks))
+    slow = SimRunner(MemoryStore()).run(config)
+    assert next(ticks) > 10  # the engine did read the slowed clock
+    assert numbers(slow) == numbers(fast)
 
 
 def test_summary_is_the_summary_of_the_stored_events(sqlite_url: str) -> None:

@@ -42,7 +42,7 @@ from oo_ml.ope.log import END_OF_TIME_MS, Round, iter_rounds
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
-from oo_ml.policies.population import PopulationModel, recenter, user_data
+from oo_ml.policies.population import PopulationModel, user_data
 from oo_ml.rewards import RewardRule
 from oo_ml.store.base import Store
 from oo_ml.types import Outcome
@@ -140,9 +140,7 @@ class _Replay:
     def _recenter(self, state: RidgeState) -> None:
         if self.population is None:
             return
-        data = user_data(state, self.policy.model.lam)
-        prior = self.population.prior_for(data.D, data.c, state.A_inv)
-        recenter(state, prior, self.policy.model.lam)
+        self.population.center(state)
 
 
 def _reward(round_: Round, rule: RewardRule | None) -> float:

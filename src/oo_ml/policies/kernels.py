@@ -28,6 +28,7 @@ import numpy as np
 from oo_ml.types import FloatArray
 
 __all__ = [
+    "mixture_prior",
     "posterior_mean",
     "sherman_morrison",
     "tie_split_into",
@@ -155,6 +156,95 @@ def sherman_morrison(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     _mean_into(a_inv, b, theta)
 
 
+@_compiled
+def _times_symmetric(m: FloatArray, x: FloatArray, shift: float, out: FloatArray) -> None:
+    """``out = M·(X − shift·I)`` for a symmetric X, summed as ``Σ_j M[:, j]·X[j, :]``: along
+    contiguous rows, one independent sum per entry, each added in index order."""
+    k, d = m.shape
+    row = np.empty(d)
+    out[:] = 0.0
+    for j in range(d):
+        for i in range(d):
+            row[i] = x[j, i]
+        row[j] -= shift
+        for q in range(k):
+            m_j = m[q, j]
+            if m_j != 0.0:
+                for i in range(d):
+                    out[q, i] += m_j * row[i]
+
+
+@_compiled
+def _mixture_prior_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    a: FloatArray,
+    shift: float,
+    c: FloatArray,
+    a_inv: FloatArray,
+    means: FloatArray,
+    log_shares: FloatArray,
+    noise: float,
+    out: FloatArray,
+) -> None:
+    """:func:`mixture_prior` into ``out``, given ``c``."""
+    k, d = means.shape
+    dm = np.empty((k, d))
+    _times_symmetric(means, a, shift, dm)
+    g = np.empty((k, d))
+    for q in range(k):
+        for i in range(d):
+            g[q, i] = c[i] - dm[q, i]
+    ga = np.empty((k, d))
+    _times_symmetric(g, a_inv, 0.0, ga)
+    weights = np.empty(k)
+    for q in range(k):
+        fit = 0.0
+        pull = 0.0
+        quad = 0.0
+        for i in range(d):
+            fit += means[q, i] * dm[q, i]
+            pull += means[q, i] * c[i]
+            quad += ga[q, i] * g[q, i]
+        weights[q] = log_shares[q] - (fit - 2.0 * pull - quad) / (2.0 * noise)
+    weights -= weights.max()
+    weights = np.exp(weights)
+    weights /= weights.sum()
+    out[:] = 0.0
+    for q in range(k):
+        for i in range(d):
+            out[i] += weights[q] * means[q, i]
+
+
+def mixture_prior(  # noqa: PLR0917 (the statistics and the mixture, as arrays)
+    a: FloatArray,
+    shift: float,
+    b: FloatArray,
+    prior_mean: FloatArray,
+    a_inv: FloatArray,
+    means: FloatArray,
+    log_shares: FloatArray,
+    noise: float,
+) -> FloatArray:
+    """The prior mean a cluster mixture gives one user (:mod:`oo_ml.policies.population`):
+    ``Σ_k w_k μ_k``, ``w ∝ exp(log n_k − Q_k / 2σ²)``, where
+    ``Q_k = μ_kᵀDμ_k − 2μ_kᵀc − g_kᵀA⁻¹g_k`` and ``g_k = c − Dμ_k``, for the user's data
+    statistics ``D = a − shift·I`` (symmetric) and ``c = b − shift·prior_mean``. A ridge state
+    passes its own ``A``, ``b``, ``μ₀`` and λ; statistics already stripped of the prior pass
+    ``shift = 0`` and a zero ``prior_mean``. ``means`` are the cluster means (K, d),
+    ``log_shares`` the logarithms of their shares and ``noise`` σ²."""
+    out = np.empty(b.shape[0])
+    _mixture_prior_into(
+        np.ascontiguousarray(a),
+        shift,
+        b - shift * prior_mean,
+        np.ascontiguousarray(a_inv),
+        np.ascontiguousarray(means),
+        np.ascontiguousarray(log_shares),
+        noise,
+        out,
+    )
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel for the argument types serving passes:
     states and features writable or read-only (stores hand read-only arrays out). A service
@@ -167,3 +257,4 @@ def warm_up() -> None:
         tie_split_into(x[0], 1.0, 0.0, 1e-12, np.empty(2))
         sherman_morrison(np.eye(2), np.eye(2), np.zeros(2), np.zeros(2), x[0], 0.0, 1.0)
         posterior_mean(a_inv, np.zeros(2))
+        mixture_prior(a_inv, 1.0, x[0], x[0], a_inv, x, np.zeros(1), 1.0)

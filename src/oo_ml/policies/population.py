@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from oo_ml.errors import ConfigurationError
-from oo_ml.policies.kernels import posterior_mean
+from oo_ml.policies.kernels import mixture_prior, posterior_mean
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import FloatArray
 
@@ -68,11 +68,13 @@ class Population:
 
 @dataclass(frozen=True, slots=True)
 class UserData:
-    """One user's data statistics: D = Σ w x xᵀ, c = Σ w r x, and how many updates."""
+    """One user's data statistics: D = Σ w x xᵀ, c = Σ w r x, and how many updates; with
+    ``A_inv`` the inverse (λI + D)⁻¹ their state keeps (fits compute it when it is absent)."""
 
     D: FloatArray
     c: FloatArray
     n: int
+    A_inv: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,11 @@ class PopulationModel:
         if k == 1:
             return cls(_pooled(pool_eye, users)[None, :], np.ones(1), lam, population.noise)
         datas = np.array([u.D for u in users])
-        batch = _Batch(
-            pool_eye, users, datas, np.array([u.c for u in users]), np.linalg.inv(eye + datas)
-        )
+        if all(u.A_inv is not None for u in users):
+            inverses = np.array([u.A_inv for u in users])
+        else:
+            inverses = np.linalg.inv(eye + datas)
+        batch = _Batch(pool_eye, lam, users, datas, np.array([u.c for u in users]), inverses)
         best: tuple[float, FloatArray, FloatArray] | None = None
         for restart in range(population.restarts):
             rng = np.random.default_rng(seed + restart)
@@ -123,33 +127,53 @@ class PopulationModel:
         if self.means.shape[0] == 1:
             mean: FloatArray = self.means[0].copy()
             return mean
-        # Q_k for all k at once: the rows of M are the cluster means.
-        M = self.means
-        DM = M @ D
-        G = c - DM
-        costs = (M * DM).sum(axis=1) - 2.0 * (M @ c) - ((G @ A_inv) * G).sum(axis=1)
-        logits = np.log(self.shares) - costs / (2.0 * self.noise)
-        weights = np.exp(logits - logits.max())
-        mixed: FloatArray = (weights / weights.sum()) @ self.means
-        return mixed
+        return mixture_prior(
+            D, 0.0, c, np.zeros_like(c), A_inv, self.means, np.log(self.shares), self.noise
+        )
+
+    def center(self, state: RidgeState) -> None:
+        """Move ``state``'s prior mean to what this population expects of its user, keeping
+        the user's data: :meth:`prior_for` of its statistics, then :func:`recenter`. One
+        compiled call reads D and c straight off ``A``, ``b`` and the current prior."""
+        if self.means.shape[0] == 1:
+            mean = self.means[0]
+        else:
+            mean = mixture_prior(
+                state.A,
+                self.lam,
+                state.b,
+                state.prior_mean,
+                state.A_inv,
+                self.means,
+                np.log(self.shares),
+                self.noise,
+            )
+        recenter(state, mean, self.lam)
 
 
-def _misfits(
-    centres: FloatArray, datas: FloatArray, cs: FloatArray, inverses: FloatArray
-) -> FloatArray:
-    """Q(μ_k) of every user n for every centre k at once, (n, k): :func:`_misfit` batched."""
-    dm = np.einsum("nij,kj->nki", datas, centres)
-    g = cs[:, None, :] - dm
-    quad = np.einsum("nki,nij,nkj->nk", g, inverses, g, optimize=True)
-    costs: FloatArray = np.einsum("ki,nki->nk", centres, dm) - 2.0 * cs @ centres.T - quad
+def _misfits(centres: FloatArray, cs: FloatArray, inverses: FloatArray, lam: float) -> FloatArray:
+    """Q(μ_k) of every user n for every centre k at once, (n, k), less a constant per user.
+
+    With A = λI + D, ``D − DA⁻¹D = λI − λ²A⁻¹`` and ``c − DA⁻¹c = λA⁻¹c``, so :func:`_misfit`
+    is ``λ‖μ‖² − λ t·(λμ + 2c) − cᵀA⁻¹c`` with ``t = A⁻¹μ``: one (d, d) product per user and
+    centre instead of two. The dropped ``cᵀA⁻¹c`` depends on the user only, so it changes
+    neither a user's best centre nor which of two fits of the same users has the lower total.
+    """
+    t = inverses @ centres.T  # (n, d, k): A_n⁻¹ μ_k
+    pulls = lam * centres[None, :, :] + 2.0 * cs[:, None, :]  # (n, k, d)
+    costs: FloatArray = lam * (centres * centres).sum(axis=1)[None, :] - lam * np.einsum(
+        "nik,nki->nk", t, pulls
+    )
     return costs
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """The users being fitted, stacked: D (n, d, d), c (n, d) and (λI + D)⁻¹ (n, d, d)."""
+    """The users being fitted, stacked: D (n, d, d), c (n, d) and A⁻¹ = (λI + D)⁻¹ (n, d, d),
+    with the users' λ and ``eye`` (λ_c I) for the clusters' pooled fits."""
 
     eye: FloatArray
+    lam: float
     users: Sequence[UserData]
     datas: FloatArray
     cs: FloatArray
@@ -160,25 +184,27 @@ def _hard_em(
     batch: _Batch, k: int, rng: np.random.Generator, max_iterations: int
 ) -> tuple[FloatArray, FloatArray, float]:
     """One hard-EM run from a k-means++ start: (centres, assignment, total misfit)."""
-    eye, users, datas, cs, inverses = batch.eye, batch.users, batch.datas, batch.cs, batch.inverses
+    eye, datas, cs, inverses = batch.eye, batch.datas, batch.cs, batch.inverses
     estimates = np.einsum("nij,nj->ni", inverses, cs)
-    weights = np.array([float(u.n) for u in users])
+    weights = np.array([float(u.n) for u in batch.users])
     centres = _kmeans_plus_plus(estimates, weights, k, rng)
-    assignment = np.full(len(users), -1)
-    costs = _misfits(centres, datas, cs, inverses)
+    n = len(batch.users)
+    assignment = np.full(n, -1)
+    costs = _misfits(centres, cs, inverses, batch.lam)
     for _ in range(max_iterations):
         new = costs.argmin(axis=1)
         if np.array_equal(new, assignment):
             break
         assignment = new
-        members = [
-            [u for u, a in zip(users, assignment, strict=True) if a == j]
-            for j in range(len(centres))
-        ]
-        centres = np.array([_pooled(eye, group) for group in members if group])
+        # Each non-empty cluster's pooled ridge fit, (λ_c I + Σ D)⁻¹ Σ c over its members.
         assignment = np.unique(assignment, return_inverse=True)[1]
-        costs = _misfits(centres, datas, cs, inverses)
-    total = float(costs[np.arange(len(users)), assignment].sum())
+        groups = int(assignment.max()) + 1
+        members = np.zeros((groups, n))
+        members[assignment, np.arange(n)] = 1.0
+        pooled_d = (members @ datas.reshape(n, -1)).reshape(groups, *eye.shape)
+        centres = _solve(pooled_d + eye, (members @ cs)[:, :, None])[:, :, 0]
+        costs = _misfits(centres, cs, inverses, batch.lam)
+    total = float(costs[np.arange(n), assignment].sum())
     return centres, assignment, total
 
 
@@ -229,7 +255,7 @@ def user_data(state: RidgeState, lam: float) -> UserData:
     """
     D = state.A.copy()
     D.flat[:: state.dim + 1] -= lam
-    return UserData(D, state.b - lam * state.prior_mean, state.n_updates)
+    return UserData(D, state.b - lam * state.prior_mean, state.n_updates, state.A_inv)
 
 
 def recenter(state: RidgeState, mean: FloatArray, lam: float) -> None:

@@ -13,6 +13,7 @@ are not noise in the world they met.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import threading
 import time
@@ -169,7 +170,13 @@ class InProcessClient:
     def __post_init__(self) -> None:
         self.engine = Engine(
             MemoryStore(),
-            EngineConfig(reward_rule=self.reward_rule, max_candidates=10_000),
+            # Population refits every 100 updates, never by the wall clock: a run's numbers
+            # must not depend on how fast the machine plays it.
+            EngineConfig(
+                reward_rule=self.reward_rule,
+                max_candidates=10_000,
+                population_refresh_s=math.inf,
+            ),
             clock=_TickClock(),
             seed_source=self._next_seed,
         )
