@@ -25,10 +25,11 @@ from oo_ml.ope.export import FORMATS, export_log
 from oo_ml.ope.log import END_OF_TIME_MS, parse_time
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
+from oo_ml.runtime import freeze_startup_heap
 from oo_ml.serve import run_server
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import make_judge
-from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg, summary_table
 from oo_ml.sim.runner import HttpClient, SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
@@ -207,6 +208,7 @@ def _simulate(
     names = list(shipped_personas()) if personas == "all" else personas.split(",")
     try:
         config = SimConfig(tuple(policies), tuple(names), users, steps, judge=judge, seed=seed)
+        load_personas(config.personas)  # refused here, before a run is stored
         judge_impl = make_judge(judge, settings)
     except (OOMLError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -214,6 +216,7 @@ def _simulate(
     upgrade(settings.database_url)
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    freeze_startup_heap()  # a run allocates a record per step; see freeze_startup_heap
     try:
         with Progress(console=console) as bar:
             task = bar.add_task("simulating", total=config.total_steps)

@@ -149,6 +149,9 @@ class EngineConfig:
     reward_wait_ms: int = 3_600_000
     active_policy_ttl_s: float = 1.0
     population_refresh_every: int = 100
+    """Refit a population model after this many updates, or after as many updates as it has
+    users if that is more: a fit costs O(users), so refits cost O(1) per update however many
+    users there are, and each user's data changes a little between two fits."""
     population_refresh_s: float = 300.0
     promotion_gate: str | None = None
     """Estimator of the promotion gate (``ips``, ``snips``, ``dm``, ``dr``); ``None``: no gate."""
@@ -217,6 +220,8 @@ class _Population:
     model: PopulationModel | None = None
     computed_at: float | None = None
     updates: int = 0
+    users: int = 0
+    """How many users the model was fitted to."""
     refitting: bool = False
     fit_seconds: float = 0.0
 
@@ -683,8 +688,9 @@ class Engine:
         """The policy's population model, fitted to every user's data under it; ``None`` when
         the policy has none or nobody has taught it anything yet.
 
-        Cached, and refitted after ``population_refresh_every`` updates in this process or
-        ``population_refresh_s`` seconds, whichever comes first.
+        Cached, and refitted after ``population_refresh_every`` updates in this process (or
+        one per user it was fitted to, if more) or ``population_refresh_s`` seconds, whichever
+        comes first.
         """
         if policy.population is None:
             return None
@@ -692,7 +698,7 @@ class Engine:
         now = time.monotonic()
         stale = (
             cached.computed_at is None
-            or cached.updates >= self.config.population_refresh_every
+            or cached.updates >= max(self.config.population_refresh_every, cached.users)
             or now - cached.computed_at >= self.config.population_refresh_s
         )
         if stale and self.config.population_refit_background:
@@ -700,6 +706,7 @@ class Engine:
         elif stale:
             rows = txn.states_of_policy(policy.name, self.config.population_users)
             cached.model = _fit_population(policy, rows)
+            cached.users = len(rows)
             cached.computed_at = now
             cached.updates = 0
         return cached.model
@@ -723,6 +730,7 @@ class Engine:
             limit = self.config.population_users
             rows = self.store.read(lambda txn: txn.states_of_policy(policy.name, limit))
             cached.model = _fit_population(policy, rows)
+            cached.users = len(rows)
             cached.fit_seconds = time.monotonic() - started
             log.info(
                 "population model refitted",

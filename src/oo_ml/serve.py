@@ -9,7 +9,6 @@ connections across them. The sockets are created with ``proto=IPPROTO_TCP``: asy
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import signal
@@ -22,12 +21,11 @@ from types import FrameType
 import uvicorn
 
 from oo_ml.logs import logging_config
+from oo_ml.runtime import freeze_startup_heap
 
 __all__ = ["listen_socket", "run_server"]
 
 SWITCH_INTERVAL_S = 0.0005
-GC_THRESHOLD = 10_000
-"""Allocations between two young collections in a worker (Python's default: 700)."""
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -72,16 +70,10 @@ def _worker(host: str, port: int, log_level: str, app: str, factory: bool) -> No
 
     if multiprocessing.parent_process() is not None:
         threading.Thread(target=follow_supervisor, name="oo-ml-supervisor", daemon=True).start()
-    # Build the app (imports, routes, models: ~130 000 objects) before serving and move it out
-    # of the garbage collector's sight: under load, requests in flight survive young collections
-    # often enough to trigger a full one every second or so, which walked all of those objects
-    # with the event loop stopped (50-100 ms, the 99th percentile of rank's latency). A young
-    # collection costs about the same whatever its threshold (it walks what is alive: the
-    # requests in flight), so it runs less often too.
+    # Build the app before serving and freeze it: under load, a full collection walking the
+    # startup objects was the 99th percentile of rank's latency (see freeze_startup_heap).
     config.load()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    freeze_startup_heap()
     server.run(sockets=[sock])
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pytest
+
+import oo_ml.engine as engine_module
 from oo_ml import Candidate, Context
 from oo_ml.engine import Engine, EngineConfig
 from oo_ml.policies import get_policy
@@ -77,3 +81,25 @@ def test_without_background_refits_the_model_is_fitted_inline() -> None:
     cached = engine._population["ucb-pop1"]
     assert cached.model is not None
     assert not cached.refitting
+
+
+def test_refits_wait_one_update_per_user_when_there_are_more_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fit costs O(users): with more users than ``population_refresh_every`` updates, the
+    engine waits one update per user it last fitted to, so refits cost O(1) per update."""
+    config = EngineConfig(default_policy="ucb-pop1", population_refresh_every=5)
+    engine = Engine(MemoryStore(), config)
+    fits: list[tuple[int, int]] = []  # (users fitted to, updates since the previous fit)
+    real_fit = engine_module._fit_population
+
+    def counting_fit(policy: Any, rows: Any) -> Any:
+        fits.append((len(rows), engine._population[policy.name].updates))
+        return real_fit(policy, rows)
+
+    monkeypatch.setattr(engine_module, "_fit_population", counting_fit)
+    teach(engine, users=12, rounds=6)
+    assert len(fits) >= 4
+    for (users_before, _), (_, waited) in itertools.pairwise(fits):
+        assert waited >= max(5, users_before)
+    assert (12, 12) in [(before, waited) for (before, _), (_, waited) in itertools.pairwise(fits)]

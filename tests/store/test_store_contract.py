@@ -336,6 +336,19 @@ def test_failing_job_in_a_batch_does_not_undo_its_neighbours(store: Store) -> No
     assert store.read(lambda t: t.get_setting("bad")) is None
 
 
+def test_a_saved_row_is_the_stores(store: Store) -> None:
+    """Saving hands the row's arrays over: the memory store keeps them without a copy and
+    read-only, so the caller cannot change the stored model through them either."""
+    row = trained_row()
+    store.write(lambda t: t.save_state("u1", "ucb-ix1", row))
+    kept = row.state.A.copy()
+    with contextlib.suppress(ValueError):
+        row.state.A[0, 0] += 1.0
+    loaded = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.state.A, kept)
+
+
 def test_changing_a_loaded_row_does_not_change_the_stored_model(store: Store) -> None:
     row = trained_row()
     store.write(lambda t: t.save_state("u1", "ucb-ix1", row))

@@ -121,9 +121,7 @@ class _Replay:
         self.touched[user_id] = self.clock
         if self.policy.population is not None:
             self.since_refit += 1
-            # The engine refits every ``refresh_every`` updates; on a long log with many users
-            # that is most of the replay's time, so the replay waits at least as many updates
-            # as it has users (each user's data changes a little between two refits).
+            # As the engine does: every ``refresh_every`` updates, or one per user if more.
             due = max(self.refresh_every, len(self.states))
             if self.population is None or self.since_refit >= due:
                 self._refit()

@@ -110,7 +110,16 @@ class PopulationModel:
             inverses = np.array([u.A_inv for u in users])
         else:
             inverses = np.linalg.inv(eye + datas)
-        batch = _Batch(pool_eye, lam, users, datas, np.array([u.c for u in users]), inverses)
+        cs = np.array([u.c for u in users])
+        batch = _Batch(
+            pool_eye,
+            lam,
+            datas,
+            cs,
+            inverses,
+            np.einsum("nij,nj->ni", inverses, cs),  # each user's own ridge estimate
+            np.array([float(u.n) for u in users]),
+        )
         best: tuple[float, FloatArray, FloatArray] | None = None
         for restart in range(population.restarts):
             rng = np.random.default_rng(seed + restart)
@@ -174,10 +183,13 @@ class _Batch:
 
     eye: FloatArray
     lam: float
-    users: Sequence[UserData]
     datas: FloatArray
     cs: FloatArray
     inverses: FloatArray
+    estimates: FloatArray
+    """Each user's own ridge estimate A⁻¹c, where k-means++ seeds the centres."""
+    weights: FloatArray
+    """Each user's number of updates, the weight of their estimate in the seeding."""
 
 
 def _hard_em(
@@ -185,10 +197,8 @@ def _hard_em(
 ) -> tuple[FloatArray, FloatArray, float]:
     """One hard-EM run from a k-means++ start: (centres, assignment, total misfit)."""
     eye, datas, cs, inverses = batch.eye, batch.datas, batch.cs, batch.inverses
-    estimates = np.einsum("nij,nj->ni", inverses, cs)
-    weights = np.array([float(u.n) for u in batch.users])
-    centres = _kmeans_plus_plus(estimates, weights, k, rng)
-    n = len(batch.users)
+    centres = _kmeans_plus_plus(batch.estimates, batch.weights, k, rng)
+    n = len(cs)
     assignment = np.full(n, -1)
     costs = _misfits(centres, cs, inverses, batch.lam)
     for _ in range(max_iterations):

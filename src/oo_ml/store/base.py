@@ -174,7 +174,9 @@ class Txn(Protocol):
     def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
         """The stored model; ``for_update`` locks it until the job ends (serialises updates)."""
 
-    def save_state(self, user_id: str, policy: str, row: StateRow) -> None: ...
+    def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
+        """Store ``row``. Its arrays are the store's from then on: the memory store keeps them,
+        read-only, without a copy; change a saved state only by loading it again."""
 
     def insert_decision(self, record: DecisionRecord) -> None:
         """Raises :class:`~oo_ml.errors.ConflictError` if the event id exists."""

@@ -36,14 +36,14 @@ def _copy_row(row: StateRow) -> StateRow:
 
 
 def _stored_row(row: StateRow) -> StateRow:
-    """The copy the store keeps: its arrays are read-only, so it can be handed out for reading
-    without another copy (:func:`_read_row`), and a reader that tries to change one in place
-    gets an error instead of changing the stored model."""
-    kept = _copy_row(row)
-    state = kept.state
-    for array in (state.A, state.b, state.A_inv, state.theta, state.prior_mean):
+    """What the store keeps of a saved row: new objects over the row's own arrays, made
+    read-only in place (saving hands them over; see :meth:`~oo_ml.store.base.Txn.save_state`).
+    So they can be handed out for reading without a copy (:func:`_read_row`), and whoever tries
+    to change one in place gets an error instead of changing the stored model."""
+    s = row.state
+    for array in (s.A, s.b, s.A_inv, s.theta, s.prior_mean):
         array.setflags(write=False)
-    return kept
+    return _read_row(row)
 
 
 def _read_row(row: StateRow) -> StateRow:
