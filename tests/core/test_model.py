@@ -176,3 +176,28 @@ def test_export_missing_a_key_is_refused() -> None:
     del data["A_inv"]
     with pytest.raises(StateError, match="malformed"):
         RidgeState.from_dict(data)
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_an_update_leaves_read_only_arrays_alone_and_learns_the_same(discount: float) -> None:
+    """A store may hand out its own arrays read-only: the update copies them first and gives
+    exactly the state it gives from writable copies."""
+    model = RidgeModel(lam=2.0, discount=discount)
+    rng = np.random.default_rng(5)
+    shared = model.new_state("t", 4)
+    for _ in range(3):
+        model.update(shared, rng.uniform(-1, 1, 4), float(rng.uniform(-1, 1)))
+    frozen = RidgeState(
+        "t", shared.A, shared.b, shared.A_inv, shared.theta, shared.prior_mean,
+        shared.n_updates, shared.since_refactor,
+    )  # fmt: skip
+    for array in (frozen.A, frozen.b, frozen.A_inv, frozen.theta, frozen.prior_mean):
+        array.setflags(write=False)
+    before = {name: getattr(frozen, name).copy() for name in ("A", "b", "A_inv", "theta")}
+    writable = frozen.copy()
+    x = rng.uniform(-1, 1, 4)
+    model.update(frozen, x, 0.5)
+    model.update(writable, x, 0.5)
+    for name, array in before.items():
+        np.testing.assert_array_equal(getattr(shared, name), array)  # the store's, untouched
+        np.testing.assert_array_equal(getattr(frozen, name), getattr(writable, name))

@@ -361,7 +361,12 @@ def test_changing_a_loaded_row_does_not_change_the_stored_model(store: Store) ->
     locked = store.write(lambda t: t.load_state("u1", "ucb-ix1", for_update=True))
     assert locked is not None
     assert locked.state.A[0, 0] == kept
-    locked.state.A[0, 0] += 1.0  # a row loaded for update is the caller's to change
+    # A row loaded for update is the caller's to change through the model, which copies
+    # whatever array the store handed out read-only before writing into it.
+    policy = get_policy("ucb-ix1")
+    policy.learn(locked.state, np.ones(policy.dim), 1.0)
+    assert locked.state.A[0, 0] == kept + 1.0
     again = store.read(lambda t: t.load_state("u1", "ucb-ix1"))
     assert again is not None
     assert again.state.A[0, 0] == kept
+    assert again.state.n_updates == row.state.n_updates

@@ -201,6 +201,12 @@ class RidgeModel:
             state.since_refactor = 0
             state.theta = posterior_mean(state.A_inv, state.b)
         else:
+            # A store may hand out its own arrays read-only (the memory store does): those are
+            # copied before the update writes into them, the others updated in place.
+            for name in ("A", "A_inv", "b", "theta"):
+                array = getattr(state, name)
+                if not array.flags.writeable:
+                    setattr(state, name, array.copy())
             sherman_morrison(state.A, state.A_inv, state.b, state.theta, row, reward, weight)
             state.since_refactor += 1
             if self.refactor_every and state.since_refactor >= self.refactor_every:

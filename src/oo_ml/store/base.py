@@ -172,7 +172,11 @@ class Txn(Protocol):
     """The operations a job may use. Reads see the job's own earlier writes."""
 
     def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
-        """The stored model; ``for_update`` locks it until the job ends (serialises updates)."""
+        """The stored model; ``for_update`` locks it until the job ends (serialises updates).
+
+        The row is the caller's: change it with :meth:`~oo_ml.policies.model.RidgeModel.update`
+        or by replacing its arrays, never by writing into them, as they may be the store's own
+        (the memory store hands them out read-only, without a copy)."""
 
     def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
         """Store ``row``. Its arrays are the store's from then on: the memory store keeps them,

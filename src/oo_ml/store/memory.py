@@ -30,11 +30,6 @@ __all__ = ["MemoryStore"]
 T = TypeVar("T")
 
 
-def _copy_row(row: StateRow) -> StateRow:
-    """A deep copy: the caller may change it in place (a model update does)."""
-    return StateRow(row.state.copy(), row.reward_count, row.reward_sum_milli, row.updated_ms)
-
-
 def _stored_row(row: StateRow) -> StateRow:
     """What the store keeps of a saved row: new objects over the row's own arrays, made
     read-only in place (saving hands them over; see :meth:`~oo_ml.store.base.Txn.save_state`).
@@ -93,7 +88,9 @@ class _MemoryTxn:
         row = self._data.states.get((user_id, policy))
         if row is None:
             return None
-        return _copy_row(row) if for_update else _read_row(row)
+        # Read-only arrays either way: an update replaces them (a discounted one) or copies
+        # them first (RidgeModel.update), so nothing is copied that is not about to change.
+        return _read_row(row)
 
     def save_state(self, user_id: str, policy: str, row: StateRow) -> None:
         self._remember(self._data.states, (user_id, policy))
