@@ -119,6 +119,7 @@ class PopulationModel:
             inverses,
             np.einsum("nij,nj->ni", inverses, cs),  # each user's own ridge estimate
             np.array([float(u.n) for u in users]),
+            {},
         )
         best: tuple[float, FloatArray, FloatArray] | None = None
         for restart in range(population.restarts):
@@ -190,6 +191,10 @@ class _Batch:
     """Each user's own ridge estimate A⁻¹c, where k-means++ seeds the centres."""
     weights: FloatArray
     """Each user's number of updates, the weight of their estimate in the seeding."""
+    pooled: dict[bytes, FloatArray]
+    """The pooled fit of each group of users met so far in this fit, by membership: EM
+    iterations and restarts meet the same groups again and again, and a fit costs a d×d
+    solve."""
 
 
 def _hard_em(
@@ -211,8 +216,15 @@ def _hard_em(
         groups = int(assignment.max()) + 1
         members = np.zeros((groups, n))
         members[assignment, np.arange(n)] = 1.0
-        pooled_d = (members @ datas.reshape(n, -1)).reshape(groups, *eye.shape)
-        centres = _solve(pooled_d + eye, (members @ cs)[:, :, None])[:, :, 0]
+        keys = [row.tobytes() for row in np.packbits(members > 0, axis=1)]
+        new_groups = [j for j, key in enumerate(keys) if key not in batch.pooled]
+        if new_groups:
+            chosen = members[new_groups]
+            pooled_d = (chosen @ datas.reshape(n, -1)).reshape(len(new_groups), *eye.shape)
+            solved = _solve(pooled_d + eye, (chosen @ cs)[:, :, None])[:, :, 0]
+            for j, centre in zip(new_groups, solved, strict=True):
+                batch.pooled[keys[j]] = centre
+        centres = np.array([batch.pooled[key] for key in keys])
         costs = _misfits(centres, cs, inverses, batch.lam)
     total = float(costs[np.arange(n), assignment].sum())
     return centres, assignment, total
