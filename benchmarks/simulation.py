@@ -31,7 +31,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._docs import DOCS, command_line, write_section
-from oo_ml import Bandit, get_policy, get_reward_rule
+from oo_ml import Bandit, Candidate, Context, get_policy, get_reward_rule
+from oo_ml.engine import EngineConfig
+from oo_ml.policies.base import Policy
+from oo_ml.policies.population import PopulationModel, user_data
 from oo_ml.runtime import freeze_startup_heap
 from oo_ml.sim.judges import RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
@@ -212,29 +215,52 @@ def drift(policy: str, discounted: str, users: int, seed: int) -> str:
     )
 
 
-def speed(policy: str, repeats: int, seed: int) -> str:
-    """Simulated steps/s (engine, judge, event log on SQLite) vs core rank + learn rounds/s.
+SPEED_USERS, SPEED_STEPS = 8, 150
 
-    The run is 8 users × 150 steps (the issue's run length); the core makes as many rounds.
-    Both are measured after :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim`` and
-    the server run them.
+
+def _core_rounds(
+    policy: Policy, rounds: Sequence[tuple[Context, list[Candidate]]], seed: int, prior: bool
+) -> float:
+    """Rounds/s of the policy's own algorithm in memory: a :class:`Bandit` per user, taking
+    the rounds in turn, rank then learn. With ``prior`` (a population policy), also its
+    population prior as the engine runs it: refitted to every user's statistics after as many
+    updates as the engine waits (``population_refresh_every`` or one per user), and each
+    user re-centred on it after every update; no store, no records, no simulator."""
+    bandits = [Bandit(policy, seed=seed + u) for u in range(SPEED_USERS)]
+    population = policy.population if prior else None
+    refresh = max(EngineConfig().population_refresh_every, SPEED_USERS)
+    lam = policy.model.lam
+    model, since = None, 0
+    started = time.perf_counter()
+    for i, (context, candidates) in enumerate(rounds):
+        bandit = bandits[i % SPEED_USERS]
+        decision = bandit.rank(context, candidates)
+        bandit.learn(decision, 0.5)
+        if population is not None:
+            since += 1
+            if since >= refresh:
+                users = [user_data(b.state, lam) for b in bandits]
+                model, since = PopulationModel.fit(users, lam, population), 0
+            if model is not None:
+                model.center(bandit.state)
+    return len(rounds) / (time.perf_counter() - started)
+
+
+def speed(policies: Sequence[str], repeats: int, seed: int) -> str:
+    """Simulated steps/s (engine, judge, event log on SQLite) vs the core's rank + learn
+    rounds/s for the same policy, population prior included (:func:`_core_rounds`).
+
+    The run is 8 users × 150 steps (the issue's run length); the core makes as many rounds,
+    on the simulator's own candidate lists. Both are measured after
+    :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim`` and the server run them.
     """
-    config = SimConfig((policy,), ("morning-focused", "quick-wins"), 8, 150, seed=seed)
     stream = TaskStream(seed, "bench")
     rounds = []
-    for _ in range(config.total_steps):
+    for _ in range(SPEED_USERS * SPEED_STEPS):
         rounds.append((stream.context, stream.candidates()))
         stream.advance()
 
-    def core() -> float:
-        bandit = Bandit(get_policy(policy), seed=seed)
-        started = time.perf_counter()
-        for context, candidates in rounds:
-            decision = bandit.rank(context, candidates)
-            bandit.learn(decision, 0.5)
-        return len(rounds) / (time.perf_counter() - started)
-
-    def sim() -> float:
+    def sim(config: SimConfig) -> float:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/sim.db"
             upgrade(url)
@@ -245,25 +271,55 @@ def speed(policy: str, repeats: int, seed: int) -> str:
             store.close()
         return config.total_steps / elapsed
 
-    core(), sim()  # warm-up
-    freeze_startup_heap()
-    core_runs, sim_runs = [], []
-    for i in range(repeats):
-        order = (core, sim) if i % 2 == 0 else (sim, core)
-        for fn in order:
-            (core_runs if fn is core else sim_runs).append(fn())
-    core_median, sim_median = statistics.median(core_runs), statistics.median(sim_runs)
-    header = ("policy", "core rounds/s", "simulated steps/s", "ratio (target ≥ 0.5)")
-    rows = [
-        (policy, f"{core_median:,.0f}", f"{sim_median:,.0f}", f"{sim_median / core_median:.2f}")
-    ]
+    rows = []
+    for name in policies:
+        policy = get_policy(name)
+        has_prior = policy.population is not None
+        config = SimConfig(
+            (name,), ("morning-focused", "quick-wins"), SPEED_USERS, SPEED_STEPS, seed=seed
+        )
+        measures = {
+            "core": lambda p=policy: _core_rounds(p, rounds, seed, prior=True),
+            "sim": lambda c=config: sim(c),
+        }
+        if has_prior:
+            measures["bare"] = lambda p=policy: _core_rounds(p, rounds, seed, prior=False)
+        for measure in measures.values():  # warm-up: compiled kernels, caches
+            measure()
+        freeze_startup_heap()
+        runs: dict[str, list[float]] = {key: [] for key in measures}
+        for i in range(repeats):  # interleaved, the order rotating every repeat
+            keys = list(measures)
+            for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+                runs[key].append(measures[key]())
+        core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
+        bare = statistics.median(runs["bare"]) if has_prior else None
+        rows.append(
+            (
+                name,
+                f"{core:,.0f}",
+                f"{simulated:,.0f}",
+                f"{simulated / core:.2f}",
+                "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
+            )
+        )
+    header = (
+        "policy",
+        "core rounds/s",
+        "simulated steps/s",
+        "ratio (target ≥ 0.5)",
+        "core without its prior (ratio)",
+    )
     _show("Simulator speed (medians)", header, rows)
     return (
-        f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs. "
-        "Core: `Bandit.rank` + `learn` on the simulator's own candidate lists. Simulator: "
-        "8 users × 150 steps, the full step (task pool, persona, rule judge, rank and feedback "
-        "through the serving engine over a memory store, events batched into SQLite). Both "
-        "after `freeze_startup_heap()`, as `oo-ml sim` runs.\n\n" + _markdown(header, rows)
+        f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs "
+        f"per policy. Simulator: {SPEED_USERS} users × {SPEED_STEPS} steps, the full step "
+        "(task pool, persona, rule judge, rank and feedback through the serving engine over a "
+        "memory store, events batched into SQLite). Core: the policy's own rank + learn in "
+        "memory on the simulator's candidate lists, a `Bandit` per user in turn; for a policy "
+        "with a population prior, the prior too (refits at the engine's cadence, re-centring "
+        "after each update), and in the last column without it. Both after "
+        "`freeze_startup_heap()`, as `oo-ml sim` runs.\n\n" + _markdown(header, rows)
     )
 
 
@@ -296,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-baseline", default="ucb-ix1")
     parser.add_argument("--drift-policy", default="ucb-ix1")
     parser.add_argument("--drift-discounted", default="ucb-ix1")
-    parser.add_argument("--speed-policy", default="ucb-ix1")
+    parser.add_argument(
+        "--speed-policy", default="ucb-pop3", help="for `speed`: comma-separated policies"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -318,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif experiment == "drift":
             body = drift(args.drift_policy, args.drift_discounted, 24, args.seed)
         else:
-            body = speed(args.speed_policy, args.repeats, args.seed)
+            body = speed(args.speed_policy.split(","), args.repeats, args.seed)
         if not args.no_write:
             write_section(f"sim-{experiment}", body)
     return 0
