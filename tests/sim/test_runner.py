@@ -11,7 +11,7 @@ import pytest
 import oo_ml.engine as engine_module
 from oo_ml import ConfigurationError
 from oo_ml.sim.judges import Judgement, JudgeRequest
-from oo_ml.sim.runner import SimConfig, SimRunner, _Seeds
+from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, _Seeds
 from oo_ml.sim.summary import summarize
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
@@ -187,6 +187,30 @@ def test_a_slow_machine_gets_the_same_numbers_with_a_population_prior(
     slow = SimRunner(MemoryStore()).run(config)
     assert next(ticks) > 10  # the engine did read the slowed clock
     assert numbers(slow) == numbers(fast)
+
+
+def test_the_in_process_engine_forgets_answered_decisions_and_plays_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulator's engine keeps a bounded decision log; each step's decision is read once,
+    by its feedback, so a run plays the same with the bound as without one."""
+    clients: list[InProcessClient] = []
+
+    def client(limit: int | None):  # type: ignore[no-untyped-def]
+        def make(config: SimConfig) -> InProcessClient:
+            made = InProcessClient(config.reward_rule, config.seed, decision_limit=limit)
+            clients.append(made)
+            return made
+
+        return make
+
+    config = dataclasses.replace(SMALL, users=4, steps=30)
+    bounded = SimRunner(MemoryStore(), client_factory=client(5)).run(config)
+    unbounded = SimRunner(MemoryStore(), client_factory=client(None)).run(config)
+    assert numbers(bounded) == numbers(unbounded)
+    logs = [c.engine.store.read(lambda t: list(t.logged_rounds(0, 2**62))) for c in clients]
+    assert len(logs[0]) <= 6  # the limit, plus the last step's decision
+    assert len(logs[1]) == config.total_steps
 
 
 def test_summary_is_the_summary_of_the_stored_events(sqlite_url: str) -> None:

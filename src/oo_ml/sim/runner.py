@@ -163,13 +163,16 @@ class InProcessClient:
 
     reward_rule: str
     seed: int
+    decision_limit: int | None = 1000
+    """Decisions the engine's memory store keeps (see :class:`MemoryStore`): a step's decision
+    is read once, by its feedback, right after it is made; ``None`` keeps them all."""
     engine: Engine = field(init=False)
     _streams: dict[str, _Seeds] = field(init=False, default_factory=dict)
     _stream: _Seeds | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.engine = Engine(
-            MemoryStore(),
+            MemoryStore(self.decision_limit),
             # Population refits every 100 updates, never by the wall clock: a run's numbers
             # must not depend on how fast the machine plays it.
             EngineConfig(

@@ -320,14 +320,41 @@ class _MemoryTxn:
 
 
 class MemoryStore:
-    """Everything in dictionaries; jobs serialised by one lock."""
+    """Everything in dictionaries; jobs serialised by one lock.
 
-    def __init__(self) -> None:
+    ``decision_limit`` bounds the decision log: before each job, the decisions kept longest
+    beyond that many are forgotten, with their feedback and shadows (the models, settings and
+    runs stay). For an in-process simulation, which never reads a decision again once its
+    feedback is in: without a bound, its memory grows by a decision's features (k × d floats)
+    every step.
+    """
+
+    def __init__(self, decision_limit: int | None = None) -> None:
+        if decision_limit is not None and decision_limit < 1:
+            raise ValueError(f"decision_limit must be at least 1, got {decision_limit}")
         self._data = _Data()
         self._lock = threading.RLock()
+        self._decision_limit = decision_limit
+
+    def _forget_oldest(self) -> None:
+        data, limit = self._data, self._decision_limit
+        if limit is None:
+            return
+        decisions = data.decisions
+        while len(decisions) > limit:
+            event_id = next(iter(decisions))  # dicts keep insertion order
+            record = decisions.pop(event_id)
+            data.feedback.pop(event_id, None)
+            ids = data.by_user[record.user_id]
+            ids.remove(event_id)
+            if not ids:
+                del data.by_user[record.user_id]
+            for policy in data.shadow_keys.pop(event_id, []):
+                del data.shadows[(event_id, policy)]
 
     def write(self, job: Callable[[_MemoryTxn], T]) -> T:
         with self._lock:
+            self._forget_oldest()  # not part of the job: its rollback does not undo this
             txn = _MemoryTxn(self._data)
             try:
                 return job(txn)
