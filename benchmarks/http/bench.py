@@ -192,9 +192,14 @@ def serving(
 
 
 def base_env() -> dict[str, str]:
-    """The environment without proxy settings (all traffic is local)."""
+    """The environment without proxy settings (all traffic is local), with this checkout's
+    ``src`` first on ``PYTHONPATH``: the servers run this checkout's code even where the
+    package is installed (editable) from another checkout."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     return env
 
 
@@ -440,7 +445,8 @@ class Bench:
             "factory=False)"
         )
         argv = [sys.executable, "-c", launcher, HOST, str(port)]
-        env_floor = base_env() | {"PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src")])}
+        env_floor = base_env()
+        env_floor["PYTHONPATH"] = os.pathsep.join([str(HERE), env_floor["PYTHONPATH"]])
         log = work / "floor-ours-2.log"
         with serving(
             "floor ours -w2", argv, env=env_floor, cwd=work, log=log, health="/", port=port
