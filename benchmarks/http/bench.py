@@ -63,7 +63,15 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SEED_MAIN = ROOT.parent / "shared" / "reference" / "seed_main.py"
+SEED_MAIN = next(
+    (
+        path
+        for path in (d / "shared" / "reference" / "seed_main.py" for d in ROOT.parents)
+        if path.exists()
+    ),
+    ROOT.parent / "shared" / "reference" / "seed_main.py",
+)
+"""``shared/`` beside the checkout, or beside a directory above it (a git worktree)."""
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 SECTION_START = "<!-- bench:http:start -->"
 SECTION_END = "<!-- bench:http:end -->"
