@@ -63,7 +63,15 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SEED_MAIN = ROOT.parent / "shared" / "reference" / "seed_main.py"
+SEED_MAIN = next(
+    (
+        path
+        for path in (d / "shared" / "reference" / "seed_main.py" for d in ROOT.parents)
+        if path.exists()
+    ),
+    ROOT.parent / "shared" / "reference" / "seed_main.py",
+)
+"""``shared/`` beside the checkout, or beside a directory above it (a git worktree)."""
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 SECTION_START = "<!-- bench:http:start -->"
 SECTION_END = "<!-- bench:http:end -->"
@@ -192,9 +200,14 @@ def serving(
 
 
 def base_env() -> dict[str, str]:
-    """The environment without proxy settings (all traffic is local)."""
+    """The environment without proxy settings (all traffic is local), with this checkout's
+    ``src`` first on ``PYTHONPATH``: the servers run this checkout's code even where the
+    package is installed (editable) from another checkout."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     return env
 
 
@@ -440,7 +453,8 @@ class Bench:
             "factory=False)"
         )
         argv = [sys.executable, "-c", launcher, HOST, str(port)]
-        env_floor = base_env() | {"PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src")])}
+        env_floor = base_env()
+        env_floor["PYTHONPATH"] = os.pathsep.join([str(HERE), env_floor["PYTHONPATH"]])
         log = work / "floor-ours-2.log"
         with serving(
             "floor ours -w2", argv, env=env_floor, cwd=work, log=log, health="/", port=port

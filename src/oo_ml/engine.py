@@ -290,6 +290,7 @@ class Engine:
     )
     _population: dict[str, _Population] = field(default_factory=dict, repr=False)
     _population_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fresh_states: dict[str, tuple[Policy, RidgeState]] = field(default_factory=dict, repr=False)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -432,6 +433,14 @@ class Engine:
             row = txn.load_state(user_id, chosen_policy.name)
             if row is not None:
                 state = row.state
+            elif chosen_policy.population is None:
+                # A new user's prior is the same for everyone: built once, only read here.
+                fresh = self._fresh_states.get(chosen_policy.name)
+                state = (
+                    fresh[1]
+                    if fresh and fresh[0] is chosen_policy
+                    else self._fresh_state(chosen_policy)
+                )
             else:
                 state = chosen_policy.new_state()
                 self._recenter(txn, chosen_policy, state)
@@ -461,6 +470,16 @@ class Engine:
             return record
 
         return job
+
+    def _fresh_state(self, policy: Policy) -> RidgeState:
+        """``policy.new_state()`` with read-only arrays, kept for the next new user: a policy
+        without a population prior starts everyone from the same state, and a decision only
+        reads it (a write would raise)."""
+        state = policy.new_state()
+        for array in (state.A, state.b, state.A_inv, state.theta, state.prior_mean):
+            array.setflags(write=False)
+        self._fresh_states[policy.name] = (policy, state)
+        return state
 
     def _shadow_decide(
         self,

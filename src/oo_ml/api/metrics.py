@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,6 +13,7 @@ __all__ = ["Metrics"]
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _decided: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -61,3 +63,11 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+
+    def decided(self, policy: str) -> None:
+        """Count a decision of ``policy``: ``decisions.labels(policy).inc()`` with the labelled
+        child kept (``labels`` takes a lock and builds a key on every call, ~1.5 µs)."""
+        child = self._decided.get(policy)
+        if child is None:
+            child = self._decided[policy] = self.decisions.labels(policy)
+        child.inc()

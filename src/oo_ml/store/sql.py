@@ -237,6 +237,28 @@ _SAVE_STATE = _sql(
     " updated_ms = excluded.updated_ms"
 )
 _INSERT_DECISION = _insert_sql(decisions)
+if _DECISION_COLUMNS != (
+    "event_id",
+    "user_id",
+    "policy",
+    "created_ms",
+    "hour_of_day",
+    "day_of_week",
+    "n_candidates",
+    "dim",
+    "candidates",
+    "features",
+    "scores",
+    "probabilities",
+    "chosen",
+    "chosen_id",
+    "explored",
+    "seed",
+    "model_updates",
+    "origin",
+    "content",
+):  # SqlTxn.insert_decision passes its parameters in this order
+    raise ImportError("decisions' columns changed: update SqlTxn.insert_decision")
 _GET_DECISION = _select_sql(decisions, "event_id = ?")
 _INSERT_FEEDBACK = _insert_sql(tip_feedback)
 _GET_FEEDBACK = _select_sql(tip_feedback, "event_id = ?")
@@ -329,31 +351,32 @@ class SqlTxn:
         self._execute(_SAVE_STATE, params).close()
 
     def insert_decision(self, record: DecisionRecord) -> None:
+        # The parameters as one tuple in the statement's column order (_INSERT_DECISION).
         k, d = record.features.shape
-        values = {
-            "event_id": record.event_id,
-            "user_id": record.user_id,
-            "policy": record.policy,
-            "created_ms": record.created_ms,
-            "hour_of_day": record.context.hour_of_day,
-            "day_of_week": record.context.day_of_week,
-            "n_candidates": k,
-            "dim": d,
-            "candidates": _candidates_json(record),
-            "features": array_to_bytes(record.features),
-            "scores": array_to_bytes(record.scores),
-            "probabilities": None
-            if record.probabilities is None
-            else array_to_bytes(record.probabilities),
-            "chosen": record.chosen,
-            "chosen_id": record.chosen_id,
-            "explored": record.explored,
-            "seed": record.seed,
-            "model_updates": record.model_updates,
-            "origin": record.origin,
-            "content": None if record.content is None else json.dumps(record.content),
-        }
-        self._execute(_INSERT_DECISION, [values[c] for c in _DECISION_COLUMNS]).close()
+        probabilities = record.probabilities
+        content = record.content
+        params = (
+            record.event_id,
+            record.user_id,
+            record.policy,
+            record.created_ms,
+            record.context.hour_of_day,
+            record.context.day_of_week,
+            k,
+            d,
+            _candidates_json(record),
+            array_to_bytes(record.features),
+            array_to_bytes(record.scores),
+            None if probabilities is None else array_to_bytes(probabilities),
+            record.chosen,
+            record.chosen_id,
+            record.explored,
+            record.seed,
+            record.model_updates,
+            record.origin,
+            None if content is None else json.dumps(content),
+        )
+        self._execute(_INSERT_DECISION, params).close()
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
         row = self._fetchone(_GET_DECISION, (event_id,))

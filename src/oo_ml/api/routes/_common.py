@@ -46,7 +46,7 @@ async def decide(engine: Engine, metrics: Metrics, request: RankRequest) -> Deci
         shadows_out=shadows,
     )
     record = await engine.run_async(job)
-    metrics.decisions.labels(record.policy).inc()
+    metrics.decided(record.policy)
     for shadow in shadows:
         metrics.shadow_decisions.labels(shadow.policy).inc()
         if shadow.chosen == record.chosen:
