@@ -294,12 +294,16 @@ def speed(policies: Sequence[str], repeats: int, seed: int) -> str:
                 runs[key].append(measures[key]())
         core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
         bare = statistics.median(runs["bare"]) if has_prior else None
+        # Each repeat's own ratio (its runs were measured back to back): their spread shows
+        # how much of a difference the machine's noise alone makes.
+        ratios = sorted(s / c for s, c in zip(runs["sim"], runs["core"], strict=True))
         rows.append(
             (
                 name,
                 f"{core:,.0f}",
                 f"{simulated:,.0f}",
                 f"{simulated / core:.2f}",
+                f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
                 "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
             )
         )
@@ -308,6 +312,7 @@ def speed(policies: Sequence[str], repeats: int, seed: int) -> str:
         "core rounds/s",
         "simulated steps/s",
         "ratio (target ≥ 0.5)",
+        "per-repeat ratio, median [min, max]",
         "core without its prior (ratio)",
     )
     _show("Simulator speed (medians)", header, rows)
