@@ -174,7 +174,7 @@ class InProcessClient:
     def __post_init__(self) -> None:
         self.engine = Engine(
             MemoryStore(self.decision_limit),
-            # Population refits every 100 updates, never by the wall clock: a run's numbers
+            # Population refits follow the updates, never the wall clock: a run's numbers
             # must not depend on how fast the machine plays it.
             EngineConfig(
                 reward_rule=self.reward_rule,
