@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from oo_ml import Candidate, ValidationError
-from oo_ml.sim import tasks as tasks_module
+from oo_ml import types as types_module
 from oo_ml.sim.tasks import TEMPLATES, TaskStream
 
 
@@ -102,14 +102,14 @@ def test_pool_fields_are_kept_until_the_pool_changes() -> None:
 def test_candidates_are_what_the_checked_constructor_builds() -> None:
     """The pool's candidates skip Candidate's checks (their values passed them when the task
     arrived): they must be exactly what the checked constructor makes, field for field."""
-    assert tuple(f.name for f in dataclasses.fields(Candidate)) == tasks_module._CANDIDATE_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(Candidate)) == types_module._CANDIDATE_FIELDS
     stream = TaskStream(6, "u")
     for _ in range(80):
         for c in stream.candidates():
             checked = Candidate(c.id, c.is_overdue, c.task_age_days, c.priority, c.source)
             assert c == checked
-            assert [type(getattr(c, f)) for f in tasks_module._CANDIDATE_FIELDS] == [
-                type(getattr(checked, f)) for f in tasks_module._CANDIDATE_FIELDS
+            assert [type(getattr(c, f)) for f in types_module._CANDIDATE_FIELDS] == [
+                type(getattr(checked, f)) for f in types_module._CANDIDATE_FIELDS
             ]
         stream.advance()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oo_ml.types import MAX_TASK_AGE_DAYS, Candidate, Context, FloatArray
+from oo_ml.types import MAX_TASK_AGE_DAYS, Candidate, Context, FloatArray, checked_candidate
 
 __all__ = ["TEMPLATES", "SimTask", "TaskStream"]
 
@@ -62,26 +62,6 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
 _KEYS = tuple(TEMPLATES)
 _KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
 _PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
-
-
-_CANDIDATE_FIELDS = ("id", "is_overdue", "task_age_days", "priority", "source")
-_set_id, _set_overdue, _set_age, _set_priority, _set_source = (
-    getattr(Candidate, name).__set__ for name in _CANDIDATE_FIELDS
-)
-
-
-def _candidate(
-    id: str, is_overdue: bool, task_age_days: float, priority: int, source: str
-) -> Candidate:
-    """``Candidate(...)`` without its checks, for values known to pass them: a step builds
-    one candidate per task, and the checks cost as much as the rest of the construction."""
-    candidate: Candidate = object.__new__(Candidate)
-    _set_id(candidate, id)
-    _set_overdue(candidate, is_overdue)
-    _set_age(candidate, task_age_days)
-    _set_priority(candidate, priority)
-    _set_source(candidate, source)
-    return candidate
 
 
 @functools.cache
@@ -243,7 +223,7 @@ class TaskStream:
             # A task's id, priority and source passed Candidate's checks when it arrived
             # (_new_task); only the age moves, and it is checked here against the same bound.
             build = (
-                _candidate
+                checked_candidate
                 if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
                 else Candidate  # out of range: Candidate refuses it, as it should
             )
