@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -215,99 +215,84 @@ def drift(policy: str, discounted: str, users: int, seed: int) -> str:
     )
 
 
-SPEED_USERS, SPEED_STEPS = 8, 150
+SPEED_STEPS = 150
+SPEED_RUNS = {
+    "small": (8, ("morning-focused", "quick-wins")),
+    "standard": (119, None),  # the learning-quality run's users and personas (all shipped)
+}
+"""The runs ``speed`` measures: (users, personas; ``None`` = every shipped persona)."""
 
 
 def _core_rounds(
-    policy: Policy, rounds: Sequence[tuple[Context, list[Candidate]]], seed: int, prior: bool
+    policy: Policy,
+    rounds: Sequence[tuple[Context, list[Candidate]]],
+    users: int,
+    seed: int,
+    prior: bool,
 ) -> float:
     """Rounds/s of the policy's own algorithm in memory: a :class:`Bandit` per user, taking
     the rounds in turn, rank then learn. With ``prior`` (a population policy), also its
     population prior as the engine runs it: refitted to every user's statistics after as many
     updates as the engine waits (``population_refresh_every`` or one per user), and each
     user re-centred on it after every update; no store, no records, no simulator."""
-    bandits = [Bandit(policy, seed=seed + u) for u in range(SPEED_USERS)]
+    bandits = [Bandit(policy, seed=seed + u) for u in range(users)]
     population = policy.population if prior else None
-    refresh = max(EngineConfig().population_refresh_every, SPEED_USERS)
+    refresh = max(EngineConfig().population_refresh_every, users)
     lam = policy.model.lam
     model, since = None, 0
     started = time.perf_counter()
     for i, (context, candidates) in enumerate(rounds):
-        bandit = bandits[i % SPEED_USERS]
+        bandit = bandits[i % users]
         decision = bandit.rank(context, candidates)
         bandit.learn(decision, 0.5)
         if population is not None:
             since += 1
             if since >= refresh:
-                users = [user_data(b.state, lam) for b in bandits]
-                model, since = PopulationModel.fit(users, lam, population), 0
+                data = [user_data(b.state, lam) for b in bandits]
+                model, since = PopulationModel.fit(data, lam, population), 0
             if model is not None:
                 model.center(bandit.state)
     return len(rounds) / (time.perf_counter() - started)
 
 
-def speed(policies: Sequence[str], repeats: int, seed: int) -> str:
+def _sim_steps(config: SimConfig) -> float:
+    """Steps/s of a run, its events in a new SQLite database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/sim.db"
+        upgrade(url)
+        store = SqlStore(url)
+        started = time.perf_counter()
+        SimRunner(store).run(config)
+        elapsed = time.perf_counter() - started
+        store.close()
+    return config.total_steps / elapsed
+
+
+def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int) -> str:
     """Simulated steps/s (engine, judge, event log on SQLite) vs the core's rank + learn
-    rounds/s for the same policy, population prior included (:func:`_core_rounds`).
+    rounds/s for the same policy, population prior included (:func:`_core_rounds`), for each
+    of ``runs`` (:data:`SPEED_RUNS`), 150 steps per user.
 
-    The run is 8 users × 150 steps (the issue's run length); the core makes as many rounds,
-    on the simulator's own candidate lists. Both are measured after
-    :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim`` and the server run them.
+    The core makes as many rounds as the run has steps, on the simulator's own candidate
+    lists. Both are measured after :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim``
+    and the server run them.
     """
-    stream = TaskStream(seed, "bench")
-    rounds = []
-    for _ in range(SPEED_USERS * SPEED_STEPS):
-        rounds.append((stream.context, stream.candidates()))
-        stream.advance()
-
-    def sim(config: SimConfig) -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite:///{tmp}/sim.db"
-            upgrade(url)
-            store = SqlStore(url)
-            started = time.perf_counter()
-            SimRunner(store).run(config)
-            elapsed = time.perf_counter() - started
-            store.close()
-        return config.total_steps / elapsed
-
     rows = []
-    for name in policies:
-        policy = get_policy(name)
-        has_prior = policy.population is not None
-        config = SimConfig(
-            (name,), ("morning-focused", "quick-wins"), SPEED_USERS, SPEED_STEPS, seed=seed
-        )
-        measures = {
-            "core": lambda p=policy: _core_rounds(p, rounds, seed, prior=True),
-            "sim": lambda c=config: sim(c),
-        }
-        if has_prior:
-            measures["bare"] = lambda p=policy: _core_rounds(p, rounds, seed, prior=False)
-        for measure in measures.values():  # warm-up: compiled kernels, caches
-            measure()
+    for run in runs:
+        users, persona_names = SPEED_RUNS[run]
+        personas = tuple(shipped_personas()) if persona_names is None else persona_names
+        stream = TaskStream(seed, "bench")
+        rounds = []
+        for _ in range(users * SPEED_STEPS):
+            rounds.append((stream.context, stream.candidates()))
+            stream.advance()
+        # The candidate lists live through the whole measurement, like a process's startup
+        # objects: frozen, so that no full collection during a run walks them.
         freeze_startup_heap()
-        runs: dict[str, list[float]] = {key: [] for key in measures}
-        for i in range(repeats):  # interleaved, the order rotating every repeat
-            keys = list(measures)
-            for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
-                runs[key].append(measures[key]())
-        core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
-        bare = statistics.median(runs["bare"]) if has_prior else None
-        # Each repeat's own ratio (its runs were measured back to back): their spread shows
-        # how much of a difference the machine's noise alone makes.
-        ratios = sorted(s / c for s, c in zip(runs["sim"], runs["core"], strict=True))
-        rows.append(
-            (
-                name,
-                f"{core:,.0f}",
-                f"{simulated:,.0f}",
-                f"{simulated / core:.2f}",
-                f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
-                "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
-            )
-        )
+        for name in policies:
+            rows.append(_speed_row(run, name, personas, users, rounds, repeats, seed))
     header = (
+        "run",
         "policy",
         "core rounds/s",
         "simulated steps/s",
@@ -316,15 +301,65 @@ def speed(policies: Sequence[str], repeats: int, seed: int) -> str:
         "core without its prior (ratio)",
     )
     _show("Simulator speed (medians)", header, rows)
+    described = "; ".join(
+        f"{run}: {SPEED_RUNS[run][0]} users × {SPEED_STEPS} steps, {_persona_text(run)}"
+        for run in runs
+    )
     return (
         f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs "
-        f"per policy. Simulator: {SPEED_USERS} users × {SPEED_STEPS} steps, the full step "
-        "(task pool, persona, rule judge, rank and feedback through the serving engine over a "
-        "memory store, events batched into SQLite). Core: the policy's own rank + learn in "
-        "memory on the simulator's candidate lists, a `Bandit` per user in turn; for a policy "
-        "with a population prior, the prior too (refits at the engine's cadence, re-centring "
-        "after each update), and in the last column without it. Both after "
-        "`freeze_startup_heap()`, as `oo-ml sim` runs.\n\n" + _markdown(header, rows)
+        f"per policy ({described}). Simulator: the full step (task pool, persona, rule judge, "
+        "rank and feedback through the serving engine over a memory store, events batched into "
+        "SQLite). Core: the policy's own rank + learn in memory on the simulator's candidate "
+        "lists, a `Bandit` per user in turn; for a policy with a population prior, the prior "
+        "too (refits at the engine's cadence, re-centring after each update), and in the last "
+        "column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs.\n\n"
+        + _markdown(header, rows)
+    )
+
+
+def _persona_text(run: str) -> str:
+    names = SPEED_RUNS[run][1]
+    return "every shipped persona" if names is None else ", ".join(names)
+
+
+def _speed_row(  # noqa: PLR0917 (one measurement's settings)
+    run: str,
+    name: str,
+    personas: Sequence[str],
+    users: int,
+    rounds: Sequence[tuple[Context, list[Candidate]]],
+    repeats: int,
+    seed: int,
+) -> tuple[str, ...]:
+    policy = get_policy(name)
+    has_prior = policy.population is not None
+    config = SimConfig((name,), tuple(personas), users, SPEED_STEPS, seed=seed)
+    measures: dict[str, Callable[[], float]] = {
+        "core": lambda: _core_rounds(policy, rounds, users, seed, prior=True),
+        "sim": lambda: _sim_steps(config),
+    }
+    if has_prior:
+        measures["bare"] = lambda: _core_rounds(policy, rounds, users, seed, prior=False)
+    for measure in measures.values():  # warm-up: compiled kernels, caches
+        measure()
+    runs: dict[str, list[float]] = {key: [] for key in measures}
+    for i in range(repeats):  # interleaved, the order rotating every repeat
+        keys = list(measures)
+        for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
+            runs[key].append(measures[key]())
+    core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
+    bare = statistics.median(runs["bare"]) if has_prior else None
+    # Each repeat's own ratio (its runs were measured back to back): their spread shows how
+    # much of a difference the machine's noise alone makes.
+    ratios = sorted(s / c for s, c in zip(runs["sim"], runs["core"], strict=True))
+    return (
+        run,
+        name,
+        f"{core:,.0f}",
+        f"{simulated:,.0f}",
+        f"{simulated / core:.2f}",
+        f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
+        "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
     )
 
 
@@ -360,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--speed-policy", default="ucb-pop3", help="for `speed`: comma-separated policies"
     )
+    parser.add_argument(
+        "--speed-runs", default="small,standard", help=f"for `speed`: of {', '.join(SPEED_RUNS)}"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -381,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif experiment == "drift":
             body = drift(args.drift_policy, args.drift_discounted, 24, args.seed)
         else:
-            body = speed(args.speed_policy.split(","), args.repeats, args.seed)
+            body = speed(
+                args.speed_policy.split(","), args.speed_runs.split(","), args.repeats, args.seed
+            )
         if not args.no_write:
             write_section(f"sim-{experiment}", body)
     return 0
