@@ -475,9 +475,7 @@ class Engine:
         """``policy.new_state()`` with read-only arrays, kept for the next new user: a policy
         without a population prior starts everyone from the same state, and a decision only
         reads it (a write would raise)."""
-        state = policy.new_state()
-        for array in (state.A, state.b, state.A_inv, state.theta, state.prior_mean):
-            array.setflags(write=False)
+        state = policy.new_state().freeze()
         self._fresh_states[policy.name] = (policy, state)
         return state
 

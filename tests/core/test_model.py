@@ -190,9 +190,8 @@ def test_an_update_leaves_read_only_arrays_alone_and_learns_the_same(discount: f
     frozen = RidgeState(
         "t", shared.A, shared.b, shared.A_inv, shared.theta, shared.prior_mean,
         shared.n_updates, shared.since_refactor,
-    )  # fmt: skip
-    for array in (frozen.A, frozen.b, frozen.A_inv, frozen.theta, frozen.prior_mean):
-        array.setflags(write=False)
+    ).freeze()  # fmt: skip
+    assert not any(a.flags.writeable for a in (shared.A, shared.b, shared.A_inv, shared.theta))
     before = {name: getattr(frozen, name).copy() for name in ("A", "b", "A_inv", "theta")}
     writable = frozen.copy()
     x = rng.uniform(-1, 1, 4)

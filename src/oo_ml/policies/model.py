@@ -79,6 +79,14 @@ class RidgeState:
             self.since_refactor,
         )
 
+    def freeze(self) -> RidgeState:
+        """Make the arrays read-only, in place, and return this state: it can then be shared
+        without copies, and an update gives the sharer new arrays (see :meth:`RidgeModel.update`)
+        instead of writing into these."""
+        for array in (self.A, self.b, self.A_inv, self.theta, self.prior_mean):
+            array.setflags(write=False)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data (lists of floats, exact under ``json`` round trips)."""
         return {

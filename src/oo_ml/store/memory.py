@@ -35,9 +35,7 @@ def _stored_row(row: StateRow) -> StateRow:
     read-only in place (saving hands them over; see :meth:`~oo_ml.store.base.Txn.save_state`).
     So they can be handed out for reading without a copy (:func:`_read_row`), and whoever tries
     to change one in place gets an error instead of changing the stored model."""
-    s = row.state
-    for array in (s.A, s.b, s.A_inv, s.theta, s.prior_mean):
-        array.setflags(write=False)
+    row.state.freeze()
     return _read_row(row)
 
 
