@@ -354,12 +354,11 @@ class SimUser:
         stream = self.stream
         static = self._static
         if static is None or static[0] != stream.version:
-            _, due_at, priorities, sources = stream.pool_fields()
-            due = np.array(due_at, dtype=np.float64)
-            due.setflags(write=False)
+            _, _, priorities, sources = stream.pool_fields()
             static_t = static_features_t(priorities, sources)
             static_t.setflags(write=False)
-            static = self._static = (stream.version, static_t, due)
+            # The stream's own array of due dates, kept as long as the pool (read-only).
+            static = self._static = (stream.version, static_t, stream.static_columns()[1])
         return static
 
 
