@@ -28,7 +28,7 @@ from oo_ml.api.schemas import (
     POLICY_MAX_LENGTH,
     ScoreIn,
 )
-from oo_ml.engine import MAX_EVENT_ID_LENGTH
+from oo_ml.engine import check_event_id
 from oo_ml.errors import ValidationError
 from oo_ml.types import (
     MAX_ID_LENGTH,
@@ -71,7 +71,6 @@ class RankRequest:
 
 
 _ABSENT: Any = object()
-_EVENT_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
 
 
 class _DeclinedError(Exception):
@@ -171,9 +170,9 @@ def _candidates(items: list[Any]) -> tuple[list[Candidate], list[str | None], li
 def _request(data: dict[str, Any]) -> RankRequest:
     user_id = _str(data.get("user_id"), 1, MAX_ID_LENGTH)
     policy = _optional_str(data.get("policy"), 0, POLICY_MAX_LENGTH)
-    event_id = _optional_str(data.get("event_id"), 1, MAX_EVENT_ID_LENGTH)
-    if event_id is not None and not _EVENT_ID_CHARS.issuperset(event_id):
-        raise _DeclinedError
+    event_id = data.get("event_id")
+    if event_id is not None:
+        check_event_id(event_id)  # its ValidationError declines the body, as any doubt does
     context = data.get("context", _ABSENT)
     if context is _ABSENT:
         hour, day = 12, 0
