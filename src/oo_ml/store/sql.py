@@ -857,18 +857,13 @@ class _Writer:
             for job, future in batch:
                 self._put((job, future, queue.post))
             return
-        results = [
-            (future, ok, value) for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
+        entries: list[tuple[_Deliver, _Result]] = [
+            (queue.post, (future, ok, value))
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True)
         ]
-        if database is not None:
-            assert self._syncer is not None
-            if not self._syncer.quick():
-                self._syncer.put(database, [(queue.post, result) for result in results])
-                return
-            error = self._syncer.sync(database)
-            if error is not None:
-                results = [(future, False, error) for future, _, _ in results]
-        _settle(results)
+        ready = self._durable(database, entries)
+        if ready is not None:  # resolved here, on the loop's own thread: no post needed
+            _settle([result for _, result in ready])
 
     # -- on the writer thread -----------------------------------------------------------------
 
@@ -906,17 +901,25 @@ class _Writer:
             (deliver, (future, ok, value))
             for (_, future, deliver), (ok, value) in zip(batch, outcomes, strict=True)
         ]
-        if database is not None:
-            assert self._syncer is not None
-            if not self._syncer.quick():
-                self._syncer.put(database, entries)  # delivered once the WAL is on disk
-                return
-            error = self._syncer.sync(database)
-            if error is not None:
-                entries = [(deliver, (r[0], False, error)) for deliver, r in entries]
-        _deliver(entries)
+        ready = self._durable(database, entries)
+        if ready is not None:
+            _deliver(ready)
 
     # -- either -------------------------------------------------------------------------------
+
+    def _durable(
+        self, database: str | None, entries: list[tuple[_Deliver, _Result]]
+    ) -> list[tuple[_Deliver, _Result]] | None:
+        """A committed batch's results, to deliver now: at once when there is no WAL to sync
+        (``database`` from :meth:`_committed`), after syncing it here when syncs are quick;
+        ``None`` when a syncer thread took them, to deliver once the WAL is on disk."""
+        if database is None:
+            return entries
+        assert self._syncer is not None
+        if not self._syncer.quick():
+            self._syncer.put(database, entries)
+            return None
+        return self._syncer.synced(database, entries)
 
     def _committed(self, outcomes: list[tuple[bool, Any]] | None) -> str | None:
         """After a try at a batch: count a commit for the checkpointer, and return the database
@@ -1169,13 +1172,19 @@ class _WalSyncer:
             self._typical += (time.perf_counter() - start - self._typical) / 8
         return None
 
+    def synced(
+        self, database: str, entries: list[tuple[_Deliver, _Result]]
+    ) -> list[tuple[_Deliver, _Result]]:
+        """``entries`` after syncing ``database``'s WAL in this thread: as they are, or failed
+        with the sync's error."""
+        error = self.sync(database)
+        if error is None:
+            return entries
+        return [(deliver, (result[0], False, error)) for deliver, result in entries]
+
     def _loop(self) -> None:
         while (taken := self._take()) is not None:
-            database, entries = taken
-            error = self.sync(database)
-            if error is not None:
-                entries = [(deliver, (r[0], False, error)) for deliver, r in entries]
-            _deliver(entries)
+            _deliver(self.synced(*taken))
 
 
 def _job_error(exc: Exception) -> Exception:
