@@ -1,12 +1,13 @@
-"""Compiled inner loops of a round: LinUCB's scores and the Sherman–Morrison update.
+"""Compiled inner loops of a round: LinUCB's scores and tie split, the Sherman–Morrison
+update, θ = A⁻¹b, and the population prior's re-centring.
 
 A decision and its update at d=44 are some 30 numpy calls of 0.3–2 µs each; the arithmetic
-behind them takes a fraction of that. These two kernels do it in one compiled call each
-(numba, no Python objects inside), which is what lets a round run several times faster than
-the existing service's inverse-per-decision path at the dimensions our interaction encoders
-use (``benchmarks/core_rounds.py``).
+behind them takes a fraction of that. These kernels do it in one compiled call each (numba,
+no Python objects inside), which is what lets a round run several times faster than the
+existing service's inverse-per-decision path at the dimensions our interaction encoders use
+(``benchmarks/core_rounds.py``).
 
-Both follow the numpy formulas they replace term for term — the same products, one rounding
+All follow the numpy formulas they replace term for term — the same products, one rounding
 each — and differ from them only in the order some sums are added up, i.e. in the last bits:
 ``tests/core/test_kernels.py`` holds them to the numpy expressions. No ``fastmath``: results
 stay IEEE, identical from run to run and machine to machine.
