@@ -29,6 +29,7 @@ import numpy as np
 from oo_ml.types import FloatArray
 
 __all__ = [
+    "compiled",
     "mixture_prior",
     "posterior_mean",
     "sherman_morrison",
@@ -40,7 +41,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _compiled(function: F) -> F:
+def compiled(function: F) -> F:
     """``function`` compiled in nopython mode, with an on-disk cache when one can be written."""
     try:
         compiled = numba.njit(cache=True)(function)
@@ -49,7 +50,7 @@ def _compiled(function: F) -> F:
     return cast(F, compiled)
 
 
-@_compiled
+@compiled
 def tie_split_into(
     values: FloatArray, mass: float, floor: float, tolerance: float, out: FloatArray
 ) -> None:
@@ -69,7 +70,7 @@ def tie_split_into(
         out[r] = floor + share if values[r] >= cut else floor
 
 
-@_compiled
+@compiled
 def ucb_distribution(
     features: FloatArray, a_inv: FloatArray, means: FloatArray, alpha: float, tolerance: float
 ) -> Any:
@@ -98,7 +99,7 @@ def ucb_distribution(
     return out
 
 
-@_compiled
+@compiled
 def _mean_into(a_inv: FloatArray, b: FloatArray, theta: FloatArray) -> None:
     """``theta[:] = A⁻¹b``, each entry summed in index order."""
     d = b.shape[0]
@@ -118,7 +119,7 @@ def posterior_mean(a_inv: FloatArray, b: FloatArray) -> FloatArray:
     return theta
 
 
-@_compiled
+@compiled
 def sherman_morrison(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     a: FloatArray,
     a_inv: FloatArray,
@@ -157,7 +158,7 @@ def sherman_morrison(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     _mean_into(a_inv, b, theta)
 
 
-@_compiled
+@compiled
 def _times_symmetric(m: FloatArray, x: FloatArray, shift: float, out: FloatArray) -> None:
     """``out = M·(X − shift·I)`` for a symmetric X, summed as ``Σ_j M[:, j]·X[j, :]``: along
     contiguous rows, one independent sum per entry, each added in index order."""
@@ -175,7 +176,7 @@ def _times_symmetric(m: FloatArray, x: FloatArray, shift: float, out: FloatArray
                     out[q, i] += m_j * row[i]
 
 
-@_compiled
+@compiled
 def _mixture_prior_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     a: FloatArray,
     shift: float,
@@ -250,6 +251,10 @@ def warm_up() -> None:
     """Compile (or load from the cache) every kernel for the argument types serving passes:
     states and features writable or read-only (stores hand read-only arrays out). A service
     calls this at start so that no request waits for a compilation."""
+    from oo_ml.policies.pcg import MAX_SEED, first_random  # noqa: PLC0415 (pcg uses compiled)
+
+    first_random(0)
+    first_random(MAX_SEED)
     for writable in (True, False):
         a_inv, x = np.eye(2), np.ones((1, 2))
         a_inv.setflags(write=writable)
