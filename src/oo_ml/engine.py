@@ -420,7 +420,7 @@ class Engine:
         created_ms = self.now_ms()
         record_id = event_id or new_event_id(created_ms)
         features = chosen_policy.encoder.encode(context, candidates)
-        ids = tuple(c.id for c in candidates)
+        ids = tuple([c.id for c in candidates])
         sources = tuple(source_ids) if source_ids is not None else (None,) * len(ids)
         texts = tuple(content) if content is not None and self.config.store_content else None
         seed = self.seed_source()
