@@ -124,3 +124,22 @@ def test_the_wal_is_reused_under_steady_writes(sqlite_url: str) -> None:
         assert wal.stat().st_size < 12 << 20
     finally:
         store.close()
+
+
+def test_a_cancelled_waiter_does_not_fail_the_others_of_its_batch(store: SqlStore) -> None:
+    gate = threading.Event()
+
+    def blocker(txn: Txn) -> str:
+        gate.wait(10)
+        txn.set_setting("first", "1")
+        return "1"
+
+    first = store.submit(blocker)  # holds the writer thread while the others queue up
+    second = store.submit(_setter("second", "2"))
+    third = store.submit(_setter("third", "3"))
+    assert second.cancel()  # its caller stopped waiting: nobody to deliver to
+    gate.set()
+    assert first.result(timeout=10) == "1"
+    assert third.result(timeout=10) == "3"
+    # The cancelled job ran anyway, like an asyncio waiter that went away.
+    assert store.read(lambda txn: txn.get_setting("second")) == "2"

@@ -672,18 +672,10 @@ QUICK_SYNC_S = 0.0005
 waking a syncer thread: the wake-up, the GIL hand-offs and the way back cost about as much."""
 
 
-def _resolve(results: list[_Result]) -> None:
-    """Resolve ``concurrent.futures`` futures (from any thread)."""
-    for future, ok, value in results:
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
 def _settle(results: list[_Result]) -> None:
-    """Resolve ``asyncio`` futures, on their loop's thread; a cancelled waiter is skipped (its
-    job ran anyway)."""
+    """Resolve futures: ``concurrent.futures`` ones from any thread, ``asyncio`` ones on their
+    loop's thread. A cancelled waiter is skipped (its job ran anyway): setting its result would
+    raise in the thread that delivers, and fail the rest of the group."""
     for future, ok, value in results:
         if future.cancelled():
             continue
@@ -781,7 +773,7 @@ class _Writer:
 
     def submit(self, job: Callable[[SqlTxn], T]) -> Future[T]:
         future: Future[T] = Future()
-        self._put((job, future, _resolve))
+        self._put((job, future, _settle))
         return future
 
     def submit_async(self, job: Callable[[SqlTxn], T]) -> asyncio.Future[T]:
