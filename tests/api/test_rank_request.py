@@ -31,6 +31,11 @@ def by_model(body: bytes) -> RankRequest | None:
         return None
 
 
+def same(read: RankRequest | None, model: RankRequest | None) -> bool:
+    """Equal, and spelled alike (``-0.0 == 0.0``, but the engine could tell them apart)."""
+    return read == model and repr(read) == repr(model)
+
+
 def _body() -> dict[str, Any]:
     return {
         "user_id": "user-1",
@@ -112,7 +117,7 @@ def test_parse_rank_reads_each_field_as_the_model_does(path: tuple[Any, ...], va
     """One field at a time at its bounds, beyond them, of a wrong type, or left out: accepted
     by both, read alike, or declined where the model (or the core) refuses."""
     raw = json.dumps(_perturbed(path, value)).encode()
-    assert parse_rank(raw) == by_model(raw)
+    assert same(parse_rank(raw), by_model(raw))
 
 
 @settings(max_examples=300)
@@ -133,7 +138,7 @@ def test_parse_rank_reads_bodies_with_several_odd_fields_as_the_model_does(
         except (KeyError, IndexError, TypeError):
             continue  # an earlier change removed or replaced the field's parent
     raw = json.dumps(body, ensure_ascii=ascii_only).encode()
-    assert parse_rank(raw) == by_model(raw)
+    assert same(parse_rank(raw), by_model(raw))
 
 
 @pytest.mark.parametrize(
@@ -159,4 +164,225 @@ def test_parse_rank_reads_bodies_with_several_odd_fields_as_the_model_does(
 def test_parse_rank_agrees_with_the_model_on_unusual_json(raw: bytes) -> None:
     read = parse_rank(raw)
     if read is not None:
-        assert read == by_model(raw)
+        assert same(read, by_model(raw))
+
+
+_ONE = b'"candidates": [{"id": "a", "content": "", "source": ""}]'
+_ONE_WITH = b'{"user_id": "u", ' + _ONE + b"}"
+
+
+def _with(field: bytes, where: str = "top") -> bytes:
+    """A small valid body with ``field`` (``"key": value``) added at ``where``."""
+    if where == "candidate":
+        return b'{"user_id": "u", "candidates": [{"id": "a", "content": "", "source": "", ' + (
+            field + b"}]}"
+        )
+    if where == "features":
+        return (
+            b'{"user_id": "u", "candidates": [{"id": "a", "content": "", "source": "", '
+            b'"features": {' + field + b"}}]}"
+        )
+    if where == "context":
+        return b'{"user_id": "u", ' + _ONE + b', "context": {' + field + b"}}"
+    return b'{"user_id": "u", ' + _ONE + b", " + field + b"}"
+
+
+def _age(number: bytes) -> bytes:
+    return _with(b'"task_age_days": ' + number, "features")
+
+
+# (body, whether the model accepts it, whether parse_rank reads it: None for either)
+_PARSERS_DIFFER: list[tuple[bytes, bool, bool | None]] = [
+    # duplicate keys: the last one wins in both parsers, whole objects included
+    (b'{"user_id": "u", "user_id": "v", ' + _ONE + b"}", True, True),
+    (
+        b'{"user_id": "u", "candidates": [{"id": "a", "id": "b", "content": "", "source": "",'
+        b' "features": {"priority": 2, "task_age_days": 1}, "features": {"priority": 3}}]}',
+        True,
+        True,
+    ),
+    (_with(b'"priority": 2, "priority": 4', "features"), True, True),
+    (b'{"user_id": "u", ' + _ONE + b', "context": {"day_of_week": 1}, "context": {}}', True, True),
+    (b'{"user_id": "u", "candidates": [], ' + _ONE + b"}", True, True),
+    (b'{"user_id": 1, "user_id": "v", ' + _ONE + b"}", True, None),  # the first is not read
+    (b'{"user_id": "v", "user_id": 1, ' + _ONE + b"}", False, False),
+    # an escaped key is the same key
+    (b'{"user_id": "u", "\\u0075ser_id": "v", ' + _ONE + b"}", True, True),
+    # lone surrogates and invalid UTF-8, in a field that is read or in one that is skipped
+    (b'{"user_id": "\\ud800", ' + _ONE + b"}", False, False),
+    (b'{"user_id": "\\udc00x", ' + _ONE + b"}", False, False),
+    (_with(b'"x": "\\ud800"'), False, False),
+    (_with(b'"x": ["\\udbff\\u0041"]', "candidate"), False, False),
+    (_with(b'"\\ud800": 1', "features"), False, False),
+    (_with(b'"x": "\\ud83d\\ude00"'), True, True),
+    (b'{"user_id": "\xff", ' + _ONE + b"}", False, False),
+    (b'{"user_id": "\xed\xa0\x80", ' + _ONE + b"}", False, False),  # an encoded surrogate
+    (_with(b'"x": "\xc0\xaf"'), False, False),  # overlong
+    (_with(b'"\xff": 1', "context"), False, False),
+    (_with(b'"x": {"y": ["\xe2\x82"]}', "candidate"), False, False),
+    (_with('"x": "é😀", "ü": 1'.encode(), "features"), True, True),
+    # other unknown fields are skipped as the model skips them
+    (_with(b'"x": {"a": [1, -2.5e3, "s", null, true, false, {}]}'), True, True),
+    (_with(b'"x": 1e400', "candidate"), True, True),
+    (_with(b'"x": NaN'), True, None),  # pydantic reads NaN and Infinity, msgspec does not
+    (_with(b'"x": -Infinity', "context"), True, None),
+    (_with(b'"x": "\\q"'), False, False),
+    (_with(b'"x": tru'), False, False),
+    (_with(b'"x": 01'), False, False),
+    (_with(b'"x": "a\nb"'), False, False),
+    # nesting: pydantic refuses beyond 200 levels; msgspec skips any depth
+    (_with(b'"x": ' + b"[" * 199 + b"]" * 199), True, None),
+    (_with(b'"x": ' + b"[" * 200 + b"]" * 200), True, None),
+    (_with(b'"x": ' + b"[" * 201 + b"]" * 201), False, False),
+    (_with(b'"x": ' + b'{"a": ' * 199 + b"1" + b"}" * 199), True, None),
+    (_with(b'"x": ' + b'{"a": ' * 200 + b"1" + b"}" * 200), False, False),
+    (_with(b'"x": ' + b"[" * 5000 + b"]" * 5000), False, False),
+    # long numbers: pydantic refuses more than 4300 characters of sign and integer digits
+    (_with(b'"x": ' + b"9" * 4300), True, None),
+    (_with(b'"x": -' + b"9" * 4300), False, False),
+    (_with(b'"x": ' + b"9" * 4301, "candidate"), False, False),
+    (_with(b'"x": ' + b"1" * 4301 + b".5e-9", "features"), False, False),
+    (_age(b"1" * 4300 + b"e-4299"), True, None),
+    (_age(b"1" * 4301 + b"e-4300"), False, False),
+    (_age(b"-" + b"1" * 4300 + b".0e-4299"), False, False),
+    (_age(b"0." + b"0" * 5000 + b"1e5000"), True, None),
+    (_age(b"1." + b"0" * 5000), True, None),
+    # zero's sign
+    (_age(b"-0"), True, True),
+    (_age(b"-0.0"), True, True),
+    (_age(b"-0e0"), True, True),
+    # NUL: the model lets it through, the core refuses it in an id or a source
+    (b'{"user_id": "\\u0000", ' + _ONE + b"}", True, True),
+    (
+        b'{"user_id": "u", "candidates": [{"id": "a", "content": "\\u0000", "source": "",'
+        b' "source_id": "\\u0000"}]}',
+        True,
+        True,
+    ),
+    (_ONE_WITH.replace(b'"id": "a"', b'"id": "\\u0000"'), False, False),
+    (_ONE_WITH.replace(b'"source": ""', b'"source": "a\\u0000"'), False, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "accepted", "read"),
+    _PARSERS_DIFFER,
+    ids=[f"{i}-{raw[-40:]!r:.50}" for i, (raw, _, _) in enumerate(_PARSERS_DIFFER)],
+)
+def test_parse_rank_declines_where_msgspec_reads_json_differently(
+    raw: bytes, accepted: bool, read: bool | None
+) -> None:
+    """Each case at a difference between msgspec's and pydantic's JSON parsers (or close to
+    it): what the model makes of it, and that parse_rank reads it alike or declines it."""
+    model = by_model(raw)
+    assert (model is not None) is accepted  # the case is what it claims to be
+    parsed = parse_rank(raw)
+    if read is not None:
+        assert (parsed is not None) is read
+    if parsed is not None:
+        assert same(parsed, model)
+
+
+_JSON_NUMBER = r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?"
+
+
+@settings(max_examples=500)
+@given(st.from_regex(_JSON_NUMBER, fullmatch=True))
+def test_parse_rank_reads_numbers_as_the_model_does(number: str) -> None:
+    """Any JSON number as an age: accepted alike (in range), read to the same float."""
+    raw = _age(number.encode())
+    assert same(parse_rank(raw), by_model(raw))
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.text()
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+_PLACES = ["top", "candidate", "features", "context"]
+
+
+@settings(max_examples=300)
+@given(st.text(), _JSON_VALUES, st.sampled_from(_PLACES), st.booleans())
+def test_parse_rank_skips_unknown_fields(
+    key: str, value: Any, where: str, ascii_only: bool
+) -> None:
+    """An unknown field holding any JSON value changes nothing (unless its key is a known one,
+    in which case the model decides, and parse_rank reads the body alike or declines it)."""
+    field = json.dumps({key: value}, ensure_ascii=ascii_only)[1:-1].encode()
+    raw = _with(field, where)
+    model = by_model(raw)
+    read = parse_rank(raw)
+    if read is not None:
+        assert same(read, model)
+    if model is not None and model == by_model(_with(b'"-": 0', where)):
+        assert read is not None  # skipped by msgspec too, and not declined for it
+
+
+_TOKENS = [
+    *"[]{},: ",
+    '"a"',
+    '"é"',
+    '"\\u00e9"',
+    '"\\ud83d\\ude00"',
+    '"\\ud800"',
+    '"\\udc00"',
+    '"\\ud800\\u0041"',
+    '"\\q"',
+    '"\\u00"',
+    '"\\u0000"',
+    '"\t"',
+    "0",
+    "-0",
+    "01",
+    "1.",
+    ".5",
+    "1e",
+    "1.5e+3",
+    "-",
+    "+1",
+    "9" * 40,
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "true",
+    "tru",
+    "null",
+    "\x00",
+    "\f",
+]
+_RAW_TOKENS = [b"\xff", b"\xc3", b"\xed\xa0\x80", b'"\xe2\x82"']
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.sampled_from([t.encode() for t in _TOKENS] + _RAW_TOKENS), max_size=12),
+    st.sampled_from(_PLACES),
+)
+def test_parse_rank_never_reads_json_the_model_refuses(tokens: list[bytes], where: str) -> None:
+    """Malformed and unusual JSON in an unknown field's value: parse_rank reads the body only
+    when the model accepts it, and then alike."""
+    raw = _with(b'"x": ' + b"".join(tokens), where)
+    read = parse_rank(raw)
+    if read is not None:
+        assert same(read, by_model(raw))
+
+
+@settings(max_examples=100)
+@given(st.integers(0, 5000), st.sampled_from([b"", b"-"]), st.integers(4290, 4310))
+def test_parse_rank_finds_a_long_number_anywhere(padding: int, sign: bytes, digits: int) -> None:
+    """A number at the length pydantic refuses, after any amount of text: never read unless
+    the model reads it."""
+    raw = (
+        b'{"user_id": "u", "candidates": [{"id": "a", "content": "'
+        + b"c" * padding
+        + b'", "source": "", "x": '
+        + sign
+        + b"7" * digits
+        + b"}]}"
+    )
+    read = parse_rank(raw)
+    assert (by_model(raw) is not None) is (len(sign) + digits <= 4300)
+    if read is not None:
+        assert same(read, by_model(raw))

@@ -162,7 +162,9 @@ class ServiceApp(FastAPI):
         if (
             engine is None
             or content_type is None
-            or content_type.partition(b";")[0].strip().lower() != _JSON
+            or (  # the common spelling, else its parameters and case stripped
+                content_type != _JSON and content_type.partition(b";")[0].strip().lower() != _JSON
+            )
             or length is None
             or not length.isdigit()
             or not 0 < int(length) <= (limit if limit is not None else int(length))

@@ -35,23 +35,38 @@ async def rank_json(engine: Engine, metrics: Metrics, body: RankIn | RankRequest
     ranked = (
         body if isinstance(body, RankRequest) else RankRequest.of(body, body.policy, body.event_id)
     )
-    record = await decide(engine, metrics, ranked)
+    return rank_answer(await decide(engine, metrics, ranked))
+
+
+def rank_answer(record: DecisionRecord) -> dict[str, Any]:
+    """``/v1/rank``'s answer for a decision: the chosen candidate, and the ranking of every
+    candidate — the chosen one first, then by score, then by probability, highest first, ties
+    in the candidates' order."""
     probs = record.probabilities
     assert probs is not None
     scores = record.scores.tolist()
     probabilities = probs.tolist()
     chosen = record.chosen
-    order = sorted(range(len(scores)), key=lambda i: (i != chosen, -scores[i], -probabilities[i]))
-    ranking = [
-        {"tip_id": record.candidates[i].id, "score": scores[i], "probability": probabilities[i]}
-        for i in order
+    candidates = record.candidates
+    score = scores[chosen]
+    probability = probabilities[chosen]
+    tip_id = candidates[chosen].id
+    ranking = [{"tip_id": tip_id, "score": score, "probability": probability}]
+    # Sorted as (score, probability, -index) tuples, highest first: compared in C, where a key
+    # function costs a call per candidate. (A NaN would sort anyhow, but the answer refuses it.)
+    ranking += [
+        {"tip_id": candidates[-minus_i].id, "score": s, "probability": p}
+        for s, p, minus_i in sorted(
+            zip(scores, probabilities, range(0, -len(scores), -1), strict=True), reverse=True
+        )
+        if minus_i != -chosen
     ]
     return {
         "event_id": record.event_id,
-        "tip_id": record.chosen_id,
+        "tip_id": tip_id,
         "policy": record.policy,
-        "score": scores[chosen],
-        "probability": probabilities[chosen],
+        "score": score,
+        "probability": probability,
         "ranking": ranking,
     }
 
