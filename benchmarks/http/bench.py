@@ -10,7 +10,8 @@ Systems, each started fresh by this script for every repeat and stopped after it
   ``STATE_DIR``); ``POST /score/egreedy`` with the same bodies as rank.
 * ``sqlite``: ``oo-ml serve --workers 1`` on a new SQLite file, ``synchronous=FULL`` (the
   default: every acknowledged write survives a power loss); ``--sqlite-normal`` adds the same
-  on ``synchronous=NORMAL``, labelled as such.
+  on ``synchronous=NORMAL``, labelled as such. Besides rank and feedback, the existing
+  contract's ``POST /score/egreedy`` (what the app calls today) with rank's bodies.
 * ``postgres``: ``oo-ml serve --workers 2`` on a new PostgreSQL database (dropped afterwards).
 
 Rank bodies (``rank.lua``): 1 000 user ids, 10 candidates with varied features, built before
@@ -393,6 +394,14 @@ class Bench:
                 self.record(system, "POST /v1/rank", c, result)
                 if result[0].errors:
                     self.show_errors(log)
+            if workers == 1:
+                # The existing app's own endpoint (same bodies), as the app calls it today.
+                for c in self.args.connections:
+                    env_c = rank_env("/score/egreedy", self.load.seed + c)
+                    result = self.load.run(server, "rank.lua", c, env=env_c, work=work)
+                    self.record(system, "POST /score/egreedy", c, result)
+                    if result[0].errors:
+                        self.show_errors(log)
             random.Random(self.load.seed).shuffle(ids)
             for c in self.args.connections:
                 ids = self.enough_ids(server, ids, best, work)
@@ -503,8 +512,10 @@ MAIN_ROWS = [
     ("existing", "POST /score/egreedy", "uvicorn, 1 worker", "JSON files"),
     ("sqlite", "POST /v1/rank", "1 worker", "SQLite FULL"),
     ("sqlite", "POST /v1/feedback", "1 worker", "SQLite FULL"),
+    ("sqlite", "POST /score/egreedy", "1 worker", "SQLite FULL"),
     ("sqlite NORMAL", "POST /v1/rank", "1 worker", "SQLite NORMAL"),
     ("sqlite NORMAL", "POST /v1/feedback", "1 worker", "SQLite NORMAL"),
+    ("sqlite NORMAL", "POST /score/egreedy", "1 worker", "SQLite NORMAL"),
     ("postgres", "POST /v1/rank", "2 workers", "PostgreSQL"),
     ("postgres", "POST /v1/feedback", "2 workers", "PostgreSQL"),
 ]
@@ -591,7 +602,9 @@ def markdown(command: str, settings: str, results: Results, connections: Sequenc
         'returning `{"ok": true}` under the same server; `existing` is the existing service',
         "(`shared/reference/seed_main.py`, run as is) answering `/score/egreedy` with the same",
         "bodies as rank (1 000 users, 10 candidates). Feedback names event ids from the",
-        "server's own rank runs, each exactly once. SQLite runs with `synchronous=FULL`, the",
+        "server's own rank runs, each exactly once. The service's `/score/egreedy` is the",
+        "existing contract's endpoint that the app calls today, with the same bodies.",
+        "SQLite runs with `synchronous=FULL`, the",
         "default: every acknowledged decision survives a power loss; rows labelled NORMAL",
         "trade that for speed. Medians over interleaved repeats; errors are summed.",
         "See the docstring of `benchmarks/http/bench.py` for exactly what runs.",
