@@ -299,6 +299,7 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "ratio (target ≥ 0.5)",
         "per-repeat ratio, median [min, max]",
         "core without its prior (ratio)",
+        "overhead µs/step",
     )
     _show("Simulator speed (medians)", header, rows)
     described = "; ".join(
@@ -312,8 +313,9 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "SQLite). Core: the policy's own rank + learn in memory on the simulator's candidate "
         "lists, a `Bandit` per user in turn; for a policy with a population prior, the prior "
         "too (refits at the engine's cadence, re-centring after each update), and in the last "
-        "column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs.\n\n"
-        + _markdown(header, rows)
+        "column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs. Overhead: "
+        "a simulated step's time minus a core round's (the simulator's own work: task pool, "
+        "judge, oracle, decision records, store, events).\n\n" + _markdown(header, rows)
     )
 
 
@@ -360,6 +362,9 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         f"{simulated / core:.2f}",
         f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
         "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
+        # What a step costs beyond the core's round: the same for every policy if the ratio
+        # is set by the overhead, not by the policy.
+        f"{1e6 / simulated - 1e6 / core:,.0f}",
     )
 
 
