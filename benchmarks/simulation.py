@@ -31,7 +31,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._docs import DOCS, command_line, write_section
-from oo_ml import Bandit, Candidate, Context, get_policy, get_reward_rule
+from oo_ml import Action, Bandit, Candidate, Context, Outcome, get_policy, get_reward_rule
 from oo_ml.engine import EngineConfig
 from oo_ml.policies.base import Policy
 from oo_ml.policies.population import PopulationModel, user_data
@@ -40,7 +40,6 @@ from oo_ml.sim.judges import RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg
 from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, SimUser
-from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import SimEvent
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
@@ -223,28 +222,33 @@ SPEED_RUNS = {
 """The runs ``speed`` measures: (users, personas; ``None`` = every shipped persona)."""
 
 
+Round = tuple[Context, list[Candidate], list[float]]
+"""A core round: the context, the candidates, and the reward each candidate would earn."""
+
+
 def _core_rounds(
     policy: Policy,
-    rounds: Sequence[tuple[Context, list[Candidate]]],
+    rounds: Sequence[Round],
     users: int,
     seed: int,
     prior: bool,
 ) -> float:
     """Rounds/s of the policy's own algorithm in memory: a :class:`Bandit` per user, taking
-    the rounds in turn, rank then learn. With ``prior`` (a population policy), also its
-    population prior as the engine runs it: refitted to every user's statistics after as many
-    updates as the engine waits (``population_refresh_every`` or one per user), and each
-    user re-centred on it after every update; no store, no records, no simulator."""
+    the rounds in turn, rank then learn the chosen candidate's reward. With ``prior`` (a
+    population policy), also its population prior as the engine runs it: refitted to every
+    user's statistics after as many updates as the engine waits (``population_refresh_every``
+    or one per user), and each user re-centred on it after every update; no store, no
+    records, no simulator."""
     bandits = [Bandit(policy, seed=seed + u) for u in range(users)]
     population = policy.population if prior else None
     refresh = max(EngineConfig().population_refresh_every, users)
     lam = policy.model.lam
     model, since = None, 0
     started = time.perf_counter()
-    for i, (context, candidates) in enumerate(rounds):
+    for i, (context, candidates, rewards) in enumerate(rounds):
         bandit = bandits[i % users]
         decision = bandit.rank(context, candidates)
-        bandit.learn(decision, 0.5)
+        bandit.learn(decision, rewards[decision.chosen])
         if population is not None:
             since += 1
             if since >= refresh:
@@ -268,24 +272,52 @@ def _sim_steps(config: SimConfig) -> float:
     return config.total_steps / elapsed
 
 
+def _speed_rounds(config: SimConfig) -> list[Round]:
+    """The core's rounds for a run like ``config``'s, as many as its steps, with what the
+    run's users would teach: user ``u``'s rounds come from user ``u``'s own task stream (as
+    in the simulator, minus the tasks a choice completes), and each candidate carries a reward
+    drawn from the persona's response model and scored by the run's reward rule, as the rule
+    judge would answer if it were chosen. A constant reward would make every user alike and
+    the population prior's fits converge at once: a cheaper core than the real one."""
+    personas = load_personas(config.personas)
+    users = [
+        SimUser.create(config.seed, u, personas[u % len(personas)], config.pool_size)
+        for u in range(config.users)
+    ]
+    rule = get_reward_rule(config.reward_rule)
+    rng = np.random.default_rng(config.seed)
+    rounds = []
+    for step in range(config.steps):
+        for user in users:
+            stream, persona = user.stream, user.persona.at_step(step)
+            probabilities = persona.action_probabilities(stream.tasks, stream.context)
+            rewards = []
+            for done, snooze, _ in probabilities.tolist():
+                u = rng.random()
+                if u < done:
+                    outcome = Outcome(Action.DONE, persona.sample_dwell_ms(rng))
+                else:
+                    outcome = Outcome(Action.SNOOZE if u < done + snooze else Action.DISMISS)
+                rewards.append(rule.score(outcome).value)
+            rounds.append((stream.context, stream.candidates(), rewards))
+            stream.advance()
+    return rounds
+
+
 def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int) -> str:
     """Simulated steps/s (engine, judge, event log on SQLite) vs the core's rank + learn
     rounds/s for the same policy, population prior included (:func:`_core_rounds`), for each
     of ``runs`` (:data:`SPEED_RUNS`), 150 steps per user.
 
-    The core makes as many rounds as the run has steps, on the simulator's own candidate
-    lists. Both are measured after :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim``
-    and the server run them.
+    The core makes as many rounds as the run has steps, on a task stream's candidate lists,
+    learning what the run's personas would teach it (:func:`_speed_rounds`). Both are measured
+    after :func:`~oo_ml.runtime.freeze_startup_heap`, as ``oo-ml sim`` and the server run them.
     """
     rows = []
     for run in runs:
         users, persona_names = SPEED_RUNS[run]
         personas = tuple(shipped_personas()) if persona_names is None else persona_names
-        stream = TaskStream(seed, "bench")
-        rounds = []
-        for _ in range(users * SPEED_STEPS):
-            rounds.append((stream.context, stream.candidates()))
-            stream.advance()
+        rounds = _speed_rounds(SimConfig(tuple(policies), personas, users, SPEED_STEPS, seed=seed))
         # The candidate lists live through the whole measurement, like a process's startup
         # objects: frozen, so that no full collection during a run walks them.
         freeze_startup_heap()
@@ -310,12 +342,13 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs "
         f"per policy ({described}). Simulator: the full step (task pool, persona, rule judge, "
         "rank and feedback through the serving engine over a memory store, events batched into "
-        "SQLite). Core: the policy's own rank + learn in memory on the simulator's candidate "
-        "lists, a `Bandit` per user in turn; for a policy with a population prior, the prior "
-        "too (refits at the engine's cadence, re-centring after each update), and in the last "
-        "column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs. Overhead: "
-        "a simulated step's time minus a core round's (the simulator's own work: task pool, "
-        "judge, oracle, decision records, store, events).\n\n" + _markdown(header, rows)
+        "SQLite). Core: the policy's own rank + learn in memory on a task stream's candidate "
+        "lists, learning each chosen candidate's expected reward for the persona of the user "
+        "whose turn it is, a `Bandit` per user in turn; for a policy with a population prior, "
+        "the prior too (refits at the engine's cadence, re-centring after each update), and in "
+        "the last column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs. "
+        "Overhead: a simulated step's time minus a core round's (the simulator's own work: "
+        "task pool, judge, oracle, decision records, store, events).\n\n" + _markdown(header, rows)
     )
 
 
@@ -329,7 +362,7 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
     name: str,
     personas: Sequence[str],
     users: int,
-    rounds: Sequence[tuple[Context, list[Candidate]]],
+    rounds: Sequence[Round],
     repeats: int,
     seed: int,
 ) -> tuple[str, ...]:

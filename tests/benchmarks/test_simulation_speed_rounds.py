@@ -1,0 +1,63 @@
+"""The simulator-speed benchmark's core side learns what the simulated users would teach."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from benchmarks import simulation
+from oo_ml import Action, get_policy, get_reward_rule
+from oo_ml.sim.persona import load_personas
+from oo_ml.sim.runner import SimConfig, SimUser
+
+pytestmark = pytest.mark.bench
+
+PERSONAS = ("morning-focused", "quick-wins", "deadline-driven")
+
+
+def _config(users: int = 3, steps: int = 12, seed: int = 5) -> SimConfig:
+    return SimConfig(("egreedy-v1",), PERSONAS, users, steps, seed=seed)
+
+
+def test_rounds_follow_each_users_own_stream_in_the_simulators_order() -> None:
+    config = _config()
+    rounds = simulation._speed_rounds(config)
+    assert len(rounds) == config.total_steps
+    personas = load_personas(PERSONAS)
+    streams = [
+        SimUser.create(config.seed, u, personas[u], config.pool_size).stream
+        for u in range(config.users)
+    ]
+    for i, (context, candidates, rewards) in enumerate(rounds):
+        stream = streams[i % config.users]  # step-major, users in turn, as the runner plays
+        assert context == stream.context
+        assert candidates == stream.candidates()
+        assert len(rewards) == len(candidates)
+        stream.advance()
+
+
+def test_rewards_are_the_rules_and_differ_between_personas() -> None:
+    config = _config(users=3, steps=60)
+    rounds = simulation._speed_rounds(config)
+    rule = get_reward_rule(config.reward_rule)
+    possible = {band.milli / 1000.0 for action in Action for band in rule.actions[action].bands} | {
+        rule.actions[action].unmeasured_milli / 1000.0 for action in (Action.SNOOZE, Action.DISMISS)
+    }
+    values = [r for _, _, rewards in rounds for r in rewards]
+    assert set(values) <= possible
+    assert len(set(values)) >= 3  # done, snooze and dismiss all happen
+    means = [
+        statistics.fmean(r for _, _, rewards in rounds[u :: config.users] for r in rewards)
+        for u in range(config.users)
+    ]
+    assert len({round(m, 3) for m in means}) == config.users  # three people, three teachers
+
+
+def test_rounds_are_reproducible_and_the_core_learns_from_them() -> None:
+    config = _config()
+    assert simulation._speed_rounds(config) == simulation._speed_rounds(config)
+    assert simulation._speed_rounds(config) != simulation._speed_rounds(_config(seed=6))
+    rounds = simulation._speed_rounds(config)
+    policy = get_policy("ucb-pop3")
+    assert simulation._core_rounds(policy, rounds, config.users, 1, prior=True) > 0
