@@ -1,15 +1,17 @@
-"""The service's ASGI app: FastAPI, with a direct path for the hot decision endpoints.
+"""The service's ASGI app: FastAPI, with a direct path for the hot POST endpoints.
 
 Under load (wrk, 8 keep-alive connections, one worker) FastAPI's middleware stack, router,
 send wrappers and per-request dependency resolution around ``POST /v1/rank`` cost more of the
 event loop's CPU than parsing, deciding and logging the decision together, and the event loop
 is what limits throughput. :class:`ServiceApp` answers the common request of each direct
 route itself: ``Content-Type: application/json``, a ``Content-Length`` within the body limit,
-a passing API token and a body that the route's model accepts (``model_validate_json``, the
-same strict model FastAPI uses; ``/v1/rank``'s common body is read by
-:func:`~oo_ml.api.rank_request.parse_rank`, which accepts no body the model refuses). It then
-calls the same function as the FastAPI endpoint, records the same latency metric, and sends
-the same JSON.
+a passing API token and a body that the route's model accepts (read by the route's msgspec
+reader in :mod:`oo_ml.api.readers` or :mod:`oo_ml.api.rank_request`, which accepts no body the
+model refuses and declines any it doubts, else by ``model_validate_json``, the same strict
+model FastAPI uses). It then calls the same function as the FastAPI endpoint, records the same
+latency metric, and sends the same JSON: for the ``/v1`` routes by orjson (a float may be
+spelled differently, never valued differently), for the existing contract's ``/score`` and
+``/reward`` routes byte for byte as the route's ``JSONResponse`` (:func:`exact_json`).
 
 Anything else goes to FastAPI unchanged, with the body handed on if it was already read:
 another content type, a missing or oversized length, a failed token check, a body the model
