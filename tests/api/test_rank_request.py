@@ -1,15 +1,20 @@
-"""``parse_rank`` accepts only what ``RankIn`` accepts, and reads it to the same request.
+"""``parse_rank`` accepts only what ``RankIn`` accepts, and reads it to the same request;
+``parse_score`` likewise for ``ScoreIn`` (where ``policy`` and ``event_id`` are unknown fields).
 
-The direct path reads ``/v1/rank`` bodies with ``parse_rank`` and leaves to the model every
-body it declines; so the refusals stay the model's as long as ``parse_rank`` never accepts a
-body the model (or the core, when converting it) refuses, and never reads an accepted one
-differently. Bodies are generated around the schema: valid values, values at and beyond each
-bound, wrong JSON types, missing and extra fields.
+The direct path reads ``/v1/rank`` and ``/score`` bodies with them and leaves to the model every
+body they decline; so the refusals stay the model's as long as a reader never accepts a body the
+model (or the core, when converting it) refuses, and never reads an accepted one differently.
+Every test runs for both readers ("rank", "score") on the same bodies, generated around the
+schema: valid values, values at and beyond each bound, wrong JSON types, missing and extra
+fields. (The guards against msgspec's laxer JSON reading are the one copy in
+``oo_ml.api.readers``; ``test_readers.py`` checks the other readers through them too.)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError as ModelRefusal
 
-from oo_ml.api.rank_request import RankRequest, parse_rank
-from oo_ml.api.schemas import RankIn
+from oo_ml.api.rank_request import RankRequest, parse_rank, parse_score
+from oo_ml.api.schemas import RankIn, ScoreIn
 from oo_ml.errors import ValidationError
 
 
@@ -29,6 +34,26 @@ def by_model(body: bytes) -> RankRequest | None:
         return RankRequest.of(model, model.policy, model.event_id)
     except (ModelRefusal, ValidationError):
         return None
+
+
+POLICY = "linucb-v1"
+
+
+def by_score_model(body: bytes) -> RankRequest | None:
+    """What ``ScoreIn`` (and the core's conversion after it) makes of ``body``, for ``/score``."""
+    try:
+        return RankRequest.of(ScoreIn.model_validate_json(body), POLICY)
+    except (ModelRefusal, ValidationError):
+        return None
+
+
+Reader = Callable[[bytes], RankRequest | None]
+READERS: dict[str, tuple[Reader, Reader]] = {
+    "rank": (parse_rank, by_model),
+    "score": (partial(parse_score, policy=POLICY), by_score_model),
+}
+"""Each quick reader with its model."""
+KINDS = pytest.mark.parametrize("kind", list(READERS))
 
 
 def same(read: RankRequest | None, model: RankRequest | None) -> bool:
@@ -112,19 +137,25 @@ def _perturbed(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     return body
 
 
+@KINDS
 @pytest.mark.parametrize(("path", "value"), CASES, ids=[f"{p}={v!r:.20}" for p, v in CASES])
-def test_parse_rank_reads_each_field_as_the_model_does(path: tuple[Any, ...], value: Any) -> None:
+def test_reader_reads_each_field_as_the_model_does(
+    kind: str, path: tuple[Any, ...], value: Any
+) -> None:
     """One field at a time at its bounds, beyond them, of a wrong type, or left out: accepted
     by both, read alike, or declined where the model (or the core) refuses."""
+    parse, model_of = READERS[kind]
     raw = json.dumps(_perturbed(path, value)).encode()
-    assert same(parse_rank(raw), by_model(raw))
+    assert same(parse(raw), model_of(raw))
 
 
+@KINDS
 @settings(max_examples=300)
 @given(st.lists(st.sampled_from(CASES), min_size=1, max_size=4), st.booleans())
-def test_parse_rank_reads_bodies_with_several_odd_fields_as_the_model_does(
-    cases: list[tuple[tuple[Any, ...], Any]], ascii_only: bool
+def test_reader_reads_bodies_with_several_odd_fields_as_the_model_does(
+    kind: str, cases: list[tuple[tuple[Any, ...], Any]], ascii_only: bool
 ) -> None:
+    parse, model_of = READERS[kind]
     body = _body()
     for path, value in cases:
         parent: Any = body
@@ -138,9 +169,10 @@ def test_parse_rank_reads_bodies_with_several_odd_fields_as_the_model_does(
         except (KeyError, IndexError, TypeError):
             continue  # an earlier change removed or replaced the field's parent
     raw = json.dumps(body, ensure_ascii=ascii_only).encode()
-    assert same(parse_rank(raw), by_model(raw))
+    assert same(parse(raw), model_of(raw))
 
 
+@KINDS
 @pytest.mark.parametrize(
     "raw",
     [
@@ -161,10 +193,11 @@ def test_parse_rank_reads_bodies_with_several_odd_fields_as_the_model_does(
         b"\xff",
     ],
 )
-def test_parse_rank_agrees_with_the_model_on_unusual_json(raw: bytes) -> None:
-    read = parse_rank(raw)
+def test_reader_agrees_with_the_model_on_unusual_json(kind: str, raw: bytes) -> None:
+    parse, model_of = READERS[kind]
+    read = parse(raw)
     if read is not None:
-        assert same(read, by_model(raw))
+        assert same(read, model_of(raw))
 
 
 _ONE = b'"candidates": [{"id": "a", "content": "", "source": ""}]'
@@ -191,7 +224,7 @@ def _age(number: bytes) -> bytes:
     return _with(b'"task_age_days": ' + number, "features")
 
 
-# (body, whether the model accepts it, whether parse_rank reads it: None for either)
+# (body, whether the model accepts it, whether the reader reads it: None for either)
 _PARSERS_DIFFER: list[tuple[bytes, bool, bool | None]] = [
     # duplicate keys: the last one wins in both parsers, whole objects included
     (b'{"user_id": "u", "user_id": "v", ' + _ONE + b"}", True, True),
@@ -264,19 +297,21 @@ _PARSERS_DIFFER: list[tuple[bytes, bool, bool | None]] = [
 ]
 
 
+@KINDS
 @pytest.mark.parametrize(
     ("raw", "accepted", "read"),
     _PARSERS_DIFFER,
     ids=[f"{i}-{raw[-40:]!r:.50}" for i, (raw, _, _) in enumerate(_PARSERS_DIFFER)],
 )
-def test_parse_rank_declines_where_msgspec_reads_json_differently(
-    raw: bytes, accepted: bool, read: bool | None
+def test_reader_declines_where_msgspec_reads_json_differently(
+    kind: str, raw: bytes, accepted: bool, read: bool | None
 ) -> None:
     """Each case at a difference between msgspec's and pydantic's JSON parsers (or close to
-    it): what the model makes of it, and that parse_rank reads it alike or declines it."""
-    model = by_model(raw)
+    it): what the model makes of it, and that the reader reads it alike or declines it."""
+    parse, model_of = READERS[kind]
+    model = model_of(raw)
     assert (model is not None) is accepted  # the case is what it claims to be
-    parsed = parse_rank(raw)
+    parsed = parse(raw)
     if read is not None:
         assert (parsed is not None) is read
     if parsed is not None:
@@ -286,12 +321,14 @@ def test_parse_rank_declines_where_msgspec_reads_json_differently(
 _JSON_NUMBER = r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?"
 
 
+@KINDS
 @settings(max_examples=500)
 @given(st.from_regex(_JSON_NUMBER, fullmatch=True))
-def test_parse_rank_reads_numbers_as_the_model_does(number: str) -> None:
+def test_reader_reads_numbers_as_the_model_does(kind: str, number: str) -> None:
     """Any JSON number as an age: accepted alike (in range), read to the same float."""
+    parse, model_of = READERS[kind]
     raw = _age(number.encode())
-    assert same(parse_rank(raw), by_model(raw))
+    assert same(parse(raw), model_of(raw))
 
 
 _JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.text()
@@ -303,20 +340,22 @@ _JSON_VALUES = st.recursive(
 _PLACES = ["top", "candidate", "features", "context"]
 
 
+@KINDS
 @settings(max_examples=300)
 @given(st.text(), _JSON_VALUES, st.sampled_from(_PLACES), st.booleans())
-def test_parse_rank_skips_unknown_fields(
-    key: str, value: Any, where: str, ascii_only: bool
+def test_reader_skips_unknown_fields(
+    kind: str, key: str, value: Any, where: str, ascii_only: bool
 ) -> None:
     """An unknown field holding any JSON value changes nothing (unless its key is a known one,
-    in which case the model decides, and parse_rank reads the body alike or declines it)."""
+    in which case the model decides, and the reader reads the body alike or declines it)."""
+    parse, model_of = READERS[kind]
     field = json.dumps({key: value}, ensure_ascii=ascii_only)[1:-1].encode()
     raw = _with(field, where)
-    model = by_model(raw)
-    read = parse_rank(raw)
+    model = model_of(raw)
+    read = parse(raw)
     if read is not None:
         assert same(read, model)
-    if model is not None and model == by_model(_with(b'"-": 0', where)):
+    if model is not None and model == model_of(_with(b'"-": 0', where)):
         assert read is not None  # skipped by msgspec too, and not declined for it
 
 
@@ -355,25 +394,33 @@ _TOKENS = [
 _RAW_TOKENS = [b"\xff", b"\xc3", b"\xed\xa0\x80", b'"\xe2\x82"']
 
 
+@KINDS
 @settings(max_examples=500)
 @given(
     st.lists(st.sampled_from([t.encode() for t in _TOKENS] + _RAW_TOKENS), max_size=12),
     st.sampled_from(_PLACES),
 )
-def test_parse_rank_never_reads_json_the_model_refuses(tokens: list[bytes], where: str) -> None:
-    """Malformed and unusual JSON in an unknown field's value: parse_rank reads the body only
+def test_reader_never_reads_json_the_model_refuses(
+    kind: str, tokens: list[bytes], where: str
+) -> None:
+    """Malformed and unusual JSON in an unknown field's value: the reader reads the body only
     when the model accepts it, and then alike."""
+    parse, model_of = READERS[kind]
     raw = _with(b'"x": ' + b"".join(tokens), where)
-    read = parse_rank(raw)
+    read = parse(raw)
     if read is not None:
-        assert same(read, by_model(raw))
+        assert same(read, model_of(raw))
 
 
+@KINDS
 @settings(max_examples=100)
 @given(st.integers(0, 5000), st.sampled_from([b"", b"-"]), st.integers(4290, 4310))
-def test_parse_rank_finds_a_long_number_anywhere(padding: int, sign: bytes, digits: int) -> None:
+def test_reader_finds_a_long_number_anywhere(
+    kind: str, padding: int, sign: bytes, digits: int
+) -> None:
     """A number at the length pydantic refuses, after any amount of text: never read unless
     the model reads it."""
+    parse, model_of = READERS[kind]
     raw = (
         b'{"user_id": "u", "candidates": [{"id": "a", "content": "'
         + b"c" * padding
@@ -382,7 +429,7 @@ def test_parse_rank_finds_a_long_number_anywhere(padding: int, sign: bytes, digi
         + b"7" * digits
         + b"}]}"
     )
-    read = parse_rank(raw)
-    assert (by_model(raw) is not None) is (len(sign) + digits <= 4300)
+    read = parse(raw)
+    assert (model_of(raw) is not None) is (len(sign) + digits <= 4300)
     if read is not None:
-        assert same(read, by_model(raw))
+        assert same(read, model_of(raw))

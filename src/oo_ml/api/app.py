@@ -193,4 +193,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     for module in (compat, decisions, users, policies, ops, admin_routes):
         app.include_router(module.router)
     app.direct(decisions.router, decisions.DIRECT)
+    app.direct(compat.router, compat.DIRECT)
     return app

@@ -1,15 +1,17 @@
-"""The service's ASGI app: FastAPI, with a direct path for the hot decision endpoints.
+"""The service's ASGI app: FastAPI, with a direct path for the hot POST endpoints.
 
 Under load (wrk, 8 keep-alive connections, one worker) FastAPI's middleware stack, router,
 send wrappers and per-request dependency resolution around ``POST /v1/rank`` cost more of the
 event loop's CPU than parsing, deciding and logging the decision together, and the event loop
 is what limits throughput. :class:`ServiceApp` answers the common request of each direct
 route itself: ``Content-Type: application/json``, a ``Content-Length`` within the body limit,
-a passing API token and a body that the route's model accepts (``model_validate_json``, the
-same strict model FastAPI uses; ``/v1/rank``'s common body is read by
-:func:`~oo_ml.api.rank_request.parse_rank`, which accepts no body the model refuses). It then
-calls the same function as the FastAPI endpoint, records the same latency metric, and sends
-the same JSON.
+a passing API token and a body that the route's model accepts (read by the route's msgspec
+reader in :mod:`oo_ml.api.readers` or :mod:`oo_ml.api.rank_request`, which accepts no body the
+model refuses and declines any it doubts, else by ``model_validate_json``, the same strict
+model FastAPI uses). It then calls the same function as the FastAPI endpoint, records the same
+latency metric, and sends the same JSON: for the ``/v1`` routes by orjson (a float may be
+spelled differently, never valued differently), for the existing contract's ``/score`` and
+``/reward`` routes byte for byte as the route's ``JSONResponse`` (:func:`exact_json`).
 
 Anything else goes to FastAPI unchanged, with the body handed on if it was already read:
 another content type, a missing or oversized length, a failed token check, a body the model
@@ -24,11 +26,12 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client.metrics import Histogram
 from pydantic import BaseModel
@@ -39,16 +42,7 @@ from oo_ml.api.deps import api_token_ok, require_api
 from oo_ml.api.metrics import Metrics
 from oo_ml.engine import Engine
 
-__all__ = ["DirectRoute", "ServiceApp"]
-
-DirectRoute = tuple[
-    type[BaseModel],
-    Callable[[Engine, Metrics, Any], Awaitable[dict[str, Any]]],
-    Callable[[bytes], Any] | None,
-]
-"""A body model, the function that answers a valid body (engine, metrics, body) → JSON, and
-optionally a quicker reader of the common body: it returns what the function also takes in
-place of the model's instance, or ``None`` to leave the body to the model."""
+__all__ = ["DirectRoute", "ServiceApp", "exact_json", "quick_json"]
 
 _JSON = b"application/json"
 
@@ -79,7 +73,18 @@ def _read(body: bytes, model: type[BaseModel], parse: Callable[[bytes], Any] | N
     return value
 
 
-def _encode(content: Any) -> bytes:
+_exact_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+).encode
+
+
+def exact_json(content: Any) -> bytes:
+    """``content`` exactly as starlette's ``JSONResponse`` renders it (``json.dumps`` with
+    these arguments makes this very encoder for each call)."""
+    return _exact_encoder(content).encode("utf-8")
+
+
+def quick_json(content: Any) -> bytes:
     """Compact UTF-8 JSON, as starlette's ``JSONResponse`` renders it but ~25 µs sooner for a
     ranking of ten; a float may be spelled differently (``1e-7`` for ``1e-07``), never valued
     differently. orjson writes ``null`` for ``None`` but also for a NaN or an infinity, which
@@ -92,9 +97,23 @@ def _encode(content: Any) -> bytes:
     else:
         if b"null" not in encoded:
             return encoded
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    return exact_json(content)
+
+
+class DirectRoute(NamedTuple):
+    """How the direct path answers one route."""
+
+    model: type[BaseModel]
+    """The route's body model."""
+    answer: Callable[[Engine, Metrics, Any], Awaitable[dict[str, Any]]]
+    """The function that answers a valid body: (engine, metrics, body) → the JSON content
+    that the route's endpoint sends in its ``JSONResponse``."""
+    parse: Callable[[bytes], Any] | None = None
+    """A quicker reader of the common body: it returns what ``answer`` also takes in place of
+    the model's instance, or ``None`` to leave the body to the model."""
+    encode: Callable[[Any], bytes] = quick_json
+    """How the content becomes the body: :func:`exact_json` where the answer must be the
+    route's byte for byte."""
 
 
 class ServiceApp(FastAPI):
@@ -104,25 +123,35 @@ class ServiceApp(FastAPI):
     _timers: dict[tuple[str, int], Any]
 
     def direct(self, router: APIRouter, routes: dict[str, DirectRoute]) -> None:
-        """Answer ``POST`` to these paths directly. Each must also be a route of ``router``
-        (included in this app) with the same body model and the API token check as its only
-        dependency."""
-        for path, (model, _, _) in routes.items():
-            dependants = [
-                r.dependant
+        """Answer ``POST`` to these paths directly (as well as those of earlier calls). Each
+        must also be a route of ``router`` (included in this app) with the same body model, the
+        API token check as its only dependency, no path, query, header or cookie parameter,
+        and an endpoint declared to return a ``Response`` (so that no response model reshapes
+        what it sends)."""
+        for path, route in routes.items():
+            served = [
+                r
                 for r in router.routes
                 if isinstance(r, APIRoute) and r.path == path and "POST" in (r.methods or ())
             ]
+            dependant = served[0].dependant if len(served) == 1 else None
+            returns = typing.get_type_hints(served[0].endpoint).get("return") if served else None
             if (
-                len(dependants) != 1
-                or [p.field_info.annotation for p in dependants[0].body_params] != [model]
-                or [d.call for d in dependants[0].dependencies] != [require_api]
+                dependant is None
+                or [p.field_info.annotation for p in dependant.body_params] != [route.model]
+                or [d.call for d in dependant.dependencies] != [require_api]
+                or dependant.path_params
+                or dependant.query_params
+                or dependant.header_params
+                or dependant.cookie_params
+                or not (isinstance(returns, type) and issubclass(returns, Response))
             ):
                 raise ValueError(
-                    f"{path}: no POST route with the body model {model.__name__} whose only "
-                    "dependency is the API token check"
+                    f"{path}: no POST route with the body model {route.model.__name__}, the API "
+                    "token check as its only dependency, no other parameter, and a Response "
+                    "returned"
                 )
-        self._direct = dict(routes)
+        self._direct = {**getattr(self, "_direct", {}), **routes}
         self._timers = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,7 +209,7 @@ class ServiceApp(FastAPI):
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        model, answer, parse = route
+        model, answer, parse, encode = route
         value = _read(body, model, parse)
         if value is None:  # refused by the model: FastAPI answers, as it would have
             await super().__call__(scope, _replay(body, receive), send)
@@ -199,7 +228,7 @@ class ServiceApp(FastAPI):
                 status = response.status_code
                 await response(scope, receive, send)
                 return
-            encoded = _encode(content)
+            encoded = encode(content)
             status = 200
             await send(
                 {

@@ -1,20 +1,16 @@
-"""Shared route code: turning a parsed rank body into an engine call, and time stamps."""
+"""Shared route code: a rank request's decision, feedback's metrics, and time stamps."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from fastapi import Request
-
-from oo_ml.api.deps import get_engine, get_metrics
 from oo_ml.api.metrics import Metrics
 from oo_ml.api.rank_request import RankRequest
-from oo_ml.api.schemas import ScoreIn
 from oo_ml.engine import Engine, FeedbackResult
 from oo_ml.store.base import DecisionRecord, ShadowRecord
 
-__all__ = ["decide", "iso_time", "log_feedback", "note_feedback", "rank_body"]
+__all__ = ["decide", "iso_time", "note_feedback"]
 
 log = logging.getLogger("oo_ml.api")
 
@@ -24,16 +20,9 @@ def iso_time(ms: int | None) -> str | None:
     return None if ms is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
-async def rank_body(
-    request: Request, body: ScoreIn, policy: str | None, event_id: str | None = None
-) -> DecisionRecord:
-    """Decide and log for a ``/score``-shaped body."""
-    ranked = RankRequest.of(body, policy, event_id)
-    return await decide(get_engine(request), get_metrics(request), ranked)
-
-
 async def decide(engine: Engine, metrics: Metrics, request: RankRequest) -> DecisionRecord:
-    """:func:`rank_body` without a request, for the direct path of :mod:`oo_ml.api.fast`."""
+    """Decide and log for a ``/score``-shaped body's request (the routes' and the direct
+    path's)."""
     shadows: list[ShadowRecord] = []
     job = engine.rank_job(
         request.user_id,
@@ -61,10 +50,6 @@ async def decide(engine: Engine, metrics: Metrics, request: RankRequest) -> Deci
             },
         )
     return record
-
-
-def log_feedback(request: Request, result: FeedbackResult) -> None:
-    note_feedback(get_metrics(request), result)
 
 
 def note_feedback(metrics: Metrics, result: FeedbackResult) -> None:

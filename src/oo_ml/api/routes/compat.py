@@ -8,13 +8,30 @@ refused with 422.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from oo_ml.api.deps import ApiDep, EngineDep, UserIdPath, decode_segment, get_engine, path_tail
+from oo_ml.api.deps import (
+    ApiDep,
+    EngineDep,
+    UserIdPath,
+    decode_segment,
+    get_engine,
+    get_metrics,
+    path_tail,
+)
+from oo_ml.api.fast import DirectRoute, exact_json
 from oo_ml.api.json_route import JsonBodyRoute
-from oo_ml.api.routes._common import iso_time, log_feedback, rank_body
+from oo_ml.api.metrics import Metrics
+from oo_ml.api.rank_request import RankRequest, parse_score
+from oo_ml.api.readers import Reward, parse_reward
+from oo_ml.api.routes._common import decide, iso_time, note_feedback
 from oo_ml.api.schemas import OkOut, RewardIn, ScoreIn, ScoreOut
+from oo_ml.engine import Engine
 from oo_ml.types import Candidate, Context
 
 router = APIRouter(tags=["existing contract"], route_class=JsonBodyRoute)
@@ -29,50 +46,91 @@ async def health() -> dict[str, bool]:
     return {"ok": True}
 
 
-async def _score(request: Request, body: ScoreIn, policy: str) -> JSONResponse:
-    record = await rank_body(request, body, policy)
-    return JSONResponse(
-        {"tip_id": record.chosen_id, "score": float(record.scores[record.chosen]), "policy": policy}
-    )
+def _score_answer(
+    policy: str,
+) -> Callable[[Engine, Metrics, ScoreIn | RankRequest], Awaitable[dict[str, Any]]]:
+    async def answer(
+        engine: Engine, metrics: Metrics, body: ScoreIn | RankRequest
+    ) -> dict[str, Any]:
+        """The ``/score`` answer with ``policy`` to a valid body (or its request, read with
+        that policy by :func:`parse_score`), for the route and for :mod:`oo_ml.api.fast`."""
+        ranked = body if isinstance(body, RankRequest) else RankRequest.of(body, policy)
+        record = await decide(engine, metrics, ranked)
+        return {
+            "tip_id": record.chosen_id,
+            "score": float(record.scores[record.chosen]),
+            "policy": policy,
+        }
+
+    return answer
+
+
+linucb_score_json = _score_answer(LINUCB)
+egreedy_score_json = _score_answer(EGREEDY)
 
 
 @router.post("/score", response_model=ScoreOut, dependencies=[ApiDep])
 async def score(body: ScoreIn, request: Request) -> JSONResponse:
     """Rank with ``linucb-v1`` (d=5)."""
-    return await _score(request, body, LINUCB)
+    return JSONResponse(await linucb_score_json(get_engine(request), get_metrics(request), body))
 
 
 @router.post("/score/egreedy", response_model=ScoreOut, dependencies=[ApiDep])
 async def score_egreedy(body: ScoreIn, request: Request) -> JSONResponse:
     """Rank with ``egreedy-v1`` (d=7)."""
-    return await _score(request, body, EGREEDY)
+    return JSONResponse(await egreedy_score_json(get_engine(request), get_metrics(request), body))
 
 
-async def _reward(request: Request, body: RewardIn, policy: str) -> JSONResponse:
-    engine = get_engine(request)
-    f = body.features
-    job = engine.legacy_reward_job(
-        body.user_id,
-        policy,
-        body.tip_id,
-        body.reward,
-        client_candidate=Candidate(body.tip_id, f.is_overdue, f.task_age_days, f.priority),
-        client_context=Context(f.hour_of_day, body.day_of_week),
-    )
-    log_feedback(request, await engine.run_async(job))
-    return JSONResponse({"ok": True})
+def _reward_answer(
+    policy: str,
+) -> Callable[[Engine, Metrics, RewardIn | Reward], Awaitable[dict[str, Any]]]:
+    async def answer(engine: Engine, metrics: Metrics, body: RewardIn | Reward) -> dict[str, Any]:
+        """The ``/reward`` answer with ``policy`` to a valid body (or its values, read by
+        :func:`parse_reward`), for the route and for :mod:`oo_ml.api.fast`."""
+        f = body.features
+        job = engine.legacy_reward_job(
+            body.user_id,
+            policy,
+            body.tip_id,
+            body.reward,
+            client_candidate=Candidate(body.tip_id, f.is_overdue, f.task_age_days, f.priority),
+            client_context=Context(f.hour_of_day, body.day_of_week),
+        )
+        note_feedback(metrics, await engine.run_async(job))
+        return {"ok": True}
+
+    return answer
+
+
+linucb_reward_json = _reward_answer(LINUCB)
+egreedy_reward_json = _reward_answer(EGREEDY)
 
 
 @router.post("/reward", response_model=OkOut, dependencies=[ApiDep])
 async def reward(body: RewardIn, request: Request) -> JSONResponse:
     """A numeric reward (−1…1) for a tip shown by ``/score``."""
-    return await _reward(request, body, LINUCB)
+    return JSONResponse(await linucb_reward_json(get_engine(request), get_metrics(request), body))
 
 
 @router.post("/reward/egreedy", response_model=OkOut, dependencies=[ApiDep])
 async def reward_egreedy(body: RewardIn, request: Request) -> JSONResponse:
     """A numeric reward (−1…1) for a tip shown by ``/score/egreedy``."""
-    return await _reward(request, body, EGREEDY)
+    return JSONResponse(await egreedy_reward_json(get_engine(request), get_metrics(request), body))
+
+
+# The direct path (oo_ml.api.fast) answers these routes' common requests itself, with the same
+# JSON byte for byte (exact_json); each must keep exactly one body model and the API token check
+# (ApiDep) as its only dependency.
+DIRECT: dict[str, DirectRoute] = {
+    "/score": DirectRoute(
+        ScoreIn, linucb_score_json, partial(parse_score, policy=LINUCB), exact_json
+    ),
+    "/score/egreedy": DirectRoute(
+        ScoreIn, egreedy_score_json, partial(parse_score, policy=EGREEDY), exact_json
+    ),
+    "/reward": DirectRoute(RewardIn, linucb_reward_json, parse_reward, exact_json),
+    "/reward/egreedy": DirectRoute(RewardIn, egreedy_reward_json, parse_reward, exact_json),
+}
 
 
 def _stats_target(request: Request) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from oo_ml.api.fast import DirectRoute
 from oo_ml.api.json_route import JsonBodyRoute
 from oo_ml.api.metrics import Metrics
 from oo_ml.api.rank_request import RankRequest, parse_rank
+from oo_ml.api.readers import FeedbackRequest, parse_feedback
 from oo_ml.api.routes._common import decide, iso_time, note_feedback
 from oo_ml.api.schemas import DecisionOut, FeedbackIn, FeedbackOut, RankIn, RankOut
 from oo_ml.engine import Engine
@@ -82,8 +83,11 @@ async def feedback(body: FeedbackIn, request: Request) -> JSONResponse:
     return JSONResponse(await feedback_json(get_engine(request), get_metrics(request), body))
 
 
-async def feedback_json(engine: Engine, metrics: Metrics, body: FeedbackIn) -> dict[str, Any]:
-    """``/v1/feedback``'s answer to a valid body, for the route and for :mod:`oo_ml.api.fast`."""
+async def feedback_json(
+    engine: Engine, metrics: Metrics, body: FeedbackIn | FeedbackRequest
+) -> dict[str, Any]:
+    """``/v1/feedback``'s answer to a valid body (or its values, read by
+    :func:`parse_feedback`), for the route and for :mod:`oo_ml.api.fast`."""
     job = engine.feedback_job(body.event_id, Outcome(body.action, body.dwell_ms))  # type: ignore[arg-type]
     result = await engine.run_async(job)
     note_feedback(metrics, result)
@@ -100,8 +104,8 @@ async def feedback_json(engine: Engine, metrics: Metrics, body: FeedbackIn) -> d
 # The direct path (oo_ml.api.fast) answers these two routes' common requests itself; each must
 # keep exactly one body model and the API token check (ApiDep) as its only dependency.
 DIRECT: dict[str, DirectRoute] = {
-    "/v1/rank": (RankIn, rank_json, parse_rank),
-    "/v1/feedback": (FeedbackIn, feedback_json, None),
+    "/v1/rank": DirectRoute(RankIn, rank_json, parse_rank),
+    "/v1/feedback": DirectRoute(FeedbackIn, feedback_json, parse_feedback),
 }
 
 
