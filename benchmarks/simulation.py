@@ -342,13 +342,14 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs "
         f"per policy ({described}). Simulator: the full step (task pool, persona, rule judge, "
         "rank and feedback through the serving engine over a memory store, events batched into "
-        "SQLite). Core: the policy's own rank + learn in memory on a task stream's candidate "
-        "lists, learning each chosen candidate's expected reward for the persona of the user "
-        "whose turn it is, a `Bandit` per user in turn; for a policy with a population prior, "
-        "the prior too (refits at the engine's cadence, re-centring after each update), and in "
-        "the last column without it. Both after `freeze_startup_heap()`, as `oo-ml sim` runs. "
-        "Overhead: a simulated step's time minus a core round's (the simulator's own work: "
-        "task pool, judge, oracle, decision records, store, events).\n\n" + _markdown(header, rows)
+        "SQLite). Core: the policy's own rank + learn in memory on candidate lists from each "
+        "user's own task stream, learning the chosen candidate's reward "
+        "as the rule judge would draw it for that user's persona, a `Bandit` per user in turn; "
+        "for a policy with a population prior, the prior too (refits at the engine's cadence, "
+        "re-centring after each update), and in the last column without it. Both after "
+        "`freeze_startup_heap()`, as `oo-ml sim` runs. Overhead: a simulated step's time minus "
+        "a core round's (the simulator's own work: task pool, judge, oracle, decision records, "
+        "store, events).\n\n" + _markdown(header, rows)
     )
 
 
