@@ -31,12 +31,12 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._docs import DOCS, command_line, write_section
-from oo_ml import Action, Bandit, Candidate, Context, Outcome, get_policy, get_reward_rule
+from oo_ml import Bandit, Candidate, Context, Outcome, get_policy, get_reward_rule
 from oo_ml.engine import EngineConfig
 from oo_ml.policies.base import Policy
 from oo_ml.policies.population import PopulationModel, user_data
 from oo_ml.runtime import freeze_startup_heap
-from oo_ml.sim.judges import RuleJudge
+from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg
 from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, SimUser
@@ -275,30 +275,26 @@ def _sim_steps(config: SimConfig) -> float:
 def _speed_rounds(config: SimConfig) -> list[Round]:
     """The core's rounds for a run like ``config``'s, as many as its steps, with what the
     run's users would teach: user ``u``'s rounds come from user ``u``'s own task stream (as
-    in the simulator, minus the tasks a choice completes), and each candidate carries a reward
-    drawn from the persona's response model and scored by the run's reward rule, as the rule
-    judge would answer if it were chosen. A constant reward would make every user alike and
-    the population prior's fits converge at once: a cheaper core than the real one."""
+    in the simulator, minus the tasks a choice completes), and each candidate carries the
+    reward of the rule judge's answer had it been chosen, scored by the run's reward rule. A
+    constant reward would make every user alike and the population prior's fits converge at
+    once: a cheaper core than the real one."""
     personas = load_personas(config.personas)
     users = [
         SimUser.create(config.seed, u, personas[u % len(personas)], config.pool_size)
         for u in range(config.users)
     ]
     rule = get_reward_rule(config.reward_rule)
+    judge = RuleJudge()
     rng = np.random.default_rng(config.seed)
     rounds = []
     for step in range(config.steps):
         for user in users:
             stream, persona = user.stream, user.persona.at_step(step)
-            probabilities = persona.action_probabilities(stream.tasks, stream.context)
             rewards = []
-            for done, snooze, _ in probabilities.tolist():
-                u = rng.random()
-                if u < done:
-                    outcome = Outcome(Action.DONE, persona.sample_dwell_ms(rng))
-                else:
-                    outcome = Outcome(Action.SNOOZE if u < done + snooze else Action.DISMISS)
-                rewards.append(rule.score(outcome).value)
+            for task in stream.tasks:
+                verdict = judge.judge(JudgeRequest(persona, stream.context, task, step), rng)
+                rewards.append(rule.score(Outcome(verdict.action, verdict.dwell_ms)).value)
             rounds.append((stream.context, stream.candidates(), rewards))
             stream.advance()
     return rounds
