@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oo_ml.api.readers import Score, read_rank, read_score
+from oo_ml.api.readers import Score, event_id_ok, read_rank, read_score
 from oo_ml.api.schemas import ScoreIn
-from oo_ml.engine import check_event_id
-from oo_ml.errors import ValidationError
 from oo_ml.types import Candidate, Context, checked_candidate
 
 __all__ = ["RankRequest", "parse_rank", "parse_score"]
@@ -69,11 +67,8 @@ def parse_rank(body: bytes) -> RankRequest | None:
     if rank is None:
         return None
     event_id = rank.event_id
-    if event_id is not None:
-        try:
-            check_event_id(event_id)
-        except ValidationError:
-            return None
+    if event_id is not None and not event_id_ok(event_id):
+        return None
     return _request(rank, rank.policy, event_id)
 
 

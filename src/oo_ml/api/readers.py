@@ -40,6 +40,7 @@ __all__ = [
     "Rank",
     "Reward",
     "Score",
+    "event_id_ok",
     "parse_feedback",
     "parse_reward",
     "read_rank",
@@ -85,6 +86,16 @@ def _skipping_unknown_fields(body: bytes, decode: Callable[[bytes], S]) -> S | N
         return decode(body)
     except _FAILED:
         return None
+
+
+def event_id_ok(event_id: str) -> bool:
+    """Whether the engine's ``check_event_id`` accepts ``event_id``: a reader declines a body
+    whose id it refuses, and the model's path answers the refusal."""
+    try:
+        check_event_id(event_id)
+    except ValidationError:
+        return False
+    return True
 
 
 def reader(known: type[S], lenient: type[S]) -> Callable[[bytes], S | None]:
@@ -239,9 +250,7 @@ def parse_feedback(body: bytes) -> FeedbackRequest | None:
     event_id = read.event_id if read.event_id_alias is UNSET else read.event_id_alias
     if event_id is UNSET:
         return None  # neither spelling: the model refuses the body
-    try:
-        check_event_id(event_id)
-    except ValidationError:
+    if not event_id_ok(event_id):
         return None
     dwell_ms = read.dwell_ms if read.dwell_ms_alias is UNSET else read.dwell_ms_alias
     return FeedbackRequest(event_id, read.action, None if dwell_ms is UNSET else dwell_ms)
