@@ -6,6 +6,7 @@ name the offending field (see :class:`oo_ml.errors.ValidationError`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "Reward",
     "check_candidates",
     "checked_candidate",
+    "shared_context",
 ]
 
 MAX_ID_LENGTH = 256
@@ -89,6 +91,14 @@ class Context:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hour_of_day", _strict_int("hour_of_day", self.hour_of_day, 0, 23))
         object.__setattr__(self, "day_of_week", _strict_int("day_of_week", self.day_of_week, 0, 6))
+
+
+@functools.cache
+def shared_context(hour_of_day: int, day_of_week: int) -> Context:
+    """``Context(hour_of_day, day_of_week)``, built (and checked) once per value and shared
+    after: contexts are frozen values, and readers that need one per request or per simulated
+    step need not build it again. For callers whose values are already ints."""
+    return Context(hour_of_day, day_of_week)
 
 
 @dataclass(frozen=True, slots=True)

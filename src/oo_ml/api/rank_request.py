@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from oo_ml.api.readers import Score, event_id_ok, read_rank, read_score
 from oo_ml.api.schemas import ScoreIn
-from oo_ml.types import Candidate, Context, checked_candidate
+from oo_ml.types import Candidate, Context, checked_candidate, shared_context
 
 __all__ = ["RankRequest", "parse_rank", "parse_score"]
 
@@ -54,10 +54,6 @@ class RankRequest:
             policy,
             event_id,
         )
-
-
-_CONTEXTS = tuple(tuple(Context(hour, day) for day in range(7)) for hour in range(24))
-"""Every context, made once: a frozen value, shared by the requests that name it."""
 
 
 def parse_rank(body: bytes) -> RankRequest | None:
@@ -95,7 +91,7 @@ def _request(score: Score, policy: str | None, event_id: str | None) -> RankRequ
     context = score.context
     return RankRequest(
         score.user_id,
-        _CONTEXTS[context.hour_of_day][context.day_of_week],
+        shared_context(context.hour_of_day, context.day_of_week),
         candidates,
         [item.source_id for item in items],
         [item.content for item in items],

@@ -9,14 +9,20 @@ a task marked done leaves the pool, and new ones arrive at random.
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from oo_ml.types import MAX_TASK_AGE_DAYS, Candidate, Context, FloatArray, checked_candidate
+from oo_ml.types import (
+    MAX_TASK_AGE_DAYS,
+    Candidate,
+    Context,
+    FloatArray,
+    checked_candidate,
+    shared_context,
+)
 
 __all__ = ["TEMPLATES", "SimTask", "TaskStream"]
 
@@ -62,12 +68,6 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
 _KEYS = tuple(TEMPLATES)
 _KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
 _PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
-
-
-@functools.cache
-def _context(hour: int, day_of_week: int) -> Context:
-    """Contexts are values: one per (hour, day of week) serves every stream."""
-    return Context(hour, day_of_week)
 
 
 def _pick(cumulative: tuple[float, ...], u: float) -> int:
@@ -210,7 +210,7 @@ class TaskStream:
     @property
     def context(self) -> Context:
         if self._context is None:
-            self._context = _context(self.hour, self.day % 7)
+            self._context = shared_context(self.hour, self.day % 7)
         return self._context
 
     def candidates(self) -> list[Candidate]:
