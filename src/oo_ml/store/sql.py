@@ -125,6 +125,15 @@ def _candidates_json(record: DecisionRecord) -> str:
         return json.dumps(rows, separators=(",", ":"))
 
 
+def _blob(data: bytes) -> bytearray:
+    """``data`` as a parameter for a BLOB column. sqlite3 binds a ``bytearray`` as it is, but
+    offers a ``bytes`` — like a ``bool`` or ``None`` — to its adapters first, where a failed
+    attribute lookup raises and clears an exception (~1 µs a parameter, on every hot insert).
+    psycopg takes either. Hot statements also pass a ``bool`` as an ``int`` on SQLite (a
+    boolean parameter must stay ``bool`` on PostgreSQL) and leave a ``None`` column out."""
+    return bytearray(data)
+
+
 def _loads(text: str) -> Any:
     """``json.loads``, sooner: feedback reads a decision's candidates on every request. What
     orjson refuses (an escaped lone surrogate that ``json.dumps`` wrote) goes to json."""
@@ -207,8 +216,9 @@ def _columns(table: Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.columns)
 
 
-def _insert_sql(table: Table) -> _Sql:
-    names = _columns(table)
+def _insert_sql(table: Table, names: Sequence[str] | None = None) -> _Sql:
+    """The insert of a row of ``table``: of every column, else of ``names``."""
+    names = _columns(table) if names is None else names
     marks = ", ".join("?" for _ in names)
     return _sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})")
 
@@ -237,6 +247,8 @@ _SAVE_STATE = _sql(
     " updated_ms = excluded.updated_ms"
 )
 _INSERT_DECISION = _insert_sql(decisions)
+_INSERT_DECISION_NO_CONTENT = _insert_sql(decisions, _DECISION_COLUMNS[:-1])
+"""The decision insert without its last column, ``content``, left NULL (see :func:`_blob`)."""
 if _DECISION_COLUMNS != (
     "event_id",
     "user_id",
@@ -342,7 +354,7 @@ class SqlTxn:
         params = (
             user_id,
             policy,
-            state_to_bytes(row.state),
+            _blob(state_to_bytes(row.state)),
             row.state.n_updates,
             row.reward_count,
             row.reward_sum_milli,
@@ -351,11 +363,11 @@ class SqlTxn:
         self._execute(_SAVE_STATE, params).close()
 
     def insert_decision(self, record: DecisionRecord) -> None:
-        # The parameters as one tuple in the statement's column order (_INSERT_DECISION).
+        # The parameters in the statement's column order (_INSERT_DECISION); see _blob.
         k, d = record.features.shape
         probabilities = record.probabilities
         content = record.content
-        params = (
+        params = [
             record.event_id,
             record.user_id,
             record.policy,
@@ -365,18 +377,21 @@ class SqlTxn:
             k,
             d,
             _candidates_json(record),
-            array_to_bytes(record.features),
-            array_to_bytes(record.scores),
-            None if probabilities is None else array_to_bytes(probabilities),
+            _blob(array_to_bytes(record.features)),
+            _blob(array_to_bytes(record.scores)),
+            None if probabilities is None else _blob(array_to_bytes(probabilities)),
             record.chosen,
             record.chosen_id,
-            record.explored,
+            record.explored if self._style else int(record.explored),
             record.seed,
             record.model_updates,
             record.origin,
-            None if content is None else json.dumps(content),
-        )
-        self._execute(_INSERT_DECISION, params).close()
+        ]
+        if content is None:
+            self._execute(_INSERT_DECISION_NO_CONTENT, params).close()
+        else:
+            params.append(json.dumps(content))
+            self._execute(_INSERT_DECISION, params).close()
 
     def get_decision(self, event_id: str) -> DecisionRecord | None:
         row = self._fetchone(_GET_DECISION, (event_id,))
@@ -412,7 +427,7 @@ class SqlTxn:
             "reward_milli": record.reward_milli,
             "reward_rule": record.reward_rule,
             "origin": record.origin,
-            "applied": record.applied,
+            "applied": record.applied if self._style else int(record.applied),  # see _blob
         }
         self._execute(_INSERT_FEEDBACK, [values[c] for c in _FEEDBACK_COLUMNS]).close()
 
