@@ -20,6 +20,7 @@ from types import FrameType
 
 import uvicorn
 
+from oo_ml.api.protocol import install as install_direct_protocol
 from oo_ml.logs import logging_config
 from oo_ml.runtime import freeze_startup_heap
 
@@ -73,6 +74,7 @@ def _worker(host: str, port: int, log_level: str, app: str, factory: bool) -> No
     # Build the app before serving and freeze it: under load, a full collection walking the
     # startup objects was the 99th percentile of rank's latency (see freeze_startup_heap).
     config.load()
+    install_direct_protocol(config)
     freeze_startup_heap()
     server.run(sockets=[sock])
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
 import orjson
@@ -157,29 +157,24 @@ class ServiceApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = getattr(self, "_direct", {}).get(scope["path"])
-            if (
-                route is not None
-                and not self.dependency_overrides
-                and not self.root_path
-                and not scope.get("root_path")
-            ):
+            route = self.direct_route(scope["path"], scope["headers"], scope.get("root_path"))
+            if route is not None:
                 await self._answer(scope, receive, send, route)
                 return
         await super().__call__(scope, receive, send)
 
-    def _timer(self, metrics: Metrics, path: str, status: int) -> Any:
-        key = (path, status // 100)
-        timer = self._timers.get(key)
-        if timer is None:
-            latency: Histogram = metrics.latency
-            timer = self._timers[key] = latency.labels("POST", path, f"{status // 100}xx")
-        return timer
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, route: DirectRoute) -> None:
-        start = time.perf_counter()
+    def direct_route(
+        self, path: str, headers: Iterable[tuple[bytes, bytes]], root_path: str | None
+    ) -> DirectRoute | None:
+        """The direct route that answers a ``POST`` to ``path`` with these (lower-case)
+        headers once its body is read; ``None`` leaves the request to FastAPI: not a direct
+        route, another content type, a missing or oversized length, a failed token check,
+        dependency overrides (tests), a root path, no engine yet."""
+        route: DirectRoute | None = getattr(self, "_direct", {}).get(path)
+        if route is None or self.dependency_overrides or self.root_path or root_path:
+            return None
         content_type = length = authorization = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"content-type":
                 content_type = value if content_type is None else content_type
             elif name == b"content-length":
@@ -190,10 +185,9 @@ class ServiceApp(FastAPI):
         # by its ``__getattr__`` only after the normal lookup has raised and cleared an
         # ``AttributeError`` (~1 µs each, three a request).
         state: dict[str, Any] = self.state._state
-        engine: Engine | None = state.get("engine")
         limit = self.max_body_size
         if (
-            engine is None
+            state.get("engine") is None
             or content_type is None
             or (  # the common spelling, else its parameters and case stripped
                 content_type != _JSON and content_type.partition(b";")[0].strip().lower() != _JSON
@@ -203,8 +197,42 @@ class ServiceApp(FastAPI):
             or not 0 < int(length) <= (limit if limit is not None else int(length))
             or not api_token_ok(state["settings"], (authorization or b"").decode("latin-1"))
         ):
-            await super().__call__(scope, receive, send)
-            return
+            return None
+        return route
+
+    def direct_value(self, route: DirectRoute, body: bytes) -> Any:
+        """What the route's function takes for ``body``; ``None`` when the model refuses it
+        (then FastAPI answers the request, with the body handed on)."""
+        return _read(body, route.model, route.parse)
+
+    async def direct_answer(self, route: DirectRoute, value: Any) -> bytes:
+        """The route's ``200`` body for a valid value; raises what the engine raises."""
+        state: dict[str, Any] = self.state._state
+        content = await route.answer(state["engine"], state["metrics"], value)
+        return route.encode(content)
+
+    async def direct_error(self, exc: Exception, scope: Scope, receive: Receive) -> Response:
+        """The app's answer to an error of :meth:`direct_answer`, as its exception handlers
+        give it (``scope`` is the request's); re-raises an error they do not handle."""
+        handler = self._handler(exc)
+        if handler is None:
+            raise exc
+        scope["app"] = self
+        response: Response = await handler(Request(scope, receive), exc)
+        return response
+
+    def direct_timer(self, path: str, status: int) -> Any:
+        """The latency histogram's child for a direct route's answers of this status class."""
+        key = (path, status // 100)
+        timer = self._timers.get(key)
+        if timer is None:
+            metrics: Metrics = self.state._state["metrics"]
+            latency: Histogram = metrics.latency
+            timer = self._timers[key] = latency.labels("POST", path, f"{status // 100}xx")
+        return timer
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, route: DirectRoute) -> None:
+        start = time.perf_counter()
         body = b""
         while True:
             message = await receive()
@@ -213,26 +241,19 @@ class ServiceApp(FastAPI):
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        model, answer, parse, encode = route
-        value = _read(body, model, parse)
+        value = self.direct_value(route, body)
         if value is None:  # refused by the model: FastAPI answers, as it would have
             await super().__call__(scope, _replay(body, receive), send)
             return
-        scope["app"] = self
-        metrics: Metrics = state["metrics"]
         status = 500
         try:
             try:
-                content = await answer(engine, metrics, value)
+                encoded = await self.direct_answer(route, value)
             except Exception as exc:
-                handler = self._handler(exc)
-                if handler is None:
-                    raise
-                response = await handler(Request(scope, receive), exc)
+                response = await self.direct_error(exc, scope, receive)
                 status = response.status_code
                 await response(scope, receive, send)
                 return
-            encoded = encode(content)
             status = 200
             await send(
                 {
@@ -246,7 +267,7 @@ class ServiceApp(FastAPI):
             )
             await send({"type": "http.response.body", "body": encoded})
         finally:
-            self._timer(metrics, scope["path"], status).observe(time.perf_counter() - start)
+            self.direct_timer(scope["path"], status).observe(time.perf_counter() - start)
 
     def _handler(self, exc: Exception) -> Any:
         """The app's handler for ``exc``, looked up as Starlette's ExceptionMiddleware does
