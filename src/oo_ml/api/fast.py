@@ -168,8 +168,8 @@ class ServiceApp(FastAPI):
     ) -> DirectRoute | None:
         """The direct route that answers a ``POST`` to ``path`` with these (lower-case)
         headers once its body is read; ``None`` leaves the request to FastAPI: not a direct
-        route, another content type, a missing or oversized length, a failed token check,
-        dependency overrides (tests), a root path, no engine yet."""
+        route, another content type, a missing or oversized length, a transfer encoding, a
+        failed token check, dependency overrides (tests), a root path, no engine yet."""
         route: DirectRoute | None = getattr(self, "_direct", {}).get(path)
         if route is None or self.dependency_overrides or self.root_path or root_path:
             return None
@@ -181,6 +181,8 @@ class ServiceApp(FastAPI):
                 length = value if length is None else length
             elif name == b"authorization":
                 authorization = value if authorization is None else authorization
+            elif name == b"transfer-encoding":  # with a length too: let the server sort it out
+                return None
         # The app state's dict, read directly: an attribute of starlette's ``State`` is found
         # by its ``__getattr__`` only after the normal lookup has raised and cleared an
         # ``AttributeError`` (~1 µs each, three a request).

@@ -13,13 +13,13 @@ the body, so two TCP segments and two wake-ups of the client. For a direct route
 
 It takes a request only when nothing can differ from the normal path: ``POST`` over
 HTTP/1.1 to a direct route's exact path (no query, no percent-escape), no upgrade, no
-``Expect``, no ``Transfer-Encoding``, no earlier request of the connection still being
-answered, no ``limit_concurrency``, and :meth:`~oo_ml.api.fast.ServiceApp.direct_route`'s
-header checks passed. A body that the route's model refuses, and every other request, go
-through uvicorn's own path unchanged (the body already read is handed to that cycle), so
-every refusal is still FastAPI's. Errors of the engine are answered by the app's exception
-handlers; an error they do not handle is logged and answered ``500`` with the connection
-closed, as uvicorn does.
+``Expect``, no earlier request of the connection still being answered, no
+``limit_concurrency``, and :meth:`~oo_ml.api.fast.ServiceApp.direct_route`'s header checks
+passed (which also decline a ``Transfer-Encoding``). A body that the route's model refuses,
+and every other request, go through uvicorn's own path unchanged (the body already read is
+handed to that cycle), so every refusal is still FastAPI's. Errors of the engine are
+answered by the app's exception handlers; an error they do not handle is logged and
+answered ``500`` with the connection closed, as uvicorn does.
 
 Keep-alive, pipelining, flow control and shutdown keep uvicorn's logic: while a direct
 request is being answered the connection's ``cycle`` is a :class:`_DirectCycle`, which the
@@ -120,15 +120,11 @@ class DirectProtocol(HttpToolsProtocol):
             or self.parser.should_upgrade()
         ):
             return False
-        headers = self.headers
-        for name, _ in headers:
-            if name == b"transfer-encoding":
-                return False
         try:
             path = url.decode("ascii")
         except UnicodeDecodeError:
             return False
-        route = self.service.direct_route(path, headers, self.root_path)
+        route = self.service.direct_route(path, self.headers, self.root_path)
         if route is None:
             return False
         scope = self.scope  # as uvicorn fills it, for an error handler's Request
