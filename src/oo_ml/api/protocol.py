@@ -235,8 +235,13 @@ class DirectProtocol(HttpToolsProtocol):
             parts.append(b"connection: close\r\n")
         parts += [b"\r\n", body]
         if self.access_log:
-            self.access_logger.info(
-                '%s - "POST %s HTTP/1.1" %d', get_client_addr(cycle.scope), cycle.path, status
+            self.access_logger.info(  # the arguments of uvicorn's own line (its formatter's)
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(cycle.scope),
+                "POST",
+                cycle.path,
+                "1.1",
+                status,
             )
         self.transport.write(b"".join(parts))
         cycle.response_complete = True
