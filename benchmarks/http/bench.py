@@ -14,6 +14,10 @@ Systems, each started fresh by this script for every repeat and stopped after it
   contract's ``POST /score/egreedy`` (what the app calls today) with rank's bodies.
 * ``postgres``: ``oo-ml serve --workers 2`` on a new PostgreSQL database (dropped afterwards).
 
+``oo-ml serve``'s workers answer the direct routes' common requests at the HTTP protocol level
+(``oo_ml.api.protocol``, docs/adr/0007) and everything else through uvicorn's ASGI path; the
+floor app has no direct route and runs under stock uvicorn, as it would under ``oo-ml serve``.
+
 Rank bodies (``rank.lua``): 1 000 user ids, 10 candidates with varied features, built before
 the run. Feedback (``feedback.lua``) names event ids returned by this server's own rank runs,
 each once: a duplicate would be a cheap no-op and flatter the number; the script counts any
