@@ -37,6 +37,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.robustness.servers import free_port
+
 from .support import ADMIN, ADMIN_TOKEN, API_TOKEN, candidate, reward_body, score_body, three_tips
 
 TIMEOUT_S = 10.0
@@ -73,12 +75,6 @@ class Served:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_env() -> dict[str, str]:
@@ -145,7 +141,7 @@ def _start(arguments: list[str], directory: Path, port: int) -> Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``oo-ml serve`` on one worker, in a directory of its own (its ``oo-ml.db`` there)."""
     directory = tmp_path_factory.mktemp("protocol")
-    port = _free_port()
+    port = free_port()
     arguments = ["-m", "oo_ml.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     server = _start([*arguments, "--workers", "1"], directory, port)
     try:
@@ -1010,7 +1006,7 @@ log on), with the direct protocol installed as ``oo_ml.serve`` installs it."""
 
 
 def test_access_log_under_uvicorns_logging(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = _start(["-u", "-c", _UVICORN_DEFAULTS, str(port)], tmp_path, port)
     try:
         with server.connect() as conn:
