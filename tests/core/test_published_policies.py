@@ -1,0 +1,20 @@
+"""What the ADRs say of published policies holds in the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from oo_ml.policies import get_policy
+
+
+def test_ucb_pop4_is_ucb_pop3_with_a_stronger_user_prior() -> None:
+    """ADR 0008: the users' prior precision λ goes from 32 to 80; the encoder, the exploration,
+    the discount and the population fit (clusters, noise, restarts, the clusters' own λ) stay."""
+    old, new = get_policy("ucb-pop3"), get_policy("ucb-pop4")
+    assert (old.model.lam, new.model.lam) == (32.0, 80.0)
+    assert new.model == dataclasses.replace(old.model, lam=80.0)
+    assert new.encoder is old.encoder
+    assert new.exploration == old.exploration
+    assert new.population == old.population
+    params = {k: v for k, v in new.params().items() if k != "lambda"}
+    assert params == {k: v for k, v in old.params().items() if k != "lambda"}
