@@ -138,13 +138,11 @@ register_policy(
     )
 )
 register_policy(
-    Policy(
-        "ucb-pop4",
-        get_encoder("v4"),
-        UCB(alpha=0.5),
-        RidgeModel(lam=80.0, discount=0.98),
+    # ucb-pop3 but for the users' prior precision: the derivation ADR 0008 describes.
+    get_policy("ucb-pop3").clone(
+        name="ucb-pop4",
+        model=RidgeModel(lam=80.0, discount=0.98),
         description="ucb-pop3 with a stronger user prior, λ=80 (not 32): a user's few, noisy, "
         "discounted rewards move them less far from their cluster (ADR 0008).",
-        population=Population(clusters=6, noise=0.25, restarts=4, cluster_lam=4.0),
     )
 )
