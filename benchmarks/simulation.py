@@ -5,6 +5,7 @@ command that produced it); ``quality`` also writes docs/img/sim-quality.svg.
 
     python benchmarks/simulation.py quality      # shipped personas, 150 steps per user
     python benchmarks/simulation.py seeds        # the last quarter under several seeds
+    python benchmarks/simulation.py holdout      # the same on personas nobody tuned for
     python benchmarks/simulation.py cold-start   # population prior vs none, new users' first 10
     python benchmarks/simulation.py drift        # discounted vs undiscounted after a flip
     python benchmarks/simulation.py speed        # simulator steps/s vs the core's rounds/s
@@ -139,6 +140,52 @@ def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int])
         f"run ({users} users per policy, {steps} steps, shipped personas), once per seed; "
         f"normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
         + _markdown(header, rows)
+    )
+
+
+HOLDOUT = tuple(sorted(str(path) for path in (Path(__file__).parent / "personas").glob("*.toml")))
+"""Personas that no policy was tuned on (``benchmarks/personas/``): a check that what the
+shipped personas taught us holds for people we did not have in mind."""
+
+
+def holdout(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int]) -> str:
+    """The last-quarter normalized score of each policy on the held-out personas alone and
+    mixed with the shipped ones (more habits than a population prior has clusters)."""
+    persona_sets = {
+        "held-out": HOLDOUT,
+        "shipped + held-out": (*shipped_personas(), *HOLDOUT),
+    }
+    started = time.perf_counter()
+    rows = []
+    for label, personas in persona_sets.items():
+        scores: dict[str, list[float]] = {name: [] for name in policies}
+        for seed in seeds:
+            run = SimRunner(MemoryStore()).run(
+                SimConfig(tuple(policies), tuple(personas), users, steps, seed=seed)
+            )
+            assert run.status == "done", run.error
+            for name, row in (run.summary or {})["policies"].items():
+                scores[name].append(row["normalized_last_quarter"])
+        for name, values in scores.items():
+            rows.append(
+                (
+                    label,
+                    str(len(personas)),
+                    name,
+                    *(f"{value:.3f}" for value in values),
+                    f"{statistics.fmean(values):.3f}",
+                    f"{min(values):.3f}",
+                )
+            )
+    elapsed = time.perf_counter() - started
+    header = ("personas", "count", "policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
+    _show("Held-out personas: last-quarter normalized score", header, rows)
+    names = ", ".join(f"`{Path(path).stem}`" for path in HOLDOUT)
+    return (
+        f"### Held-out personas\n\n`{command_line()}` — personas no policy was tuned on "
+        f"(`benchmarks/personas/`: {names}), alone and mixed with the seven shipped ones; "
+        f"{users} users per policy, {steps} steps, normalized score over the last quarter; "
+        f"{elapsed:.0f} s.\n\n" + _markdown(header, rows)
     )
 
 
@@ -416,7 +463,8 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "experiment", choices=["quality", "seeds", "cold-start", "drift", "speed", "all"]
+        "experiment",
+        choices=["quality", "seeds", "holdout", "cold-start", "drift", "speed", "all"],
     )
     parser.add_argument("--policies", default=",".join(QUALITY_POLICIES))
     parser.add_argument("--users", type=int, default=72)
@@ -449,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif experiment == "seeds":
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = seeds(args.policies.split(","), args.users, args.steps, seed_list)
+        elif experiment == "holdout":
+            seed_list = [int(seed) for seed in args.seeds.split(",")]
+            body = holdout(args.policies.split(","), args.users, args.steps, seed_list)
         elif experiment == "cold-start":
             body = cold_start(args.cold_policy, args.cold_baseline, 48, 48, args.seed)
         elif experiment == "drift":
