@@ -13,6 +13,7 @@ from oo_ml.policies.population import (
     PopulationModel,
     _misfit,
     _misfits,
+    information_criterion,
     recenter,
     user_data,
 )
@@ -159,6 +160,8 @@ BAD_SETTINGS = [
     ({"restarts": 0}, "restarts"),
     ({"cluster_lam": 0.0}, "cluster_lam"),
     ({"cluster_lam": math.inf}, "cluster_lam"),
+    ({"clusters": 4, "min_clusters": 0}, "min_clusters"),
+    ({"clusters": 4, "min_clusters": 5}, "min_clusters"),
 ]
 
 
@@ -218,3 +221,39 @@ def test_without_cluster_lam_the_fit_is_the_one_with_the_users_lam() -> None:
     assert same is not None
     np.testing.assert_array_equal(default.means, same.means)
     np.testing.assert_array_equal(default.shares, same.shares)
+
+
+THETA_C = np.array([0.0, 0.5, -1.0, 1.0])
+
+
+@pytest.mark.parametrize("kinds", [1, 2, 3])
+def test_a_chosen_cluster_count_is_the_number_of_kinds_of_user(kinds: int) -> None:
+    """With ``min_clusters`` the fit tries 1 to 5 clusters and keeps the lowest AIC: as many
+    as there are kinds of user, each found, not one per restart's whim."""
+    thetas = (THETA_A, THETA_B, THETA_C)[:kinds]
+    states = [simulated_user(thetas[s % kinds], 60, s) for s in range(8 * kinds)]
+    data = [user_data(s, 1.0) for s in states]
+    model = PopulationModel.fit(
+        data, 1.0, Population(clusters=5, min_clusters=1, noise=0.09, restarts=3)
+    )
+    assert model is not None
+    assert model.means.shape == (kinds, D)
+    for theta in thetas:
+        assert min(np.linalg.norm(mu - theta) for mu in model.means) < 0.2
+
+
+def test_the_criterion_is_the_misfit_over_the_noise_plus_two_per_parameter() -> None:
+    assert information_criterion(30.0, 3, 4, 0.5) == 30.0 / 0.5 + 2 * 3 * 4
+    # One more cluster must buy more than 2·d of misfit / σ² to be kept.
+    assert information_criterion(10.0, 2, 4, 1.0) < information_criterion(3.0, 3, 4, 1.0)
+
+
+def test_without_min_clusters_the_fit_keeps_the_cluster_count_it_is_given() -> None:
+    states = [simulated_user(THETA_A, 40, s) for s in range(10)]
+    data = [user_data(s, 1.0) for s in states]
+    fixed = PopulationModel.fit(data, 1.0, Population(clusters=3, restarts=2))
+    chosen = PopulationModel.fit(data, 1.0, Population(clusters=3, min_clusters=1, restarts=2))
+    assert fixed is not None
+    assert chosen is not None
+    assert fixed.means.shape[0] == 3  # one kind of user, split three ways as asked
+    assert chosen.means.shape[0] == 1

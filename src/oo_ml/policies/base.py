@@ -123,6 +123,9 @@ class Policy:
             "population_clusters": 0 if self.population is None else self.population.clusters,
             "population_noise": None if self.population is None else self.population.noise,
             "population_restarts": None if self.population is None else self.population.restarts,
+            "population_min_clusters": (
+                None if self.population is None else self.population.min_clusters
+            ),
             **self.exploration.params(),
         }
 

@@ -146,3 +146,12 @@ register_policy(
         "discounted rewards move them less far from their cluster (ADR 0008).",
     )
 )
+register_policy(
+    # ucb-pop4 but for the number of clusters, which each refit chooses (ADR 0009).
+    get_policy("ucb-pop4").clone(
+        name="ucb-pop5",
+        population=Population(clusters=12, min_clusters=4, noise=0.25, restarts=4, cluster_lam=4.0),
+        description="ucb-pop4 whose population refits choose 4 to 12 clusters by AIC, so "
+        "that more habits get more clusters (ADR 0009).",
+    )
+)
