@@ -18,3 +18,13 @@ def test_ucb_pop4_is_ucb_pop3_with_a_stronger_user_prior() -> None:
     assert new.population == old.population
     params = {k: v for k, v in new.params().items() if k != "lambda"}
     assert params == {k: v for k, v in old.params().items() if k != "lambda"}
+
+
+def test_ucb_pop5_is_ucb_pop4_choosing_its_number_of_clusters() -> None:
+    """ADR 0009: refits choose 4 to 12 clusters; everything else is ucb-pop4's."""
+    old, new = get_policy("ucb-pop4"), get_policy("ucb-pop5")
+    assert new.population is not None
+    assert old.population is not None
+    assert (new.population.min_clusters, new.population.clusters) == (4, 12)
+    assert new.population == dataclasses.replace(old.population, clusters=12, min_clusters=4)
+    assert (new.encoder, new.exploration, new.model) == (old.encoder, old.exploration, old.model)
