@@ -17,7 +17,9 @@ mean. Latent-cluster bandits in this spirit: Gentile et al., "Online Clustering 
 
 Clusters are fitted by hard EM: k-means++ seeding on users' own ridge estimates, then
 alternately assigning each user to the cluster of highest marginal likelihood and refitting each
-cluster's pooled ridge model, until assignments stop changing.
+cluster's pooled ridge model, until assignments stop changing. The number of clusters is fixed,
+or (``Population.min_clusters``) chosen at each refit by Akaike's criterion on that same
+likelihood, so that a user base with more habits gets more clusters.
 """
 
 from __future__ import annotations
