@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drift-policy", default="ucb-ix1")
     parser.add_argument("--drift-discounted", default="ucb-ix1")
     parser.add_argument(
-        "--speed-policy", default="ucb-pop3", help="for `speed`: comma-separated policies"
+        "--speed-policy", default="ucb-pop5", help="for `speed`: comma-separated policies"
     )
     parser.add_argument(
         "--speed-runs", default="small,standard", help=f"for `speed`: of {', '.join(SPEED_RUNS)}"
