@@ -8,6 +8,10 @@ milliseconds to parse on every request. :meth:`RidgeState.to_dict` stays the por
 
 Arrays (features, scores, probabilities): raw float64 little-endian; the shape is in other
 columns.
+
+Both encoders return a ``bytearray``: sqlite3 binds one as it is, but offers a ``bytes`` to its
+adapters first, where a failed attribute lookup raises and clears an exception (~1 µs a
+parameter, on every hot insert). psycopg takes either, and readers accept either.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ _HEADER = struct.Struct("<HIqq")
 _F64 = np.dtype("<f8")
 
 
-def state_to_bytes(state: RidgeState) -> bytes:
+def state_to_bytes(state: RidgeState) -> bytearray:
     name = state.encoder.encode()
     header = _HEADER.pack(len(name), state.dim, state.n_updates, state.since_refactor)
     body = np.concatenate((state.A.ravel(), state.b, state.A_inv.ravel(), state.prior_mean)).astype(
         _F64, copy=False
     )
-    return b"".join((_MAGIC, header, name, body.tobytes()))
+    return bytearray().join((_MAGIC, header, name, body.data))  # one copy of the values
 
 
 def state_from_bytes(blob: bytes) -> RidgeState:
@@ -55,8 +59,9 @@ def state_from_bytes(blob: bytes) -> RidgeState:
     )
 
 
-def array_to_bytes(array: FloatArray) -> bytes:
-    return np.ascontiguousarray(array, dtype=_F64).tobytes()
+def array_to_bytes(array: FloatArray) -> bytearray:
+    # From bytes rather than the array's buffer: for ten or so values, slightly the sooner.
+    return bytearray(np.ascontiguousarray(array, dtype=_F64).tobytes())
 
 
 def array_from_bytes(blob: bytes, shape: tuple[int, ...]) -> FloatArray:

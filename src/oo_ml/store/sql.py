@@ -125,15 +125,6 @@ def _candidates_json(record: DecisionRecord) -> str:
         return json.dumps(rows, separators=(",", ":"))
 
 
-def _blob(data: bytes) -> bytearray:
-    """``data`` as a parameter for a BLOB column. sqlite3 binds a ``bytearray`` as it is, but
-    offers a ``bytes`` — like a ``bool`` or ``None`` — to its adapters first, where a failed
-    attribute lookup raises and clears an exception (~1 µs a parameter, on every hot insert).
-    psycopg takes either. Hot statements also pass a ``bool`` as an ``int`` on SQLite (a
-    boolean parameter must stay ``bool`` on PostgreSQL) and leave a ``None`` column out."""
-    return bytearray(data)
-
-
 def _loads(text: str) -> Any:
     """``json.loads``, sooner: feedback reads a decision's candidates on every request. What
     orjson refuses (an escaped lone surrogate that ``json.dumps`` wrote) goes to json."""
@@ -248,7 +239,11 @@ _SAVE_STATE = _sql(
 )
 _INSERT_DECISION = _insert_sql(decisions)
 _INSERT_DECISION_NO_CONTENT = _insert_sql(decisions, _DECISION_COLUMNS[:-1])
-"""The decision insert without its last column, ``content``, left NULL (see :func:`_blob`)."""
+"""The decision insert without its last column, ``content``, left NULL: sqlite3 offers a
+``None`` parameter — like a ``bool`` or a ``bytes`` — to its adapters first, where a failed
+attribute lookup raises and clears an exception (~1 µs a parameter; see
+:mod:`oo_ml.store.codec`). For the same reason hot statements pass a ``bool`` as an ``int`` on
+SQLite (a boolean parameter must stay ``bool`` on PostgreSQL)."""
 if _DECISION_COLUMNS != (
     "event_id",
     "user_id",
@@ -354,7 +349,7 @@ class SqlTxn:
         params = (
             user_id,
             policy,
-            _blob(state_to_bytes(row.state)),
+            state_to_bytes(row.state),
             row.state.n_updates,
             row.reward_count,
             row.reward_sum_milli,
@@ -363,7 +358,8 @@ class SqlTxn:
         self._execute(_SAVE_STATE, params).close()
 
     def insert_decision(self, record: DecisionRecord) -> None:
-        # The parameters in the statement's column order (_INSERT_DECISION); see _blob.
+        # The parameters in the statement's column order (_INSERT_DECISION); bools as ints on
+        # SQLite and no content column when there is none: see _INSERT_DECISION_NO_CONTENT.
         k, d = record.features.shape
         probabilities = record.probabilities
         content = record.content
@@ -377,9 +373,9 @@ class SqlTxn:
             k,
             d,
             _candidates_json(record),
-            _blob(array_to_bytes(record.features)),
-            _blob(array_to_bytes(record.scores)),
-            None if probabilities is None else _blob(array_to_bytes(probabilities)),
+            array_to_bytes(record.features),
+            array_to_bytes(record.scores),
+            None if probabilities is None else array_to_bytes(probabilities),
             record.chosen,
             record.chosen_id,
             record.explored if self._style else int(record.explored),
@@ -427,7 +423,8 @@ class SqlTxn:
             "reward_milli": record.reward_milli,
             "reward_rule": record.reward_rule,
             "origin": record.origin,
-            "applied": record.applied if self._style else int(record.applied),  # see _blob
+            # An int on SQLite: see _INSERT_DECISION_NO_CONTENT.
+            "applied": record.applied if self._style else int(record.applied),
         }
         self._execute(_INSERT_FEEDBACK, [values[c] for c in _FEEDBACK_COLUMNS]).close()
 
