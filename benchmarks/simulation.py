@@ -111,29 +111,37 @@ def quality(
     )
 
 
-def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int]) -> str:
-    """The last-quarter normalized score of each policy under each seed, with mean and min."""
-    personas = tuple(shipped_personas())
+def _last_quarters(
+    policies: Sequence[str], personas: Sequence[str], users: int, steps: int, seeds: Sequence[int]
+) -> dict[str, list[float]]:
+    """Each policy's last-quarter normalized score in one run per seed, in ``seeds``' order."""
     scores: dict[str, list[float]] = {name: [] for name in policies}
-    started = time.perf_counter()
     for seed in seeds:
         run = SimRunner(MemoryStore()).run(
-            SimConfig(tuple(policies), personas, users, steps, seed=seed)
+            SimConfig(tuple(policies), tuple(personas), users, steps, seed=seed)
         )
         assert run.status == "done", run.error
         for name, row in (run.summary or {})["policies"].items():
             scores[name].append(row["normalized_last_quarter"])
+    return scores
+
+
+def _score_cells(values: Sequence[float]) -> tuple[str, ...]:
+    """One cell per score, then their mean and min."""
+    return (
+        *(f"{value:.3f}" for value in values),
+        f"{statistics.fmean(values):.3f}",
+        f"{min(values):.3f}",
+    )
+
+
+def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int]) -> str:
+    """The last-quarter normalized score of each policy under each seed, with mean and min."""
+    started = time.perf_counter()
+    scores = _last_quarters(policies, tuple(shipped_personas()), users, steps, seeds)
     elapsed = time.perf_counter() - started
     header = ("policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
-    rows = [
-        (
-            name,
-            *(f"{value:.3f}" for value in values),
-            f"{statistics.fmean(values):.3f}",
-            f"{min(values):.3f}",
-        )
-        for name, values in scores.items()
-    ]
+    rows = [(name, *_score_cells(values)) for name, values in scores.items()]
     _show("Last-quarter normalized score by seed", header, rows)
     return (
         f"### Learning quality across seeds\n\n`{command_line()}` — as the learning-quality "
@@ -158,25 +166,9 @@ def holdout(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int
     started = time.perf_counter()
     rows = []
     for label, personas in persona_sets.items():
-        scores: dict[str, list[float]] = {name: [] for name in policies}
-        for seed in seeds:
-            run = SimRunner(MemoryStore()).run(
-                SimConfig(tuple(policies), tuple(personas), users, steps, seed=seed)
-            )
-            assert run.status == "done", run.error
-            for name, row in (run.summary or {})["policies"].items():
-                scores[name].append(row["normalized_last_quarter"])
+        scores = _last_quarters(policies, personas, users, steps, seeds)
         for name, values in scores.items():
-            rows.append(
-                (
-                    label,
-                    str(len(personas)),
-                    name,
-                    *(f"{value:.3f}" for value in values),
-                    f"{statistics.fmean(values):.3f}",
-                    f"{min(values):.3f}",
-                )
-            )
+            rows.append((label, str(len(personas)), name, *_score_cells(values)))
     elapsed = time.perf_counter() - started
     header = ("personas", "count", "policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
     _show("Held-out personas: last-quarter normalized score", header, rows)
