@@ -261,8 +261,9 @@ SPEED_RUNS = {
 """The runs ``speed`` measures: (users, personas; ``None`` = every shipped persona)."""
 
 
-Round = tuple[Context, list[Candidate], list[float]]
-"""A core round: the context, the candidates, and the reward each candidate would earn."""
+Round = tuple[Context, list[Candidate], list[float], list[Outcome]]
+"""A core round: the context, the candidates, the reward each candidate would earn, and the
+judge's answer it was scored from (what the engine's feedback takes)."""
 
 
 def _core_rounds(
@@ -284,7 +285,7 @@ def _core_rounds(
     lam = policy.model.lam
     model, since = None, 0
     started = time.perf_counter()
-    for i, (context, candidates, rewards) in enumerate(rounds):
+    for i, (context, candidates, rewards, _) in enumerate(rounds):
         bandit = bandits[i % users]
         decision = bandit.rank(context, candidates)
         bandit.learn(decision, rewards[decision.chosen])
@@ -295,6 +296,22 @@ def _core_rounds(
                 model, since = PopulationModel.fit(data, lam, population), 0
             if model is not None:
                 model.center(bandit.state)
+    return len(rounds) / (time.perf_counter() - started)
+
+
+def _engine_rounds(config: SimConfig, rounds: Sequence[Round]) -> float:
+    """Rounds/s of the serving engine in this process on the core's rounds: rank, then the
+    feedback the judge gave the chosen candidate, through :class:`InProcessClient` (the
+    simulator's client: memory store, decision records, reward rule, population refits after
+    updates) — everything a simulated step does but the simulated world (task pool, judge,
+    oracle, events) — for ``config``'s one policy, users and reward rule."""
+    (name,) = config.policies
+    users = config.users
+    client = InProcessClient(config.reward_rule, config.seed)
+    started = time.perf_counter()
+    for i, (context, candidates, _, outcomes) in enumerate(rounds):
+        event_id, chosen, _ = client.rank(f"u{i % users}", context, candidates, name)
+        client.feedback(event_id, outcomes[chosen])
     return len(rounds) / (time.perf_counter() - started)
 
 
@@ -330,11 +347,15 @@ def _speed_rounds(config: SimConfig) -> list[Round]:
     for step in range(config.steps):
         for user in users:
             stream, persona = user.stream, user.persona.at_step(step)
-            rewards = []
-            for task in stream.tasks:
-                verdict = judge.judge(JudgeRequest(persona, stream.context, task, step), rng)
-                rewards.append(rule.score(Outcome(verdict.action, verdict.dwell_ms)).value)
-            rounds.append((stream.context, stream.candidates(), rewards))
+            outcomes = [
+                Outcome(verdict.action, verdict.dwell_ms)
+                for verdict in (
+                    judge.judge(JudgeRequest(persona, stream.context, task, step), rng)
+                    for task in stream.tasks
+                )
+            ]
+            rewards = [rule.score(outcome).value for outcome in outcomes]
+            rounds.append((stream.context, stream.candidates(), rewards, outcomes))
             stream.advance()
     return rounds
 
@@ -366,7 +387,9 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "ratio (target ≥ 0.5)",
         "per-repeat ratio, median [min, max]",
         "core without its prior (ratio)",
-        "overhead µs/step",
+        "engine rounds/s (÷ core)",
+        "engine overhead µs",
+        "world overhead µs",
     )
     _show("Simulator speed (medians)", header, rows)
     described = "; ".join(
@@ -381,10 +404,13 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "user's own task stream, learning the chosen candidate's reward "
         "as the rule judge would draw it for that user's persona, a `Bandit` per user in turn; "
         "for a policy with a population prior, the prior too (refits at the engine's cadence, "
-        "re-centring after each update), and in the last column without it. Both after "
-        "`freeze_startup_heap()`, as `oo-ml sim` runs. Overhead: a simulated step's time minus "
-        "a core round's (the simulator's own work: task pool, judge, oracle, decision records, "
-        "store, events).\n\n" + _markdown(header, rows)
+        "re-centring after each update), and in its own column without it. Engine: the same "
+        "rounds through the serving engine in this process, as the simulator calls it (rank, "
+        "then feedback with the judge's answer for the chosen candidate; memory store, decision "
+        "records, reward rule, population refits), without the simulated world. All after "
+        "`freeze_startup_heap()`, as `oo-ml sim` runs. Engine overhead: an engine round's time "
+        "minus a core round's; world overhead: a simulated step's time minus an engine round's "
+        "(task pool, judge, oracle, events into SQLite).\n\n" + _markdown(header, rows)
     )
 
 
@@ -407,6 +433,7 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
     config = SimConfig((name,), tuple(personas), users, SPEED_STEPS, seed=seed)
     measures: dict[str, Callable[[], float]] = {
         "core": lambda: _core_rounds(policy, rounds, users, seed, prior=True),
+        "engine": lambda: _engine_rounds(config, rounds),
         "sim": lambda: _sim_steps(config),
     }
     if has_prior:
@@ -419,6 +446,7 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
             runs[key].append(measures[key]())
     core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
+    engine = statistics.median(runs["engine"])
     bare = statistics.median(runs["bare"]) if has_prior else None
     # Each repeat's own ratio (its runs were measured back to back): their spread shows how
     # much of a difference the machine's noise alone makes.
@@ -431,9 +459,12 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         f"{simulated / core:.2f}",
         f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
         "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
-        # What a step costs beyond the core's round: the same for every policy if the ratio
-        # is set by the overhead, not by the policy.
-        f"{1e6 / simulated - 1e6 / core:,.0f}",
+        # Where a step's time beyond the core's round goes: the serving engine's own work,
+        # then the simulated world's. Each is the same for every policy if the ratio is set
+        # by the overheads rather than by the policy.
+        f"{engine:,.0f} ({engine / core:.2f})",
+        f"{1e6 / engine - 1e6 / core:,.0f}",
+        f"{1e6 / simulated - 1e6 / engine:,.0f}",
     )
 
 

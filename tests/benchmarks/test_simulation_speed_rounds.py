@@ -29,12 +29,19 @@ def test_rounds_follow_each_users_own_stream_in_the_simulators_order() -> None:
         SimUser.create(config.seed, u, personas[u], config.pool_size).stream
         for u in range(config.users)
     ]
-    for i, (context, candidates, rewards) in enumerate(rounds):
+    for i, (context, candidates, rewards, outcomes) in enumerate(rounds):
         stream = streams[i % config.users]  # step-major, users in turn, as the runner plays
         assert context == stream.context
         assert candidates == stream.candidates()
-        assert len(rewards) == len(candidates)
+        assert len(rewards) == len(outcomes) == len(candidates)
         stream.advance()
+
+
+def test_each_reward_is_the_rules_score_of_the_outcome_the_engine_is_fed() -> None:
+    config = _config(users=3, steps=20)
+    rule = get_reward_rule(config.reward_rule)
+    for _, _, rewards, outcomes in simulation._speed_rounds(config):
+        assert rewards == [rule.score(outcome).value for outcome in outcomes]
 
 
 def test_rewards_are_the_rules_and_differ_between_personas() -> None:
@@ -44,11 +51,11 @@ def test_rewards_are_the_rules_and_differ_between_personas() -> None:
     possible = {band.milli / 1000.0 for action in Action for band in rule.actions[action].bands} | {
         rule.actions[action].unmeasured_milli / 1000.0 for action in (Action.SNOOZE, Action.DISMISS)
     }
-    values = [r for _, _, rewards in rounds for r in rewards]
+    values = [r for _, _, rewards, _ in rounds for r in rewards]
     assert set(values) <= possible
     assert len(set(values)) >= 3  # done, snooze and dismiss all happen
     means = [
-        statistics.fmean(r for _, _, rewards in rounds[u :: config.users] for r in rewards)
+        statistics.fmean(r for _, _, rewards, _ in rounds[u :: config.users] for r in rewards)
         for u in range(config.users)
     ]
     assert len({round(m, 3) for m in means}) == config.users  # three people, three teachers
@@ -61,3 +68,5 @@ def test_rounds_are_reproducible_and_the_core_learns_from_them() -> None:
     rounds = simulation._speed_rounds(config)
     policy = get_policy("ucb-pop3")
     assert simulation._core_rounds(policy, rounds, config.users, 1, prior=True) > 0
+    engine_config = SimConfig(("ucb-pop3",), PERSONAS, config.users, config.steps, seed=5)
+    assert simulation._engine_rounds(engine_config, rounds) > 0
