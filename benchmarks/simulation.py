@@ -48,7 +48,11 @@ from oo_ml.store.sql import SqlStore
 
 console = Console()
 
-QUALITY_POLICIES = ("egreedy-v1", "linucb-v1", "ucb-ix1", "ts-ix1", "squarecb-ix1")
+QUALITY_POLICIES = (
+    "egreedy-v1", "linucb-v1", "ucb-ix1", "ucb-ix2", "ucb-pop1", "ucb-pop2", "ucb-pop3",
+    "ucb-pop4", "ucb-pop5",
+)  # fmt: skip
+"""The learning-quality table's policies: the existing service's two, then ours."""
 
 
 def _normalized(events: Sequence[SimEvent]) -> float:
@@ -181,18 +185,24 @@ def holdout(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int
     )
 
 
-def cold_start(policy: str, baseline: str, veterans: int, newcomers: int, seed: int) -> str:
-    """New users' first 10 steps after ``veterans`` users taught the service for 60 steps."""
+def cold_start(
+    policies: Sequence[str], baseline: str, veterans: int, newcomers: int, seed: int
+) -> str:
+    """New users' first 10 steps under each of ``policies`` after ``veterans`` users taught it
+    for 60 steps, against ``baseline`` (its new users get no population prior)."""
     personas = [p for p in load_personas(list(shipped_personas())) if p.drift_to is None]
     rule = get_reward_rule("dwell-v1")
     judge = RuleJudge()
     client = InProcessClient("dwell-v1", seed)
-    team = [SimUser.create(seed, u, personas[u % len(personas)]) for u in range(veterans)]
-    for step in range(60):
-        for u, user in enumerate(team):
-            user.play(client, judge, rule, policy=policy, step=step, user_id=f"vet{u}", run_id="-")
+    for policy in policies:  # each its own veterans, in the same worlds
+        team = [SimUser.create(seed, u, personas[u % len(personas)]) for u in range(veterans)]
+        for step in range(60):
+            for u, user in enumerate(team):
+                user.play(
+                    client, judge, rule, policy=policy, step=step, user_id=f"vet{u}", run_id="-"
+                )
     results = {}
-    for name in (policy, baseline):
+    for name in (*policies, baseline):
         events = []
         cohort = [
             SimUser.create(seed + 1, u, personas[u % len(personas)]) for u in range(newcomers)
@@ -224,11 +234,12 @@ def cold_start(policy: str, baseline: str, veterans: int, newcomers: int, seed: 
             )
         )
     _show("Cold start", header, rows)
+    taught = ", ".join(f"`{name}`" for name in policies)
     return (
-        f"### Cold start\n\n`{command_line()}` — {veterans} users teach `{policy}` for 60 steps; "
-        f"then {newcomers} new users (the same worlds for both rows) get their first 10 tips "
-        f"from `{policy}` (prior from the population) and from `{baseline}` (no prior).\n\n"
-        + _markdown(header, rows)
+        f"### Cold start\n\n`{command_line()}` — {veterans} users teach each of {taught} for "
+        f"60 steps; then {newcomers} new users (the same worlds in every row) get their first "
+        f"10 tips from each of them (prior from the population its veterans taught) and from "
+        f"`{baseline}` (no prior).\n\n" + _markdown(header, rows)
     )
 
 
@@ -490,21 +501,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["quality", "seeds", "holdout", "cold-start", "drift", "speed", "all"],
     )
     parser.add_argument("--policies", default=",".join(QUALITY_POLICIES))
-    parser.add_argument("--users", type=int, default=72)
+    parser.add_argument("--users", type=int, default=119)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--seeds", default="1,2,3", help="for `seeds`: comma-separated")
-    parser.add_argument("--cold-policy", default="ucb-ix1")
-    parser.add_argument("--cold-baseline", default="ucb-ix1")
-    parser.add_argument("--drift-policy", default="ucb-ix1")
-    parser.add_argument("--drift-discounted", default="ucb-ix1")
     parser.add_argument(
-        "--speed-policy", default="ucb-pop5", help="for `speed`: comma-separated policies"
+        "--cold-policy",
+        default="ucb-pop1-steady,ucb-pop5",
+        help="for `cold-start`: comma-separated policies with a population prior",
+    )
+    parser.add_argument("--cold-baseline", default="ucb-ix2")
+    parser.add_argument("--drift-policy", default="ucb-pop1-steady")
+    parser.add_argument("--drift-discounted", default="ucb-pop1")
+    parser.add_argument(
+        "--speed-policy",
+        default="ucb-pop5,ucb-pop4,ucb-ix1,egreedy-v1",
+        help="for `speed`: comma-separated policies",
     )
     parser.add_argument(
         "--speed-runs", default="small,standard", help=f"for `speed`: of {', '.join(SPEED_RUNS)}"
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     chosen = (
@@ -524,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = holdout(args.policies.split(","), args.users, args.steps, seed_list)
         elif experiment == "cold-start":
-            body = cold_start(args.cold_policy, args.cold_baseline, 48, 48, args.seed)
+            body = cold_start(args.cold_policy.split(","), args.cold_baseline, 48, 48, args.seed)
         elif experiment == "drift":
             body = drift(args.drift_policy, args.drift_discounted, 24, args.seed)
         else:

@@ -28,8 +28,11 @@ Serialising model updates per (user, policy):
   never interleaves with another. WAL mode lets readers go on meanwhile.
 - PostgreSQL: ``load_state(..., for_update=True)`` takes a transaction-scoped advisory lock on
   the (user, policy) pair, which works for a user who has no row yet (a ``SELECT … FOR UPDATE``
-  cannot lock a row that does not exist). A deadlock between two processes' batches is
-  detected by PostgreSQL; the losing batch is run again.
+  cannot lock a row that does not exist). A batch of jobs holding one such lock only *tries*
+  the next, and when it is taken runs its jobs again one transaction each: two processes'
+  batches locking the same models in opposite orders never wait for each other (they used to
+  deadlock until PostgreSQL's check broke it a second later). Any deadlock left (one job's
+  own locks) is detected by PostgreSQL and the losing transaction is run again.
 """
 
 from __future__ import annotations
@@ -105,6 +108,11 @@ _RETRY_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failur
 def _retryable(exc: DBAPIError) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return sqlstate in _RETRY_SQLSTATES or "database is locked" in str(exc.orig)
+
+
+class _LockBusyError(Exception):
+    """A batch that already holds a model's lock found the next one taken: waiting for it could
+    deadlock with the holder, so the batch backs off (see :meth:`SqlTxn.load_state`)."""
 
 
 def _lock_key(user_id: str, policy: str) -> int:
@@ -225,6 +233,7 @@ _FeedbackRow = namedtuple("_FeedbackRow", _FEEDBACK_COLUMNS)  # type: ignore[mis
 _StateRow = namedtuple("_StateRow", ["state", "reward_count", "reward_sum_milli", "updated_ms"])
 
 _LOCK_STATE = _sql("SELECT pg_advisory_xact_lock(?)")
+_TRY_LOCK_STATE = _sql("SELECT pg_try_advisory_xact_lock(?)")
 _LOAD_STATE = _sql(
     "SELECT state, reward_count, reward_sum_milli, updated_ms FROM policy_state"
     " WHERE user_id = ? AND policy = ?"
@@ -295,11 +304,14 @@ def _shadow_from_row(row: Sequence[Any]) -> ShadowRecord:
 class SqlTxn:
     """The :class:`~oo_ml.store.base.Txn` operations on one SQLAlchemy connection."""
 
-    def __init__(self, conn: Connection, dialect: str) -> None:
+    def __init__(self, conn: Connection, dialect: str, *, batched: bool = False) -> None:
         self._conn = conn
         self._dialect = dialect
         self._style = 1 if dialect == "postgresql" else 0
         self._dbapi_conn: Any = None
+        self._batched = batched
+        """Whether this transaction runs several jobs (see :meth:`load_state`)."""
+        self._locked = False
 
     def _execute(self, statement: _Sql, params: Sequence[Any]) -> Any:
         """Run a hot statement on the DBAPI cursor; returns the cursor.
@@ -340,8 +352,24 @@ class SqlTxn:
         self._conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates))
 
     def load_state(self, user_id: str, policy: str, *, for_update: bool = False) -> StateRow | None:
+        """The (user, policy)'s model; ``for_update`` locks it until the transaction ends.
+
+        On PostgreSQL the lock is an advisory lock. A transaction of several jobs that already
+        holds one only *tries* the next: two batches taking the same locks in opposite orders
+        would otherwise wait for each other until PostgreSQL's deadlock check (1 s). If the lock
+        is taken, :class:`_LockBusyError` makes the writer roll the batch back and run its jobs one
+        transaction each, where waiting for a lock is safe.
+        """
         if for_update and self._dialect == "postgresql":
-            self._fetchone(_LOCK_STATE, (_lock_key(user_id, policy),))
+            key = (_lock_key(user_id, policy),)
+            if self._batched and self._locked:
+                if not self._fetchone(_TRY_LOCK_STATE, key)[0]:
+                    raise _LockBusyError(
+                        f"{policy} model of {user_id!r} is locked by another batch"
+                    )
+            else:
+                self._fetchone(_LOCK_STATE, key)
+            self._locked = True
         row = self._fetchone(_LOAD_STATE, (user_id, policy))
         return None if row is None else _state_from_row(_StateRow._make(row))
 
@@ -893,14 +921,14 @@ class _Writer:
 
     def _run(self, batch: list[_Item]) -> None:
         jobs = [job for job, _, _ in batch]
-        for attempt in range(8):
-            with self._conn_lock:
-                outcomes = self._try(jobs, patient=True, last=attempt == 7)
-                database = self._committed(outcomes)
-            if outcomes is not None:
-                break
-            time.sleep(0.005 * 2**attempt)
-        assert outcomes is not None
+        try:
+            outcomes, database = self._patiently(jobs)
+        except _LockBusyError:
+            # Rolled back; alone in its transaction a job may wait for its lock.
+            outcomes = []
+            for job in jobs:
+                single, database = self._patiently([job])
+                outcomes += single
         entries = [
             (deliver, (future, ok, value))
             for (_, future, deliver), (ok, value) in zip(batch, outcomes, strict=True)
@@ -908,6 +936,18 @@ class _Writer:
         ready = self._durable(database, entries)
         if ready is not None:
             _deliver(ready)
+
+    def _patiently(self, jobs: list[_Job]) -> tuple[list[tuple[bool, Any]], str | None]:
+        """Run ``jobs`` as one transaction, again after a retryable error (a deadlock, a busy
+        database), up to eight tries with back-off; its outcomes and :meth:`_committed`."""
+        for attempt in range(8):
+            with self._conn_lock:
+                outcomes = self._try(jobs, patient=True, last=attempt == 7)
+                database = self._committed(outcomes)
+            if outcomes is not None:
+                return outcomes, database
+            time.sleep(0.005 * 2**attempt)
+        raise AssertionError("the last try always has outcomes")  # pragma: no cover
 
     # -- either -------------------------------------------------------------------------------
 
@@ -943,6 +983,8 @@ class _Writer:
         retryable error, unless ``last``; never when ``patient`` is false)."""
         try:
             return self._attempt(jobs, patient)
+        except _LockBusyError:
+            raise  # rolled back: the batch's jobs are to run one transaction each
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 self._conn = None
@@ -966,7 +1008,7 @@ class _Writer:
         conn = self._conn
         if self._in_loop:
             _busy_timeout(conn, _PATIENT_MS if patient else 0)
-        txn = SqlTxn(conn, self._dialect)
+        txn = SqlTxn(conn, self._dialect, batched=len(jobs) > 1)
         # Jobs rarely fail, so first run them all without savepoints (two statements less per
         # job). If one fails, that try is rolled back and the batch runs again with a savepoint
         # per job; running a job twice is safe, as for a retried batch.
@@ -976,7 +1018,9 @@ class _Writer:
                 try:
                     outcomes.append((True, job(txn)))
                 except Exception as exc:
-                    if isinstance(exc, DBAPIError) and _retryable(exc):
+                    if isinstance(exc, _LockBusyError) or (
+                        isinstance(exc, DBAPIError) and _retryable(exc)
+                    ):
                         raise
                     transaction.rollback()
                     if len(jobs) == 1:
@@ -984,20 +1028,21 @@ class _Writer:
                     break
             else:
                 return outcomes
-        return self._attempt_isolated(conn, txn, jobs)
+        return self._attempt_isolated(conn, jobs)
 
-    def _attempt_isolated(
-        self, conn: Connection, txn: SqlTxn, jobs: list[_Job]
-    ) -> list[tuple[bool, Any]]:
+    def _attempt_isolated(self, conn: Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction, each job in a savepoint so it can fail alone."""
         outcomes: list[tuple[bool, Any]] = []
+        txn = SqlTxn(conn, self._dialect, batched=True)
         with conn.begin():
             for job in jobs:
                 savepoint = conn.begin_nested()
                 try:
                     value = job(txn)
                 except Exception as exc:
-                    if isinstance(exc, DBAPIError) and _retryable(exc):
+                    if isinstance(exc, _LockBusyError) or (
+                        isinstance(exc, DBAPIError) and _retryable(exc)
+                    ):
                         raise
                     savepoint.rollback()
                     outcomes.append((False, _job_error(exc)))
