@@ -126,6 +126,13 @@ def test_run_page_shows_curve_and_tables_per_policy(
     assert curve.count("<polyline") == 4  # two policies, oracle, random
     for name in ("egreedy-v1", "ucb-ix1", "oracle", "random"):
         assert f"<title>{name}</title>" in curve
+    summary = html[html.index('id="summary-table"') : html.index('id="action-table"')]
+    number = r"[+-]\d\.\d{3}"
+    # The paired difference from the first policy: a dash for it, a number and interval else.
+    differences = re.findall(rf'<td class="num">(—|{number} \[{number}, {number}\])</td>', summary)
+    assert differences[0] == "—"
+    assert len(differences) == 2
+    assert re.fullmatch(rf"{number} \[{number}, {number}\]", differences[1])
     actions = html[html.index('id="action-table"') : html.index('id="persona-table"')]
     assert re.findall(r"<code>([a-z0-9-]+)</code></th>", actions) == ["egreedy-v1", "ucb-ix1"]
     assert len(re.findall(r"\d+\.\d%", actions)) == 6

@@ -42,7 +42,7 @@ def table_rows(output: str) -> dict[str, list[str]]:
     rows = {}
     for line in output.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
-        if len(cells) == 7 and re.fullmatch(r"[a-z0-9-]+", cells[0]) and cells[0] != "policy":
+        if len(cells) == 8 and re.fullmatch(r"[a-z0-9-]+", cells[0]) and cells[0] != "policy":
             rows[cells[0]] = cells[1:]
     return rows
 
@@ -84,6 +84,9 @@ def test_compare_prints_lift_over_the_first_policy_and_repeats_itself(tmp_path: 
     assert list(rows) == ["egreedy-v1", "ucb-ix1"]
     assert rows["egreedy-v1"][4] == "+0.0%"  # the baseline against itself
     assert re.fullmatch(r"[+-]\d+\.\d%", rows["ucb-ix1"][4])
+    assert rows["egreedy-v1"][5] == "—"
+    number = r"[+-]\d\.\d{3}"
+    assert re.fullmatch(rf"{number} \[{number}, {number}\]", rows["ucb-ix1"][5])
     assert table_rows(again.stdout) == rows  # same seed, same numbers
     assert (tmp_path / "a.svg").read_text() == (tmp_path / "b.svg").read_text()
 

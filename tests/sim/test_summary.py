@@ -50,6 +50,39 @@ def test_lift_is_relative_to_the_first_policy() -> None:
     assert table["egreedy-v1"]["lift_pct"] == pytest.approx(100 * 58 / 606)
 
 
+def test_difference_from_the_first_policy_pairs_each_user_with_themself() -> None:
+    # Users far apart (means 0.9, 0.1, 0.5 under "a"), each exactly 0.1 better under "b":
+    # the paired interval has no width, while the two rewards' own intervals overlap widely.
+    means = {"u0": 900, "u1": 100, "u2": 500}
+    events = [event("a", u, s, m, 0.5) for u, m in means.items() for s in range(4)]
+    events += [event("b", u, s, m + 100, 0.5) for u, m in means.items() for s in range(4)]
+    table = summarize(events, ["a", "b"])["policies"]
+    assert table["a"]["difference"] is None
+    assert table["a"]["difference_ci95"] is None
+    assert table["b"]["difference"] == pytest.approx(0.1)
+    assert table["b"]["difference_ci95"] == pytest.approx([0.1, 0.1])
+    low, high = table["b"]["ci95"]
+    assert low < table["a"]["mean_reward"] < high
+
+
+def test_paired_difference_interval_is_students_t_over_per_user_differences() -> None:
+    # Differences 0.3, 0.1, 0.2 (b − a per user): mean 0.2, sd 0.1, t(2) = 4.303.
+    pairs = {"u0": (0, 300), "u1": (500, 600), "u2": (-200, 0)}
+    events = [event("a", u, 0, a, 0.5) for u, (a, _) in pairs.items()]
+    events += [event("b", u, 0, b, 0.5) for u, (_, b) in pairs.items()]
+    events.append(event("b", "only-b", 0, 1000, 0.5))  # unpaired: left out of the difference
+    row = summarize(events, ["a", "b"])["policies"]["b"]
+    assert row["difference"] == pytest.approx(0.2)
+    low, high = row["difference_ci95"]
+    assert (high - low) / 2 == pytest.approx(4.303 * 0.1 / 3**0.5)
+
+
+def test_no_shared_users_means_no_difference() -> None:
+    events = [event("a", "u", 0, 0, 0.5), event("b", "v", 0, 1000, 0.5)]
+    row = summarize(events, ["a", "b"])["policies"]["b"]
+    assert row["difference"] is None
+
+
 def test_action_shares_and_persona_table() -> None:
     events = [
         event("p", "u", 0, 1000, 1, action="done", persona="a"),

@@ -17,7 +17,8 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def summary_table(run: RunRecord) -> Table:
-    """Mean reward ± 95% CI, normalized score, regret, lift and action shares per policy."""
+    """Mean reward ± 95% CI, normalized score, regret, lift, the paired difference from the
+    first policy and action shares per policy."""
     table = Table(title=f"Run {run.run_id} ({run.status})")
     for column in (
         "policy",
@@ -26,6 +27,7 @@ def summary_table(run: RunRecord) -> Table:
         "last quarter",
         "regret/step",
         "lift",
+        "vs first, paired [95% CI]",
         "done/snooze/dismiss",
     ):
         table.add_column(column, justify="left" if column == "policy" else "right")
@@ -40,9 +42,20 @@ def summary_table(run: RunRecord) -> Table:
             _num(row["normalized_last_quarter"], ".3f"),
             _num(row["regret_per_step"], ".3f"),
             _num(row.get("lift_pct"), "+.1f") + ("%" if row.get("lift_pct") is not None else ""),
+            _difference(row),
             f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}",
         )
     return table
+
+
+def _difference(row: dict[str, Any]) -> str:
+    """Mean reward minus the first policy's, paired over users (runs stored before this was
+    summarised, and the first policy, show a dash)."""
+    difference = row.get("difference")
+    if difference is None:
+        return "—"
+    low, high = row["difference_ci95"]
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def curve_svg(run: RunRecord) -> str:

@@ -9,6 +9,12 @@ For each policy:
   ``normalized_last_quarter`` is the same over the last quarter of the steps, after learning;
 - ``regret`` — total expected reward lost against the oracle, and per step;
 - ``lift_pct`` — mean reward relative to the first policy (the old comparison's "+10.7%");
+- ``difference`` and ``difference_ci95`` — mean reward minus the first policy's, with a 95%
+  interval from Student's t over the users' *paired* differences: user ``u`` meets the same
+  world under every policy (common random numbers), so comparing each user with themself
+  leaves out how much users differ from one another, and the interval is much narrower than
+  the two policies' own intervals suggest (``None`` for the first policy, and when no user
+  played both);
 - ``actions`` — shares of done / snooze / dismiss.
 """
 
@@ -61,13 +67,27 @@ def _normalized(events: Sequence[SimEvent]) -> float | None:
     return None if best - rand <= 0 else (chosen - rand) / (best - rand)
 
 
-def _policy_summary(events: Sequence[SimEvent], steps: int) -> dict[str, Any]:
+def _user_means(events: Sequence[SimEvent]) -> dict[str, float]:
+    """Each simulated user's mean reward."""
     by_user: dict[str, list[float]] = defaultdict(list)
-    actions: dict[str, int] = defaultdict(int)
     for e in events:
         by_user[e.user_id].append(e.reward_milli / 1000.0)
+    return {user: float(np.mean(rewards)) for user, rewards in by_user.items()}
+
+
+def _paired(first: dict[str, float], other: dict[str, float]) -> tuple[float | None, list[float]]:
+    """Mean of ``other − first`` over the users in both, and its 95% interval."""
+    diffs = [other[user] - first[user] for user in other if user in first]
+    if not diffs:
+        return None, [float("nan"), float("nan")]
+    return float(np.mean(diffs)), list(_interval(diffs))
+
+
+def _policy_summary(events: Sequence[SimEvent], steps: int) -> dict[str, Any]:
+    actions: dict[str, int] = defaultdict(int)
+    for e in events:
         actions[e.action] += 1
-    user_means = [float(np.mean(v)) for v in by_user.values()]
+    user_means = list(_user_means(events).values())
     mean = float(np.mean([e.reward_milli for e in events])) / 1000.0 if events else 0.0
     late = [e for e in events if e.step >= steps - max(1, steps // 4)]
     has_model = bool(events) and events[0].oracle_reward is not None
@@ -84,7 +104,7 @@ def _policy_summary(events: Sequence[SimEvent], steps: int) -> dict[str, Any]:
         "regret": regret,
         "regret_per_step": None if regret is None else regret / max(1, len(events)),
         "actions": {a: actions[a] / max(1, len(events)) for a in ("done", "snooze", "dismiss")},
-        "users": len(by_user),
+        "users": len(user_means),
         "events": len(events),
     }
 
@@ -133,8 +153,15 @@ def summarize(events: Sequence[SimEvent], policies: Sequence[str]) -> dict[str, 
     first = policies[0] if policies else None
     if first is not None:
         base = table[first]["mean_reward"]
-        for row in table.values():
+        base_users = _user_means(by_policy[first])
+        for name, row in table.items():
             row["lift_pct"] = None if base == 0 else 100.0 * (row["mean_reward"] - base) / abs(base)
+            if name == first:
+                row["difference"], row["difference_ci95"] = None, None
+            else:
+                row["difference"], row["difference_ci95"] = _paired(
+                    base_users, _user_means(by_policy[name])
+                )
     personas = {
         persona: {
             policy: {
