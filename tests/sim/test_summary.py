@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from oo_ml.sim.summary import summarize, t_critical
+from oo_ml.sim.summary import SummaryBuilder, summarize, t_critical
 from oo_ml.store.base import SimEvent
 
 
@@ -109,3 +111,26 @@ def test_t_critical_values() -> None:
     assert t_critical(1) == 12.706
     assert t_critical(30) == 2.042
     assert t_critical(1000) == pytest.approx(1.962, abs=0.003)
+
+
+def test_the_summary_does_not_depend_on_how_users_interleave_or_on_batches() -> None:
+    """A run summarised batch by batch as it plays (step-major) equals its events summarised
+    in the stores' order (policy, user, step), to the last bit: floats are added per user in
+    step order, users in the order of their ids."""
+    rng = random.Random(5)
+    played = [
+        event(
+            policy, f"u{u}", step, rng.randrange(-1000, 1001), rng.uniform(-1, 1),
+            oracle=rng.uniform(0, 1), rand=rng.uniform(-1, 0),
+            action=rng.choice(["done", "snooze", "dismiss"]), persona=f"p{u % 3}",
+        )
+        for step in range(37)
+        for policy in ("a", "b")
+        for u in range(11)
+    ]  # fmt: skip
+    stored = sorted(played, key=lambda e: (e.policy, e.user_id, e.step))
+    builder = SummaryBuilder(["a", "b"], 37)
+    for start in range(0, len(played), 50):
+        builder.add(played[start : start + 50])
+    assert builder.result() == summarize(stored, ["a", "b"])
+    assert summarize(played, ["a", "b"]) == summarize(stored, ["a", "b"])

@@ -36,7 +36,7 @@ from oo_ml.sim.persona import (
     pool_oracle,
     static_features_t,
 )
-from oo_ml.sim.summary import summarize
+from oo_ml.sim.summary import SummaryBuilder
 from oo_ml.sim.tasks import TaskStream
 from oo_ml.store.base import RunRecord, SimEvent, Store
 from oo_ml.store.memory import MemoryStore
@@ -436,13 +436,16 @@ class SimRunner:
                 if self.client_factory is not None
                 else InProcessClient(config.reward_rule, config.seed)
             )
-            events, tail = self._loop(
-                run_id, config, personas, client, get_reward_rule(config.reward_rule)
+            summary = SummaryBuilder(config.policies, config.steps)
+            done, tail = self._loop(
+                run_id,
+                config,
+                personas,
+                client,
+                get_reward_rule(config.reward_rule),
+                summary=summary,
             )
-            # Summarised from the events as written, in the order the stores read them back.
-            events.sort(key=_stored_order)
-            summary = summarize(events, list(config.policies))
-            finished = self._finish(run_id, tail, len(events), summary)
+            finished = self._finish(run_id, tail, done, summary.result())
         except CancelledError:
             self._update(run_id, status="cancelled")
         except Exception as exc:
@@ -464,9 +467,13 @@ class SimRunner:
         personas: list[Persona],
         client: DecisionClient,
         rule: RewardRule,
-    ) -> tuple[list[SimEvent], list[SimEvent]]:
-        """Play every step; returns all the events and the last ones, not yet written."""
-        events: list[SimEvent] = []
+        *,
+        summary: SummaryBuilder,
+    ) -> tuple[int, list[SimEvent]]:
+        """Play every step, adding each event to ``summary`` (none is kept: a run's memory
+        does not grow with its length); returns how many were played and the last ones, not
+        yet written."""
+        done = 0
         turns: list[Turn] = []
         # Every (policy, user) has its own world; user u's is the same under every policy.
         players = [
@@ -490,25 +497,27 @@ class SimRunner:
                 )
                 if len(turns) >= EVENT_BATCH:
                     batch = scored(turns, rule)
-                    events += batch
+                    summary.add(batch)
+                    done += len(batch)
                     turns = []
                     # Written before the next batch is played, not while: a writer thread
                     # binding 500 rows holds the GIL for milliseconds at a time, and a 119-user
                     # run then took 237 µs a step instead of 164 (ucb-ix1).
-                    self._write(run_id, batch, len(events))
+                    self._write(run_id, batch, done)
                     if self.progress is not None:
-                        self.progress(len(events), config.total_steps)
+                        self.progress(done, config.total_steps)
                     if self.cancel.is_set():
                         raise CancelledError
         tail = scored(turns, rule)
-        events += tail
+        summary.add(tail)
+        done += len(tail)
         # As after every batch: report progress, and stop if asked to (keeping the events).
         if self.progress is not None:
-            self.progress(len(events), config.total_steps)
+            self.progress(done, config.total_steps)
         if self.cancel.is_set():
-            self._write(run_id, tail, len(events))
+            self._write(run_id, tail, done)
             raise CancelledError
-        return events, tail
+        return done, tail
 
     def _write(self, run_id: str, batch: list[SimEvent], done: int) -> None:
         """Store ``batch`` and the run's progress."""
@@ -534,8 +543,3 @@ class SimRunner:
             return run
 
         return self.store.write(job)
-
-
-def _stored_order(event: SimEvent) -> tuple[str, str, int]:
-    """The order of :meth:`~oo_ml.store.base.Txn.sim_events`."""
-    return (event.policy, event.user_id, event.step)

@@ -16,20 +16,26 @@ For each policy:
   the two policies' own intervals suggest (``None`` for the first policy, and when no user
   played both);
 - ``actions`` — shares of done / snooze / dismiss.
+
+A :class:`SummaryBuilder` takes a run's events batch by batch as they are played, so a run's
+memory does not grow with its length; :func:`summarize` is the same for a list of events. Each
+(policy, user)'s totals add up that user's steps in step order, and users are added up in the
+order of their ids: the numbers do not depend on the order the users' steps come in, so a run
+summarised while it plays equals its stored events summarised.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from oo_ml.store.base import SimEvent
 
-__all__ = ["CURVE_POINTS", "summarize", "t_critical"]
+__all__ = ["CURVE_POINTS", "SummaryBuilder", "summarize", "t_critical"]
 
 CURVE_POINTS = 50
 
@@ -58,124 +64,201 @@ def _interval(per_user: Sequence[float]) -> tuple[float, float]:
     return (float(values.mean() - half), float(values.mean() + half))
 
 
-def _normalized(events: Sequence[SimEvent]) -> float | None:
-    if not events or events[0].oracle_reward is None:
-        return None
-    chosen = sum(e.chosen_expected or 0.0 for e in events)
-    rand = sum(e.random_reward or 0.0 for e in events)
-    best = sum(e.oracle_reward or 0.0 for e in events)
+def _normalized(chosen: float, rand: float, best: float) -> float | None:
     return None if best - rand <= 0 else (chosen - rand) / (best - rand)
 
 
-def _user_means(events: Sequence[SimEvent]) -> dict[str, float]:
-    """Each simulated user's mean reward."""
-    by_user: dict[str, list[float]] = defaultdict(list)
-    for e in events:
-        by_user[e.user_id].append(e.reward_milli / 1000.0)
-    return {user: float(np.mean(rewards)) for user, rewards in by_user.items()}
+_ACTIONS = ("done", "snooze", "dismiss")
 
 
-def _paired(first: dict[str, float], other: dict[str, float]) -> tuple[float | None, list[float]]:
+@dataclass(slots=True)
+class _Totals:
+    """One simulated user's steps under one policy, added up in step order."""
+
+    persona: str
+    steps: int = 0
+    reward_milli: int = 0
+    actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ACTIONS, 0))
+    modelled: bool = False
+    """Whether the steps carry the persona model's expected rewards (the rule judge's do)."""
+    expected: list[float] = field(default_factory=lambda: [0.0] * 6)
+    """Σ chosen, random and oracle expected reward; then the same over the last quarter."""
+    curve: dict[int, list[float]] = field(default_factory=dict)
+    """Bucket → [Σ expected (or realised) reward, Σ oracle, Σ random, steps]."""
+
+
+class SummaryBuilder:
+    """A run's summary (see the module docstring), from its events as they come.
+
+    ``steps`` is the run's number of steps per user: the last quarter and the curve's
+    buckets are set by it. Each user's events must come in step order (as a run plays them,
+    and as the stores read them back); users may interleave in any way.
+    """
+
+    def __init__(self, policies: Sequence[str], steps: int) -> None:
+        self.policies = list(policies)
+        self.steps = max(1, steps)
+        self._late_from = self.steps - max(1, self.steps // 4)
+        self._width = max(1, math.ceil(self.steps / CURVE_POINTS))
+        self._totals: dict[str, dict[str, _Totals]] = {name: {} for name in self.policies}
+
+    def add(self, events: Iterable[SimEvent]) -> None:
+        late_from, width = self._late_from, self._width
+        for e in events:
+            users = self._totals.get(e.policy)
+            if users is None:
+                users = self._totals[e.policy] = {}
+            totals = users.get(e.user_id)
+            if totals is None:
+                totals = users[e.user_id] = _Totals(e.persona)
+            totals.steps += 1
+            totals.reward_milli += e.reward_milli
+            totals.actions[e.action] = totals.actions.get(e.action, 0) + 1
+            bucket = totals.curve.get(e.step // width)
+            if bucket is None:
+                bucket = totals.curve[e.step // width] = [0.0, 0.0, 0.0, 0.0]
+            bucket[3] += 1.0
+            chosen = e.chosen_expected
+            if chosen is None or e.oracle_reward is None or e.random_reward is None:
+                bucket[0] += e.reward_milli / 1000.0
+                continue
+            totals.modelled = True
+            sums = totals.expected
+            sums[0] += chosen
+            sums[1] += e.random_reward
+            sums[2] += e.oracle_reward
+            if e.step >= late_from:
+                sums[3] += chosen
+                sums[4] += e.random_reward
+                sums[5] += e.oracle_reward
+            bucket[0] += chosen
+            bucket[1] += e.oracle_reward
+            bucket[2] += e.random_reward
+
+    def result(self) -> dict[str, Any]:
+        """The summary as plain JSON-safe data."""
+        ordered = {
+            name: [users[user] for user in sorted(users)] for name, users in self._totals.items()
+        }
+        means = {
+            name: {
+                user: totals.reward_milli / totals.steps / 1000.0
+                for user, totals in sorted(users.items())
+            }
+            for name, users in self._totals.items()
+        }
+        table = {
+            name: self._policy(totals, list(means[name].values()))
+            for name, totals in ordered.items()
+        }
+        first = self.policies[0] if self.policies else None
+        if first is not None:
+            base = table[first]["mean_reward"]
+            for name, row in table.items():
+                row["lift_pct"] = (
+                    None if base == 0 else 100.0 * (row["mean_reward"] - base) / abs(base)
+                )
+                if name == first:
+                    row["difference"], row["difference_ci95"] = None, None
+                else:
+                    row["difference"], row["difference_ci95"] = _paired(means[first], means[name])
+        return {
+            "steps": self.steps,
+            "first_policy": first,
+            "policies": table,
+            "personas": self._personas(ordered),
+            "curve": self._curve(ordered),
+        }
+
+    @staticmethod
+    def _policy(users: list[_Totals], user_means: list[float]) -> dict[str, Any]:
+        steps = sum(t.steps for t in users)
+        actions = {a: sum(t.actions.get(a, 0) for t in users) for a in _ACTIONS}
+        modelled = any(t.modelled for t in users)
+        sums = _add_up(users)
+        regret = sums[2] - sums[0] if modelled else None
+        return {
+            "mean_reward": sum(t.reward_milli for t in users) / max(1, steps) / 1000.0,
+            "ci95": list(_interval(user_means)),
+            "normalized": _normalized(*sums[:3]) if modelled else None,
+            "normalized_last_quarter": _normalized(*sums[3:]) if modelled else None,
+            "regret": regret,
+            "regret_per_step": None if regret is None else regret / max(1, steps),
+            "actions": {a: actions[a] / max(1, steps) for a in _ACTIONS},
+            "users": len(users),
+            "events": steps,
+        }
+
+    @staticmethod
+    def _personas(ordered: dict[str, list[_Totals]]) -> dict[str, dict[str, dict[str, Any]]]:
+        found: dict[str, dict[str, list[_Totals]]] = {}
+        for name, users in ordered.items():
+            for totals in users:
+                found.setdefault(totals.persona, {}).setdefault(name, []).append(totals)
+        return {
+            persona: {
+                name: {
+                    "mean_reward": sum(t.reward_milli for t in users)
+                    / sum(t.steps for t in users)
+                    / 1000.0,
+                    "normalized": (
+                        _normalized(*_add_up(users)[:3]) if any(t.modelled for t in users) else None
+                    ),
+                }
+                for name, users in by_policy.items()
+            }
+            for persona, by_policy in sorted(found.items())
+        }
+
+    def _curve(self, ordered: dict[str, list[_Totals]]) -> dict[str, Any]:
+        """Mean reward per step bucket: expected reward with a model, realised otherwise."""
+        width = self._width
+        buckets = list(range(0, self.steps, width))
+        series: dict[str, list[float]] = {}
+        oracle: list[float] = []
+        rand: list[float] = []
+        for name, users in ordered.items():
+            sums = [[0.0, 0.0, 0.0, 0.0] for _ in buckets]
+            for totals in users:
+                for index, cell in totals.curve.items():
+                    if index < len(sums):
+                        row = sums[index]
+                        for i in range(4):
+                            row[i] += cell[i]
+            counts = [max(row[3], 1.0) for row in sums]
+            series[name] = [row[0] / n for row, n in zip(sums, counts, strict=True)]
+            if not oracle and any(t.modelled for t in users):
+                oracle = [row[1] / n for row, n in zip(sums, counts, strict=True)]
+                rand = [row[2] / n for row, n in zip(sums, counts, strict=True)]
+        return {
+            "steps": [b + (min(b + width, self.steps) - b - 1) / 2 for b in buckets],
+            "series": series,
+            "oracle": oracle,
+            "random": rand,
+            "measure": "expected reward" if oracle else "reward",
+        }
+
+
+def _add_up(users: Sequence[_Totals]) -> list[float]:
+    """The users' expected-reward sums, added in the order given."""
+    total = [0.0] * 6
+    for totals in users:
+        for i, value in enumerate(totals.expected):
+            total[i] += value
+    return total
+
+
+def _paired(first: dict[str, float], other: dict[str, float]) -> tuple[float | None, Any]:
     """Mean of ``other − first`` over the users in both, and its 95% interval."""
     diffs = [other[user] - first[user] for user in other if user in first]
     if not diffs:
-        return None, [float("nan"), float("nan")]
+        return None, None
     return float(np.mean(diffs)), list(_interval(diffs))
 
 
-def _policy_summary(events: Sequence[SimEvent], steps: int) -> dict[str, Any]:
-    actions: dict[str, int] = defaultdict(int)
-    for e in events:
-        actions[e.action] += 1
-    user_means = list(_user_means(events).values())
-    mean = float(np.mean([e.reward_milli for e in events])) / 1000.0 if events else 0.0
-    late = [e for e in events if e.step >= steps - max(1, steps // 4)]
-    has_model = bool(events) and events[0].oracle_reward is not None
-    regret = (
-        sum((e.oracle_reward or 0.0) - (e.chosen_expected or 0.0) for e in events)
-        if has_model
-        else None
-    )
-    return {
-        "mean_reward": mean,
-        "ci95": list(_interval(user_means)),
-        "normalized": _normalized(events),
-        "normalized_last_quarter": _normalized(late),
-        "regret": regret,
-        "regret_per_step": None if regret is None else regret / max(1, len(events)),
-        "actions": {a: actions[a] / max(1, len(events)) for a in ("done", "snooze", "dismiss")},
-        "users": len(user_means),
-        "events": len(events),
-    }
-
-
-def _curve(by_policy: dict[str, list[SimEvent]], steps: int) -> dict[str, Any]:
-    """Mean reward per step bucket: expected reward with a model, realised otherwise."""
-    width = max(1, math.ceil(steps / CURVE_POINTS))
-    buckets = list(range(0, steps, width))
-    series: dict[str, list[float]] = {}
-    oracle: list[float] = []
-    rand: list[float] = []
-    for name, events in by_policy.items():
-        sums = np.zeros(len(buckets))
-        best = np.zeros(len(buckets))
-        base = np.zeros(len(buckets))
-        counts = np.zeros(len(buckets))
-        for e in events:
-            i = e.step // width
-            modelled = e.chosen_expected is not None
-            sums[i] += e.chosen_expected if modelled else e.reward_milli / 1000.0
-            best[i] += e.oracle_reward or 0.0
-            base[i] += e.random_reward or 0.0
-            counts[i] += 1
-        safe = np.maximum(counts, 1)
-        series[name] = (sums / safe).tolist()
-        if not oracle and events and events[0].oracle_reward is not None:
-            oracle, rand = (best / safe).tolist(), (base / safe).tolist()
-    return {
-        "steps": [b + (min(b + width, steps) - b - 1) / 2 for b in buckets],
-        "series": series,
-        "oracle": oracle,
-        "random": rand,
-        "measure": "expected reward" if oracle else "reward",
-    }
-
-
 def summarize(events: Sequence[SimEvent], policies: Sequence[str]) -> dict[str, Any]:
-    """The run's summary as plain JSON-safe data (see the module docstring)."""
-    steps = 1 + max((e.step for e in events), default=0)
-    by_policy: dict[str, list[SimEvent]] = {p: [] for p in policies}
-    by_persona: dict[str, dict[str, list[SimEvent]]] = defaultdict(lambda: defaultdict(list))
-    for e in events:
-        by_policy.setdefault(e.policy, []).append(e)
-        by_persona[e.persona][e.policy].append(e)
-    table = {name: _policy_summary(evs, steps) for name, evs in by_policy.items()}
-    first = policies[0] if policies else None
-    if first is not None:
-        base = table[first]["mean_reward"]
-        base_users = _user_means(by_policy[first])
-        for name, row in table.items():
-            row["lift_pct"] = None if base == 0 else 100.0 * (row["mean_reward"] - base) / abs(base)
-            if name == first:
-                row["difference"], row["difference_ci95"] = None, None
-            else:
-                row["difference"], row["difference_ci95"] = _paired(
-                    base_users, _user_means(by_policy[name])
-                )
-    personas = {
-        persona: {
-            policy: {
-                "mean_reward": float(np.mean([e.reward_milli for e in evs])) / 1000.0,
-                "normalized": _normalized(evs),
-            }
-            for policy, evs in policy_events.items()
-        }
-        for persona, policy_events in sorted(by_persona.items())
-    }
-    return {
-        "steps": steps,
-        "first_policy": first,
-        "policies": table,
-        "personas": personas,
-        "curve": _curve(by_policy, steps),
-    }
+    """The summary of a run's ``events`` (see :class:`SummaryBuilder`); its number of steps
+    per user is taken from the events."""
+    builder = SummaryBuilder(policies, 1 + max((e.step for e in events), default=0))
+    builder.add(events)
+    return builder.result()
