@@ -825,12 +825,15 @@ class Engine:
 
     def recent(
         self, user_id: str, limit: int = 50
-    ) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
-        """The user's newest decisions (any origin) with their feedback, newest first."""
+    ) -> list[tuple[DecisionRecord, FeedbackRecord | None, list[ShadowRecord]]]:
+        """The user's newest decisions (any origin) with their feedback and what each shadow
+        policy would have done, newest first."""
         check_user_id(user_id)
 
-        def job(txn: Txn) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
-            return [(d, txn.get_feedback(d.event_id)) for d in txn.recent_decisions(user_id, limit)]
+        def job(txn: Txn) -> list[tuple[DecisionRecord, FeedbackRecord | None, list[ShadowRecord]]]:
+            decisions = txn.recent_decisions(user_id, limit)
+            shadows = txn.shadows_for([d.event_id for d in decisions])  # one query for all
+            return [(d, txn.get_feedback(d.event_id), shadows[d.event_id]) for d in decisions]
 
         return self.store.read(job)
 

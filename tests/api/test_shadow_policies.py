@@ -106,6 +106,11 @@ def test_a_decision_shows_its_shadows_and_their_propensities(
     served_by_shadow = rank(client, policy="ucb-ix1")
     again = client.get(f"/v1/decisions/{served_by_shadow['event_id']}").json()
     assert [s["policy"] for s in again["shadows"]] == ["linucb-v1"]
+    # The user's decision list shows the same, newest first.
+    listed = client.get("/v1/users/u-shadow/decisions", headers=ADMIN).json()["decisions"]
+    assert [d["event_id"] for d in listed] == [served_by_shadow["event_id"], answer["event_id"]]
+    assert listed[0]["shadows"] == again["shadows"]
+    assert listed[1]["shadows"] == shadows
 
 
 def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -369,7 +369,7 @@ def users_page(request: Request, viewer: ViewerDep, user_id: str = "") -> Respon
             for s in used
         }
         context["recent"] = [
-            decision_json(d, f) for d, f in engine.recent(user_id, RECENT_DECISIONS)
+            decision_json(d, f, shadows=s) for d, f, s in engine.recent(user_id, RECENT_DECISIONS)
         ]
     return render(
         request,

@@ -47,10 +47,13 @@ def user_decisions(
     user_id: UserIdPath,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    """The user's newest decisions with their feedback (admin)."""
+    """The user's newest decisions with their feedback and shadow decisions (admin)."""
     user_id = path_tail(request, "/v1/users/", "/decisions")
     records = engine.recent(user_id, limit)
-    return {"user_id": user_id, "decisions": [decision_json(r, f) for r, f in records]}
+    return {
+        "user_id": user_id,
+        "decisions": [decision_json(r, f, shadows=s) for r, f, s in records],
+    }
 
 
 @router.delete("/{user_id:path}", dependencies=[AdminDep])
