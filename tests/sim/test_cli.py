@@ -42,7 +42,7 @@ def table_rows(output: str) -> dict[str, list[str]]:
     rows = {}
     for line in output.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
-        if len(cells) == 8 and re.fullmatch(r"[a-z0-9-]+", cells[0]) and cells[0] != "policy":
+        if len(cells) in {6, 8} and re.fullmatch(r"[a-z0-9-]+", cells[0]) and cells[0] != "policy":
             rows[cells[0]] = cells[1:]
     return rows
 
@@ -55,6 +55,7 @@ def test_a_run_is_stored_listed_and_shown_with_its_curves(tmp_path: Path) -> Non
     rows = table_rows(done.stdout)
     assert list(rows) == ["ucb-ix1"]
     assert re.fullmatch(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", rows["ucb-ix1"][0])
+    assert len(rows["ucb-ix1"]) == 5  # alone: no lift, no difference from a first policy
 
     listed = oo_ml_cli(tmp_path, "a.db", "sim", "list")
     assert listed.returncode == 0, listed.stderr

@@ -18,33 +18,32 @@ def _num(value: float | None, fmt: str) -> str:
 
 def summary_table(run: RunRecord) -> Table:
     """Mean reward ± 95% CI, normalized score, regret, lift, the paired difference from the
-    first policy and action shares per policy."""
+    first policy and action shares per policy (the last two only when there is more than one
+    policy to compare)."""
     table = Table(title=f"Run {run.run_id} ({run.status})")
-    for column in (
-        "policy",
-        "mean reward [95% CI]",
-        "normalized",
-        "last quarter",
-        "regret/step",
-        "lift",
-        "vs first, paired [95% CI]",
-        "done/snooze/dismiss",
-    ):
-        table.add_column(column, justify="left" if column == "policy" else "right")
     summary: dict[str, Any] = run.summary or {}
-    for name, row in summary.get("policies", {}).items():
+    rows: dict[str, Any] = summary.get("policies", {})
+    compared = len(rows) > 1
+    columns = ["policy", "mean reward [95% CI]", "normalized", "last quarter", "regret/step"]
+    if compared:
+        columns += ["lift", "vs first, paired [95% CI]"]
+    for column in (*columns, "done/snooze/dismiss"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for name, row in rows.items():
         low, high = row["ci95"]
         actions = row["actions"]
-        table.add_row(
+        cells = [
             name,
             f"{row['mean_reward']:+.3f} [{low:+.3f}, {high:+.3f}]",
             _num(row["normalized"], ".3f"),
             _num(row["normalized_last_quarter"], ".3f"),
             _num(row["regret_per_step"], ".3f"),
-            _num(row.get("lift_pct"), "+.1f") + ("%" if row.get("lift_pct") is not None else ""),
-            _difference(row),
-            f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}",
-        )
+        ]
+        if compared:
+            lift = row.get("lift_pct")
+            cells += [_num(lift, "+.1f") + ("%" if lift is not None else ""), _difference(row)]
+        cells.append(f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}")
+        table.add_row(*cells)
     return table
 
 
