@@ -225,6 +225,7 @@ def _simulate(
                 judge=judge_impl,
                 client_factory=(lambda _: HttpClient(url, api_token)) if url else None,
                 progress=lambda done, _total: bar.update(task, completed=done),
+                judge_concurrency=settings.judge_concurrency,
             )
             run = runner.run(config)
     finally:

@@ -43,6 +43,9 @@ variable                          meaning                                 defaul
 ``OO_ML_JUDGE_COMMAND``           program of the ``command`` judge, as    unset
                                   a shell-style string split by
                                   ``shlex`` (no shell runs it)
+``OO_ML_JUDGE_CONCURRENCY``       how many ``llm``/``command``            ``4``
+                                  judgements a simulation asks for at
+                                  once (1–64)
 ================================  ======================================  =====================
 """
 
@@ -108,6 +111,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(30.0, gt=0, le=3600, allow_inf_nan=False)
     llm_cache_dir: str = ".oo-ml-cache/llm"
     judge_command: str | None = None
+    judge_concurrency: int = Field(4, ge=1, le=64)
 
     @field_validator("admin_token")
     @classmethod

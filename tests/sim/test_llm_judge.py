@@ -7,6 +7,7 @@ answer, in order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
@@ -37,7 +38,9 @@ from oo_ml.sim.llm_judge import (
     parse_judgement,
 )
 from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.runner import SimConfig, SimRunner
 from oo_ml.sim.tasks import SimTask
+from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Context
 
 DONE_45 = Judgement(Action.DONE, 45_000)
@@ -74,6 +77,10 @@ class FakeLLM:
     script: deque[str] = field(default_factory=deque)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    together: threading.Barrier | None = None
+    """When set, every request waits until that many are in flight at once (or 10 s)."""
+    met: list[bool] = field(default_factory=list)
+    """For each request that waited: whether the others came."""
 
     def right_answer(self, body: dict[str, Any]) -> str:
         prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -108,6 +115,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send(404, {"error": {"message": f"no route {self.path}"}})
             return
         content: str | None = fake.right_answer(body)
+        if fake.together is not None:
+            try:
+                fake.together.wait(10)
+            except threading.BrokenBarrierError:
+                fake.met.append(False)
+            else:
+                fake.met.append(True)
         if behaviour == "sleep":  # past the client's timeout, then hang up without answering
             fake.release.wait(10)
             return
@@ -507,6 +521,52 @@ def test_cache_dir_is_created_on_first_write(
     cache = tmp_path / "nested" / "llm"
     new_judge(cache_dir=cache).judge(make_request(), rng())
     assert len(list(cache.iterdir())) == 1
+
+
+# --- in a simulation -----------------------------------------------------------------------
+
+
+def simulate(judge: LLMJudge, concurrency: int, **options: Any) -> tuple[Any, list[Any]]:
+    """A small llm-judged run in memory: the run and its events without the run id."""
+    store = MemoryStore()
+    config = SimConfig(("egreedy-v1", "ucb-ix1"), ("morning-focused", "quick-wins"), 4, 3,
+                       judge="llm", seed=2)  # fmt: skip
+    run = SimRunner(store, judge=judge, judge_concurrency=concurrency, **options).run(config)
+    events = store.read(lambda txn: txn.sim_events(run.run_id))
+    return run, [dataclasses.replace(e, run_id="-") for e in events]
+
+
+def test_a_simulation_asks_a_slow_judge_about_a_whole_step_at_once(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    # Eight tips a step (two policies × four users); the server holds every request until
+    # four are in flight together: it only answers if the runner really asks four at once.
+    server.together = threading.Barrier(4)
+    run, events = simulate(new_judge(), concurrency=4)
+    assert run.status == "done", run.error
+    assert len(events) == 2 * 4 * 3
+    assert server.met == [True] * len(events)
+
+
+def test_how_many_are_asked_at_once_does_not_change_the_numbers(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    one_run, one = simulate(new_judge(), concurrency=1)
+    many_run, many = simulate(new_judge(), concurrency=8)
+    assert one == many
+    assert one_run.summary == many_run.summary
+    assert {e.action for e in one} == {"done", "dismiss"}  # the server's answers, both kinds
+
+
+def test_a_slow_judged_run_stops_after_the_step_it_was_cancelled_in(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    cancel = threading.Event()
+    run, events = simulate(
+        new_judge(), concurrency=2, cancel=cancel, progress=lambda done, total: cancel.set()
+    )
+    assert run.status == "cancelled"
+    assert run.done_steps == len(events) == 2 * 4  # the first step, kept; nothing after it
 
 
 # --- construction and settings ------------------------------------------------------------

@@ -310,6 +310,7 @@ class RunManager:
             judge=job.judge,
             progress=lambda _done, _total: self._check_cancel(job),
             cancel=job.cancel,
+            judge_concurrency=self.settings.judge_concurrency,
         )
         run = runner.execute(job.run_id, job.config)
         if (

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from oo_ml.engine import Engine, EngineConfig, policy_seed_key
 from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
-from oo_ml.sim.judges import Judge, JudgeRequest, RuleJudge
+from oo_ml.sim.judges import Judge, Judgement, JudgeRequest, RuleJudge
 from oo_ml.sim.persona import (
     OracleStep,
     Persona,
@@ -329,6 +330,15 @@ class SimUser:
         """:meth:`play` but for the oracle's numbers: the event's other fields and the question
         for :func:`~oo_ml.sim.persona.pool_oracle` (``None`` for a judge without a model), so
         that a runner can score a batch of steps at once (:func:`scored`)."""
+        asked = self.ask(client, judge, policy=policy, step=step, user_id=user_id)
+        verdict = judge.judge(asked.request, self.randomness.at(step))
+        return self.answer(client, asked, verdict, policy=policy, run_id=run_id)
+
+    def ask(
+        self, client: DecisionClient, judge: Judge, *, policy: str, step: int, user_id: str
+    ) -> Asked:
+        """The first half of a step: the tip is ranked and shown; what the judge is to answer.
+        (A runner with a slow judge asks every user first, then the judge, all at once.)"""
         now = self.persona.at_step(step)
         stream = self.stream
         context = stream.context
@@ -336,18 +346,32 @@ class SimUser:
         clock = stream.now_days
         event_id, chosen, probability = client.rank(user_id, context, stream.candidates(), policy)
         question = None if pool is None else (pool[1], pool[2], clock, now, context, chosen)
-        task = stream.task_at(chosen)
-        verdict = judge.judge(JudgeRequest(now, context, task, step), self.randomness.at(step))
-        milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
+        request = JudgeRequest(now, context, stream.task_at(chosen), step)
+        return Asked(event_id, probability, request, question)
+
+    def answer(
+        self,
+        client: DecisionClient,
+        asked: Asked,
+        verdict: Judgement,
+        *,
+        policy: str,
+        run_id: str,
+    ) -> Turn:
+        """The second half: the judge's verdict goes back as feedback; the world moves on."""
+        milli = client.feedback(asked.event_id, Outcome(verdict.action, verdict.dwell_ms))
+        request = asked.request
+        task, context = request.task, request.context
+        stream = self.stream
         if verdict.action is Action.DONE:
             stream.complete(task.id)
         stream.advance()
         fields = (
-            run_id, policy, self.label, step, self.persona.name, context.hour_of_day,
-            context.day_of_week, task.id, probability, verdict.action.value, verdict.dwell_ms,
-            milli,
+            run_id, policy, self.label, request.step, self.persona.name, context.hour_of_day,
+            context.day_of_week, task.id, asked.probability, verdict.action.value,
+            verdict.dwell_ms, milli,
         )  # fmt: skip
-        return fields, question
+        return fields, asked.question
 
     def _pool_for_oracle(self) -> tuple[int, FloatArray, FloatArray]:
         """(pool version, its :func:`static_features` transposed, its due dates)."""
@@ -360,6 +384,16 @@ class SimUser:
             # The stream's own array of due dates, kept as long as the pool (read-only).
             static = self._static = (stream.version, static_t, stream.static_columns()[1])
         return static
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A step ranked and shown, waiting for the judge (:meth:`SimUser.ask`)."""
+
+    event_id: str
+    probability: float
+    request: JudgeRequest
+    question: OracleStep | None
 
 
 Turn = tuple[tuple[Any, ...], OracleStep | None]
@@ -393,6 +427,13 @@ class SimRunner:
 
     ``progress`` is called with (steps done, total steps) after every batch of events;
     ``cancel`` is checked at the same points.
+
+    A judge without a persona model (``llm``, ``command``) may take seconds to answer. Each
+    step then ranks every user's tip first, asks the judge about all of them at once, up to
+    ``judge_concurrency`` at a time, and gives the feedback in the users' order; its events
+    are written (and progress and cancellation checked) before the next step. How many run
+    at once changes how long a run takes, not its numbers. The rule judge answers in
+    microseconds: its steps are played one user after another, rank, judge, feedback.
     """
 
     store: Store
@@ -400,6 +441,13 @@ class SimRunner:
     client_factory: Callable[[SimConfig], DecisionClient] | None = None
     progress: Callable[[int, int], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    judge_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.judge_concurrency <= 64:
+            raise ConfigurationError(
+                f"judge_concurrency must be between 1 and 64, got {self.judge_concurrency}"
+            )
 
     def create(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
         """Record a queued run."""
@@ -486,8 +534,28 @@ class SimRunner:
             for u in range(config.users)
         ]
         judge = self.judge
+
+        def flush(played: list[Turn]) -> None:
+            nonlocal done
+            batch = scored(played, rule)
+            summary.add(batch)
+            done += len(batch)
+            # Written before the next batch is played, not while: a writer thread binding 500
+            # rows holds the GIL for milliseconds at a time, and a 119-user run then took
+            # 237 µs a step instead of 164 (ucb-ix1).
+            self._write(run_id, batch, done)
+            if self.progress is not None:
+                self.progress(done, config.total_steps)
+            if self.cancel.is_set():
+                raise CancelledError
+
         # All users live through the same days: step by step, as a service's users do, so a
         # population prior learns from everyone's past, never from anyone's future.
+        if not isinstance(judge, RuleJudge):
+            with ThreadPoolExecutor(self.judge_concurrency, "oo-ml-judge") as pool:
+                for step in range(config.steps):
+                    flush(self._step_at_once(pool, client, players, step, run_id))
+            return done, []
         for step in range(config.steps):
             for policy, user_id, user in players:
                 turns.append(
@@ -496,18 +564,8 @@ class SimRunner:
                     )
                 )
                 if len(turns) >= EVENT_BATCH:
-                    batch = scored(turns, rule)
-                    summary.add(batch)
-                    done += len(batch)
+                    flush(turns)
                     turns = []
-                    # Written before the next batch is played, not while: a writer thread
-                    # binding 500 rows holds the GIL for milliseconds at a time, and a 119-user
-                    # run then took 237 µs a step instead of 164 (ucb-ix1).
-                    self._write(run_id, batch, done)
-                    if self.progress is not None:
-                        self.progress(done, config.total_steps)
-                    if self.cancel.is_set():
-                        raise CancelledError
         tail = scored(turns, rule)
         summary.add(tail)
         done += len(tail)
@@ -518,6 +576,29 @@ class SimRunner:
             self._write(run_id, tail, done)
             raise CancelledError
         return done, tail
+
+    def _step_at_once(
+        self,
+        pool: ThreadPoolExecutor,
+        client: DecisionClient,
+        players: Sequence[tuple[str, str, SimUser]],
+        step: int,
+        run_id: str,
+    ) -> list[Turn]:
+        """One step of every user with the judge asked about all of them at once."""
+        judge = self.judge
+        asked = [
+            user.ask(client, judge, policy=policy, step=step, user_id=user_id)
+            for policy, user_id, user in players
+        ]
+        verdicts = pool.map(
+            lambda pair: judge.judge(pair[0].request, pair[1].randomness.at(step)),
+            zip(asked, [user for _, _, user in players], strict=True),
+        )
+        return [
+            user.answer(client, question, verdict, policy=policy, run_id=run_id)
+            for (policy, _, user), question, verdict in zip(players, asked, verdicts, strict=True)
+        ]
 
     def _write(self, run_id: str, batch: list[SimEvent], done: int) -> None:
         """Store ``batch`` and the run's progress."""
