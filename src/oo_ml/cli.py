@@ -348,6 +348,14 @@ def ope(
         float | None, typer.Option(min=1.0, help="Clip importance weights at this value.")
     ] = None,
     max_rounds: Annotated[int | None, typer.Option(min=1)] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Percentile-bootstrap intervals from this many resamples (0: normal ones).",
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap's resamples.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Estimate off-policy how POLICY would have done on the logged decisions."""
@@ -369,6 +377,8 @@ def ope(
                 reward_rule=rule,
                 clip=clip,
                 max_rounds=max_rounds,
+                bootstrap=bootstrap,
+                seed=seed,
                 **window,
             )
             for name in policy
@@ -387,7 +397,7 @@ def ope(
 
 def _print_evaluation(result: Evaluation) -> None:
     table = Table(title=f"{result.policy}: estimated mean reward per decision ({result.n} rounds)")
-    for column in ("estimator", "estimate", "95% interval", "ESS", "max weight"):
+    for column in ("estimator", "estimate", "95% interval", "interval", "ESS", "max weight"):
         table.add_column(column, justify="left" if column == "estimator" else "right")
     rows = [("logged (actual)", result.logged), *result.estimates.items()]
     for label, est in rows:
@@ -397,6 +407,7 @@ def _print_evaluation(result: Evaluation) -> None:
             label,
             f"{est.value:+.4f}",
             f"[{est.lower:+.4f}, {est.upper:+.4f}]",
+            est.method,
             "" if est.ess is None else f"{est.ess:,.0f}",
             "" if est.max_weight is None else f"{est.max_weight:.2f}",
         )

@@ -63,9 +63,30 @@ def test_since_and_until_select_a_window(database: str) -> None:
     assert json.loads(out)[0]["rounds"] == 50
 
 
+def test_bootstrap_intervals_are_percentile_ones_around_the_same_estimates(database: str) -> None:
+    code, out = run(database, "-p", "ucb-ix1", "--json")
+    assert code == 0, out
+    normal = json.loads(out)[0]["estimates"]
+    code, out = run(database, "-p", "ucb-ix1", "--bootstrap", "200", "--seed", "3", "--json")
+    assert code == 0, out
+    resampled = json.loads(out)[0]["estimates"]
+    assert set(resampled) == set(normal)
+    for name, est in resampled.items():
+        assert est["method"] == "bootstrap", name
+        assert est["value"] == normal[name]["value"]  # the point estimate does not move
+        assert est["lower"] <= est["value"] <= est["upper"]
+        assert (est["lower"], est["upper"]) != (normal[name]["lower"], normal[name]["upper"])
+    again = run(database, "-p", "ucb-ix1", "--bootstrap", "200", "--seed", "3", "--json")[1]
+    assert json.loads(again)[0]["estimates"] == resampled  # seeded: the same intervals
+    code, out = run(database, "-p", "ucb-ix1", "--bootstrap", "200")
+    assert code == 0, out
+    assert "bootstrap" in out  # the table says which interval it shows
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--policy", "ucb-ix1", "--bootstrap", "1"], "bootstrap"),
         (["--policy", "nope-v9"], "nope-v9"),
         (["--policy", "ucb-ix1", "--since", "last tuesday"], "since"),
         (["--policy", "ucb-ix1", "--reward-rule", "nope"], "nope"),

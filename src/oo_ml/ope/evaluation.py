@@ -39,6 +39,7 @@ from oo_ml.errors import ValidationError
 from oo_ml.ope import Estimate, dm, dr, ips, replay, sample_actions, snips
 from oo_ml.ope.estimate import around, standard_error
 from oo_ml.ope.log import END_OF_TIME_MS, Round, iter_rounds
+from oo_ml.ope.resampling import bootstrap as resample
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
@@ -307,27 +308,49 @@ def _estimate_json(e: Estimate | None) -> dict[str, Any] | None:
         "n": e.n,
         "ess": e.ess,
         "max_weight": e.max_weight,
+        "method": e.method,
     }
 
 
-def estimate_all(data: LogData, clip: float | None = None) -> dict[str, Estimate]:
+def estimate_all(
+    data: LogData, clip: float | None = None, *, bootstrap: int = 0, seed: int = 0
+) -> dict[str, Estimate]:
     """Every estimator on ``data``; empty when there are no usable rounds.
 
     ``replay`` draws the evaluated policy's action in each round (seeded) and averages the
     rounds where it matches the logged one; it is only unbiased when the logging policy's
     probabilities were uniform, so it is shown for comparison and the gate never uses it.
+
+    With ``bootstrap`` (a number of resamples, at least 2) each interval is a percentile
+    bootstrap one over the rounds (:func:`~oo_ml.ope.resampling.bootstrap`, seeded with
+    ``seed``) instead of the normal approximation, which under-covers when a few rounds carry
+    large importance weights. A replay whose resample can match no round keeps its normal
+    interval.
     """
     if data.n == 0:
         return {}
+    if bootstrap and (isinstance(bootstrap, bool) or bootstrap < 2):
+        raise ValidationError("bootstrap", f"is {bootstrap!r}; it must be 0 (off) or at least 2")
+
+    def run(estimator: Callable[..., Estimate], *arrays: Any, **options: Any) -> Estimate:
+        if not bootstrap:
+            return estimator(*arrays, **options)
+        return resample(estimator, *arrays, seed=seed, n_resamples=bootstrap, **options)
+
     target_pscore = data.target_pscore
-    found = {"ips": ips(data.reward, data.pscore, target_pscore, clip=clip)}
+    found = {"ips": run(ips, data.reward, data.pscore, target_pscore, clip=clip)}
     if target_pscore.any():  # otherwise SNIPS is 0/0: the policy never takes a logged action
-        found["snips"] = snips(data.reward, data.pscore, target_pscore)
-    found["dm"] = dm(data.target_dist, data.q_hat)
-    found["dr"] = dr(data.reward, data.pscore, data.target_dist, data.q_hat, data.action, clip=clip)
+        found["snips"] = run(snips, data.reward, data.pscore, target_pscore)
+    found["dm"] = run(dm, data.target_dist, data.q_hat)
+    found["dr"] = run(
+        dr, data.reward, data.pscore, data.target_dist, data.q_hat, data.action, clip=clip
+    )
     drawn = sample_actions(data.target_dist, seed=REPLAY_SEED)
     if np.any(drawn == data.action):
-        found["replay"] = replay(data.reward, data.action, drawn)
+        try:
+            found["replay"] = run(replay, data.reward, data.action, drawn)
+        except ValidationError:  # a resample matched no round
+            found["replay"] = replay(data.reward, data.action, drawn)
     return found
 
 
@@ -354,9 +377,12 @@ def evaluate(
     reward_rule: RewardRule | None = None,
     clip: float | None = None,
     max_rounds: int | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> Evaluation:
     """Evaluate the registered ``policy`` on decisions made in ``[since_ms, until_ms)``
-    (optionally only those served by ``logged_policies``; at most the first ``max_rounds``)."""
+    (optionally only those served by ``logged_policies``; at most the first ``max_rounds``);
+    ``bootstrap`` and ``seed``: see :func:`estimate_all`."""
     target = get_policy(policy)
     if max_rounds is not None and max_rounds < 1:
         raise ValidationError("max_rounds", "must be at least 1")
@@ -375,7 +401,7 @@ def evaluate(
         n=data.n,
         logged=_logged_mean(data.reward),
         logged_by_policy=by_policy,
-        estimates=estimate_all(data, clip),
+        estimates=estimate_all(data, clip, bootstrap=bootstrap, seed=seed),
         sources=dict(data.sources),
         skipped=dict(data.skipped),
     )
