@@ -569,6 +569,33 @@ def test_a_slow_judged_run_stops_after_the_step_it_was_cancelled_in(
     assert run.done_steps == len(events) == 2 * 4  # the first step, kept; nothing after it
 
 
+class CancellingJudge:
+    """A judge plug-in that dismisses every tip and sets ``cancel`` at its ``at``-th answer."""
+
+    name = "cancelling"
+
+    def __init__(self, cancel: threading.Event, at: int) -> None:
+        self.cancel, self.at, self.calls = cancel, at, 0
+
+    def judge(self, request: JudgeRequest, rng: np.random.Generator) -> Judgement:
+        self.calls += 1
+        if self.calls == self.at:
+            self.cancel.set()
+        return DISMISSED
+
+
+def test_a_cancel_stops_a_slow_judged_step_between_two_judgements() -> None:
+    cancel = threading.Event()
+    judge = CancellingJudge(cancel, at=3)
+    store = MemoryStore()
+    config = SimConfig(("egreedy-v1", "ucb-ix1"), ("morning-focused",), 4, 3, seed=2)
+    run = SimRunner(store, judge=judge, judge_concurrency=1, cancel=cancel).run(config)
+    assert run.status == "cancelled"
+    assert judge.calls == 3  # of the step's eight: none asked after the cancel
+    assert run.done_steps == 0
+    assert store.read(lambda txn: txn.sim_events(run.run_id)) == []
+
+
 # --- construction and settings ------------------------------------------------------------
 
 

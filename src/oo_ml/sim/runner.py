@@ -431,9 +431,10 @@ class SimRunner:
     A judge without a persona model (``llm``, ``command``) may take seconds to answer. Each
     step then ranks every user's tip first, asks the judge about all of them at once, up to
     ``judge_concurrency`` at a time, and gives the feedback in the users' order; its events
-    are written (and progress and cancellation checked) before the next step. How many run
-    at once changes how long a run takes, not its numbers. The rule judge answers in
-    microseconds: its steps are played one user after another, rank, judge, feedback.
+    are written (and progress reported) before the next step, and a cancel is seen between
+    any two judgements. How many run at once changes how long a run takes, not its numbers.
+    The rule judge answers in microseconds: its steps are played one user after another,
+    rank, judge, feedback.
     """
 
     store: Store
@@ -585,16 +586,21 @@ class SimRunner:
         step: int,
         run_id: str,
     ) -> list[Turn]:
-        """One step of every user with the judge asked about all of them at once."""
-        judge = self.judge
+        """One step of every user with the judge asked about all of them at once. A cancel
+        stops it between two judgements: the step's events are dropped, the earlier steps'
+        are kept (its decisions stay unanswered, as a person's tip may)."""
+        judge, cancel = self.judge, self.cancel
         asked = [
             user.ask(client, judge, policy=policy, step=step, user_id=user_id)
             for policy, user_id, user in players
         ]
-        verdicts = pool.map(
-            lambda pair: judge.judge(pair[0].request, pair[1].randomness.at(step)),
-            zip(asked, [user for _, _, user in players], strict=True),
-        )
+
+        def verdict(question: Asked, user: SimUser) -> Judgement:
+            if cancel.is_set():
+                raise CancelledError
+            return judge.judge(question.request, user.randomness.at(step))
+
+        verdicts = pool.map(verdict, asked, [user for _, _, user in players])
         return [
             user.answer(client, question, verdict, policy=policy, run_id=run_id)
             for (policy, _, user), question, verdict in zip(players, asked, verdicts, strict=True)
