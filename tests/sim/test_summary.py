@@ -134,3 +134,12 @@ def test_the_summary_does_not_depend_on_how_users_interleave_or_on_batches() -> 
         builder.add(played[start : start + 50])
     assert builder.result() == summarize(stored, ["a", "b"])
     assert summarize(played, ["a", "b"]) == summarize(stored, ["a", "b"])
+
+
+def test_the_curve_adds_users_exactly() -> None:
+    # Added as floats, 1e16 + 1 − 1e16 is 0; the curve's bucket sums are exact, so the mean of
+    # these three users' expected rewards is 1/3, rounded once.
+    values = {"u0": 1e16, "u1": 1.0, "u2": -1e16}
+    events = [event("p", user, 0, 0, value) for user, value in values.items()]
+    curve = summarize(events, ["p"])["curve"]
+    assert curve["series"]["p"] == [1 / 3]

@@ -83,8 +83,10 @@ class _Totals:
     """Whether the steps carry the persona model's expected rewards (the rule judge's do)."""
     expected: list[float] = field(default_factory=lambda: [0.0] * 6)
     """Σ chosen, random and oracle expected reward; then the same over the last quarter."""
-    curve: dict[int, list[float]] = field(default_factory=dict)
-    """Bucket → [Σ expected (or realised) reward, Σ oracle, Σ random, steps]."""
+    bucket: int = -1
+    """The curve bucket of the user's latest step."""
+    cell: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    """That bucket's [Σ expected (or realised) reward, Σ oracle, Σ random, steps] so far."""
 
 
 class SummaryBuilder:
@@ -101,6 +103,10 @@ class SummaryBuilder:
         self._late_from = self.steps - max(1, self.steps // 4)
         self._width = max(1, math.ceil(self.steps / CURVE_POINTS))
         self._totals: dict[str, dict[str, _Totals]] = {name: {} for name in self.policies}
+        self._curves: dict[str, dict[int, list[int]]] = {name: {} for name in self.policies}
+        """Policy → bucket → the users' finished bucket sums, added exactly (:func:`_exact`),
+        and their steps: the same whatever order the users finish a bucket in, and no
+        memory per user."""
 
     def add(self, events: Iterable[SimEvent]) -> None:
         late_from, width = self._late_from, self._width
@@ -114,9 +120,12 @@ class SummaryBuilder:
             totals.steps += 1
             totals.reward_milli += e.reward_milli
             totals.actions[e.action] = totals.actions.get(e.action, 0) + 1
-            bucket = totals.curve.get(e.step // width)
-            if bucket is None:
-                bucket = totals.curve[e.step // width] = [0.0, 0.0, 0.0, 0.0]
+            if e.step // width != totals.bucket:
+                if totals.bucket >= 0:
+                    _add_cell(self._curves.setdefault(e.policy, {}), totals.bucket, totals.cell)
+                    totals.cell = [0.0, 0.0, 0.0, 0.0]
+                totals.bucket = e.step // width
+            bucket = totals.cell
             bucket[3] += 1.0
             chosen = e.chosen_expected
             if chosen is None or e.oracle_reward is None or e.random_reward is None:
@@ -167,7 +176,7 @@ class SummaryBuilder:
             "first_policy": first,
             "policies": table,
             "personas": self._personas(ordered),
-            "curve": self._curve(ordered),
+            "curve": self._curve(ordered, self._finished_curves()),
         }
 
     @staticmethod
@@ -210,7 +219,22 @@ class SummaryBuilder:
             for persona, by_policy in sorted(found.items())
         }
 
-    def _curve(self, ordered: dict[str, list[_Totals]]) -> dict[str, Any]:
+    def _finished_curves(self) -> dict[str, dict[int, list[int]]]:
+        """Every policy's bucket sums with each user's open bucket added (on copies: the
+        builder can take more events afterwards)."""
+        curves = {
+            name: {index: list(sums) for index, sums in buckets.items()}
+            for name, buckets in self._curves.items()
+        }
+        for name, users in self._totals.items():
+            for totals in users.values():
+                if totals.bucket >= 0:
+                    _add_cell(curves.setdefault(name, {}), totals.bucket, totals.cell)
+        return curves
+
+    def _curve(
+        self, ordered: dict[str, list[_Totals]], curves: dict[str, dict[int, list[int]]]
+    ) -> dict[str, Any]:
         """Mean reward per step bucket: expected reward with a model, realised otherwise."""
         width = self._width
         buckets = list(range(0, self.steps, width))
@@ -218,18 +242,13 @@ class SummaryBuilder:
         oracle: list[float] = []
         rand: list[float] = []
         for name, users in ordered.items():
-            sums = [[0.0, 0.0, 0.0, 0.0] for _ in buckets]
-            for totals in users:
-                for index, cell in totals.curve.items():
-                    if index < len(sums):
-                        row = sums[index]
-                        for i in range(4):
-                            row[i] += cell[i]
-            counts = [max(row[3], 1.0) for row in sums]
-            series[name] = [row[0] / n for row, n in zip(sums, counts, strict=True)]
+            sums = curves.get(name, {})
+            rows = [sums.get(index, [0, 0, 0, 0]) for index in range(len(buckets))]
+            counts = [max(row[3], 1) for row in rows]
+            series[name] = [_float(row[0], n) for row, n in zip(rows, counts, strict=True)]
             if not oracle and any(t.modelled for t in users):
-                oracle = [row[1] / n for row, n in zip(sums, counts, strict=True)]
-                rand = [row[2] / n for row, n in zip(sums, counts, strict=True)]
+                oracle = [_float(row[1], n) for row, n in zip(rows, counts, strict=True)]
+                rand = [_float(row[2], n) for row, n in zip(rows, counts, strict=True)]
         return {
             "steps": [b + (min(b + width, self.steps) - b - 1) / 2 for b in buckets],
             "series": series,
@@ -237,6 +256,30 @@ class SummaryBuilder:
             "random": rand,
             "measure": "expected reward" if oracle else "reward",
         }
+
+
+_EXACT_BITS = 1074
+"""A float is an integer times 2⁻¹⁰⁷⁴ at the finest (the smallest subnormal)."""
+
+
+def _exact(value: float) -> int:
+    """``value`` as an integer number of 2⁻¹⁰⁷⁴: sums of these are exact in any order."""
+    numerator, denominator = value.as_integer_ratio()  # the denominator is a power of two
+    return numerator * ((1 << _EXACT_BITS) // denominator)
+
+
+def _float(total: int, count: int) -> float:
+    """An exact sum (:func:`_exact`) divided by ``count``, rounded once."""
+    return total / (count << _EXACT_BITS)
+
+
+def _add_cell(buckets: dict[int, list[int]], index: int, cell: list[float]) -> None:
+    """Add one user's sums for bucket ``index`` to ``buckets``, exactly."""
+    sums = buckets.setdefault(index, [0, 0, 0, 0])
+    sums[0] += _exact(cell[0])
+    sums[1] += _exact(cell[1])
+    sums[2] += _exact(cell[2])
+    sums[3] += int(cell[3])
 
 
 def _add_up(users: Sequence[_Totals]) -> list[float]:
