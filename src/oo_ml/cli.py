@@ -30,7 +30,7 @@ from oo_ml.serve import run_server
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import make_judge
 from oo_ml.sim.persona import load_personas, shipped_personas
-from oo_ml.sim.report import curve_svg, summary_table
+from oo_ml.sim.report import curve_svg, judge_text, summary_table
 from oo_ml.sim.runner import HttpClient, SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
 from oo_ml.store.migrate import head_revision, upgrade
@@ -241,6 +241,9 @@ def _report(run: RunRecord, plot: Path | None) -> None:
         console.print(f"[red]run {run.run_id} failed:[/red] {run.error}")
         raise typer.Exit(1)
     console.print(summary_table(run))
+    judged = judge_text(run)
+    if judged is not None:
+        console.print(f"judge {run.config.get('judge')}: {judged}")
     if plot is not None and run.summary is not None:
         plot.write_text(curve_svg(run))
         console.print(f"reward curves written to {plot}")

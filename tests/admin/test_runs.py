@@ -256,3 +256,22 @@ def test_runs_still_executing_when_the_server_stops_are_marked_failed(
     assert run is not None
     assert run.status == "failed"
     assert run.error == "the server stopped before the run finished"
+
+
+def test_the_run_page_says_what_a_judge_that_can_fail_did(
+    database_url: str, start_server: ServerFactory
+) -> None:
+    counts = {"calls": 40, "cache_hits": 10, "retries": 3, "invalid_replies": 2, "failures": 1}
+    config = {"policies": ["egreedy-v1"], "personas": ["quick-wins"], "users": 4, "steps": 10}
+    run = RunRecord("run-llm", 1, 1, "done", {**config, "judge": "llm"}, total_steps=40,
+                    done_steps=40, summary={"judge": counts})  # fmt: skip
+    store = SqlStore(database_url)
+    try:
+        store.write(lambda txn: txn.insert_run(run))
+    finally:
+        store.close()
+    page = start_server().client.get("/admin/runs/run-llm", headers=BEARER).text
+    said = page[page.index('id="judge-counts"') :].split("</span>")[0]
+    for text in ("40 judgements", "10 from the cache", "30 asked", "3 retries",
+                 "2 invalid replies", "1 unanswered (counted as dismissed)"):  # fmt: skip
+        assert text in said

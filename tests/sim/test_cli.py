@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import oo_ml
 SMALL = ["--personas", "morning-focused,quick-wins", "--users", "2", "--steps", "12"]
 
 
-def oo_ml_cli(tmp_path: Path, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+def oo_ml_cli(
+    tmp_path: Path, database: str, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -25,6 +28,7 @@ def oo_ml_cli(tmp_path: Path, database: str, *args: str) -> subprocess.Completed
         "OO_ML_DATABASE_URL": f"sqlite:///{tmp_path / database}",
         "PYTHONPATH": str(Path(oo_ml.__file__).resolve().parents[1]),
         "COLUMNS": "200",  # rich wraps tables to the terminal's width
+        **(settings or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "oo_ml.cli", *args],
@@ -108,3 +112,22 @@ def test_bad_arguments_are_refused_and_store_nothing(
     assert message in refused.stdout + refused.stderr
     listed = oo_ml_cli(tmp_path, "a.db", "sim", "list")
     assert "run-" not in listed.stdout
+
+
+def test_a_run_with_a_judge_that_can_fail_says_what_it_did(tmp_path: Path) -> None:
+    judge = tmp_path / "judge.py"
+    judge.write_text(
+        "import sys\n"
+        "prompt = sys.stdin.read()\n"
+        'print(\'{"action": "dismiss", "dwell_seconds": null}\')\n'
+    )
+    command = shlex.join([sys.executable, str(judge)])
+    args = ["sim", "run", "--policy", "egreedy-v1", "--users", "2", "--steps", "3"]
+    done = oo_ml_cli(
+        tmp_path, "a.db", *args, "--judge", "command", settings={"OO_ML_JUDGE_COMMAND": command}
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "judge command: 6 judgements: 0 from the cache, 6 asked, 0 retries, 0 invalid replies, "
+        "0 unanswered (counted as dismissed)"
+    ) in " ".join(done.stdout.split())

@@ -38,6 +38,7 @@ from oo_ml.sim.llm_judge import (
     parse_judgement,
 )
 from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.report import judge_text
 from oo_ml.sim.runner import SimConfig, SimRunner
 from oo_ml.sim.tasks import SimTask
 from oo_ml.store.memory import MemoryStore
@@ -546,6 +547,35 @@ def test_a_simulation_asks_a_slow_judge_about_a_whole_step_at_once(
     assert run.status == "done", run.error
     assert len(events) == 2 * 4 * 3
     assert server.met == [True] * len(events)
+
+
+def test_a_run_records_what_its_judge_did_and_only_its_own_share(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    judge = new_judge()
+    server.script.extend(["not_json", "ok", "503"])  # one invalid reply, one server error
+    first, events = simulate(judge, concurrency=1)
+    assert first.summary is not None
+    assert first.summary["judge"] == {
+        "calls": len(events), "cache_hits": 0, "retries": 2, "invalid_replies": 1, "failures": 0,
+    }  # fmt: skip
+    text = judge_text(first)
+    assert text is not None
+    assert "2 retries, 1 invalid replies, 0 unanswered" in text
+    second, _ = simulate(judge, concurrency=1)  # the same judge: its counters keep going
+    assert second.summary is not None
+    assert second.summary["judge"]["calls"] == len(events)
+    assert second.summary["judge"]["invalid_replies"] == 0
+    rule_run, _ = simulate_rule()
+    assert rule_run.summary is not None
+    assert "judge" not in rule_run.summary  # the rule judge cannot fail
+
+
+def simulate_rule() -> tuple[Any, list[Any]]:
+    store = MemoryStore()
+    config = SimConfig(("egreedy-v1",), ("quick-wins",), 2, 3, seed=2)
+    run = SimRunner(store).run(config)
+    return run, list(store.read(lambda txn: txn.sim_events(run.run_id)))
 
 
 def test_how_many_are_asked_at_once_does_not_change_the_numbers(

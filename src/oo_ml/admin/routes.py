@@ -48,7 +48,7 @@ from oo_ml.errors import ConfigurationError, NotFoundError, PromotionRefusedErro
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.settings import Settings
 from oo_ml.sim.persona import shipped_personas
-from oo_ml.sim.report import curve_svg
+from oo_ml.sim.report import curve_svg, judge_text
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -262,6 +262,7 @@ def run_page(request: Request, viewer: ViewerDep, run_id: str, notice: str = "")
         personas=personas,
         measure=summary.get("curve", {}).get("measure", "reward"),
         from_console="console" in run.config,
+        judged=judge_text(run),
     )
 
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from oo_ml.charts import line_chart
 from oo_ml.store.base import RunRecord
 
-__all__ = ["curve_svg", "summary_table"]
+__all__ = ["curve_svg", "judge_text", "summary_table"]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -45,6 +45,20 @@ def summary_table(run: RunRecord) -> Table:
         cells.append(f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}")
         table.add_row(*cells)
     return table
+
+
+def judge_text(run: RunRecord) -> str | None:
+    """What the run's judge did, for a judge that can fail (llm, command), in words; ``None``
+    for the rule judge and for runs stored before judges were counted."""
+    counts = (run.summary or {}).get("judge")
+    if not counts:
+        return None
+    asked = counts["calls"] - counts["cache_hits"]
+    return (
+        f"{counts['calls']:,} judgements: {counts['cache_hits']:,} from the cache, {asked:,} "
+        f"asked, {counts['retries']:,} retries, {counts['invalid_replies']:,} invalid replies, "
+        f"{counts['failures']:,} unanswered (counted as dismissed)"
+    )
 
 
 def _difference(row: dict[str, Any]) -> str:

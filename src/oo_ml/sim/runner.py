@@ -30,6 +30,7 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, Judgement, JudgeRequest, RuleJudge
+from oo_ml.sim.llm_judge import JudgeStats
 from oo_ml.sim.persona import (
     OracleStep,
     Persona,
@@ -413,6 +414,14 @@ def scored(turns: Sequence[Turn], rule: RewardRule) -> list[SimEvent]:
 _NO_ORACLE = (None, None, None)
 
 
+def _judge_counts(judge: Judge) -> dict[str, int] | None:
+    """The judge's counters (:class:`~oo_ml.sim.llm_judge.JudgeStats`: calls, cache hits,
+    retries, invalid replies, failures answered as a dismissal); ``None`` for a judge that
+    keeps none (the rule judge cannot fail)."""
+    stats = getattr(judge, "stats", None)
+    return dataclasses.asdict(stats) if isinstance(stats, JudgeStats) else None
+
+
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
@@ -486,6 +495,7 @@ class SimRunner:
                 else InProcessClient(config.reward_rule, config.seed)
             )
             summary = SummaryBuilder(config.policies, config.steps)
+            counted = _judge_counts(self.judge)
             done, tail = self._loop(
                 run_id,
                 config,
@@ -494,7 +504,12 @@ class SimRunner:
                 get_reward_rule(config.reward_rule),
                 summary=summary,
             )
-            finished = self._finish(run_id, tail, done, summary.result())
+            result = summary.result()
+            if counted is not None:
+                # This run's share of the judge's counters (a judge may serve several runs).
+                now = _judge_counts(self.judge) or {}
+                result["judge"] = {key: now[key] - counted[key] for key in counted}
+            finished = self._finish(run_id, tail, done, result)
         except CancelledError:
             self._update(run_id, status="cancelled")
         except Exception as exc:
