@@ -226,6 +226,7 @@ def _simulate(
                 client_factory=(lambda _: HttpClient(url, api_token)) if url else None,
                 progress=lambda done, _total: bar.update(task, completed=done),
                 judge_concurrency=settings.judge_concurrency,
+                live_every_s=settings.sim_live_seconds,
             )
             run = runner.run(config)
     finally:

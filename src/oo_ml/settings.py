@@ -46,6 +46,9 @@ variable                          meaning                                 defaul
 ``OO_ML_JUDGE_CONCURRENCY``       how many ``llm``/``command``            ``4``
                                   judgements a simulation asks for at
                                   once (1–64)
+``OO_ML_SIM_LIVE_SECONDS``        how often, at most, a running           ``2``
+                                  simulation stores its summary so far
+                                  (the console's live curve)
 ================================  ======================================  =====================
 """
 
@@ -112,6 +115,7 @@ class Settings(BaseSettings):
     llm_cache_dir: str = ".oo-ml-cache/llm"
     judge_command: str | None = None
     judge_concurrency: int = Field(4, ge=1, le=64)
+    sim_live_seconds: float = Field(2.0, ge=0, le=86_400, allow_inf_nan=False)
 
     @field_validator("admin_token")
     @classmethod

@@ -10,7 +10,9 @@ import sys
 import httpx
 
 from oo_ml.admin.runs import ProcessIdentity, RunManager
+from oo_ml.sim.runner import SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
+from oo_ml.store.memory import MemoryStore
 from oo_ml.store.sql import SqlStore
 from tests.api.support import LiveServer
 
@@ -275,3 +277,35 @@ def test_the_run_page_says_what_a_judge_that_can_fail_did(
     for text in ("40 judgements", "10 from the cache", "30 asked", "3 retries",
                  "2 invalid replies", "1 unanswered (counted as dismissed)"):  # fmt: skip
         assert text in said
+
+
+def test_a_running_run_shows_its_curve_so_far_and_serves_it_for_the_live_page(
+    database_url: str, start_server: ServerFactory
+) -> None:
+    small = SimConfig(("egreedy-v1", "ucb-ix1"), ("quick-wins",), 2, 10, seed=1)
+    so_far = SimRunner(MemoryStore()).run(small).summary
+    config = {**small.to_dict(), "judge": "llm"}  # started from the command line: no owner
+    runs = [
+        RunRecord("run-live", 1, 1, "running", config, total_steps=40, done_steps=20,
+                  summary=so_far),
+        RunRecord("run-new", 1, 1, "running", config, total_steps=40, done_steps=0),
+    ]  # fmt: skip
+    store = SqlStore(database_url)
+    try:
+        store.write(lambda txn: [txn.insert_run(run) for run in runs])
+    finally:
+        store.close()
+    client = start_server().client
+    page = client.get("/admin/runs/run-live", headers=BEARER).text
+    assert "Reward curve so far" in page
+    assert 'data-live-src="/admin/runs/run-live/curve.svg"' in page
+    assert "Comparison so far" in page
+    curve = client.get("/admin/runs/run-live/curve.svg", headers=BEARER)
+    assert curve.status_code == 200
+    assert curve.headers["content-type"].startswith("image/svg+xml")
+    assert curve.text.lstrip().startswith("<svg")
+    assert curve.text.count("<polyline") == 4  # two policies, oracle, random
+    fresh = client.get("/admin/runs/run-new", headers=BEARER).text
+    assert "The curve appears after the first steps." in fresh
+    assert client.get("/admin/runs/run-new/curve.svg", headers=BEARER).status_code == 204
+    assert client.get("/admin/runs/run-gone/curve.svg", headers=BEARER).status_code == 404

@@ -6,11 +6,17 @@ here)."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from oo_ml.api.app import create_app
+from oo_ml.sim.judges import Judgement, JudgeRequest, RuleJudge
+from tests.admin.support import login, start_run
+from tests.api.support import LiveServer, make_settings
 
 from .conftest import Console
 from .support import LAPTOP, PHONE, USER, WAIT_MS, sign_in
@@ -61,8 +67,9 @@ def test_operator_compares_policies_promotes_one_and_opens_a_decision(
     assert re.search(r"/admin/runs/run-[0-9-]+-[0-9a-f]+$", page.url)
     run_id = page.url.rsplit("/", 1)[-1]
 
-    # The page follows the run by itself and shows the results when it is done.
-    page.locator("#reward-curve").wait_for()
+    # The page follows the run by itself and shows the results when it is done (while it
+    # runs, the headings say "so far").
+    page.locator("#summary-heading", has_text=re.compile(r"^Comparison$")).wait_for()
     assert page.locator("[data-role=status]").inner_text() == "done"
     curve = page.locator("#reward-curve svg")
     assert curve.locator("polyline").count() == 5  # three policies, oracle and random
@@ -180,3 +187,51 @@ def test_pages_fit_a_phone_without_sideways_scrolling(
         page.screenshot(path=str(shots / "console-phone.png"), full_page=True)
     finally:
         context.close()
+
+
+class HeldJudge:
+    """The rule judge, held at the first tip of each step in ``held`` until released."""
+
+    name = "held"
+
+    def __init__(self, *held: int) -> None:
+        self.gates = {step: threading.Event() for step in held}
+
+    def judge(self, request: JudgeRequest, rng: Any) -> Judgement:
+        gate = self.gates.get(request.step)
+        if gate is not None and not gate.wait(WAIT_MS / 1000):
+            raise RuntimeError(f"step {request.step} was never released")
+        return RuleJudge().judge(request, rng)
+
+    def factory(self, _name: str, _settings: Any) -> Any:
+        return self
+
+
+def test_a_running_comparison_draws_its_curve_as_it_goes(page: Any, tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'oo-ml.db'}", sim_live_seconds=0.0)
+    server = LiveServer(create_app(settings)).start()
+    held = HeldJudge(0, 3)
+    try:
+        server.app.state.console_runs.judge_factory = held.factory
+        run_id = start_run(server.client, login(server.client), users="2", steps="6")
+        sign_in(page, server.base_url)
+        page.goto(f"{server.base_url}/admin/runs/{run_id}")
+        curve = page.locator("#reward-curve")
+        assert "The curve appears after the first steps." in curve.inner_text()
+        assert curve.locator("svg").count() == 0
+
+        # Steps 0 to 2 are played and their summary stored; the page draws it, still running.
+        held.gates[0].set()
+        curve.locator("svg polyline").first.wait_for()
+        # Two policies; no oracle or random line: only the rule judge itself has a model.
+        assert curve.locator("svg polyline").count() == 2
+        assert page.locator("[data-role=status]").inner_text() == "running"
+
+        # The rest, and the page reloads with the results.
+        held.gates[3].set()
+        page.locator("#summary-heading", has_text=re.compile(r"^Comparison$")).wait_for()
+        assert page.locator("#reward-curve svg polyline").count() == 2
+    finally:
+        for gate in held.gates.values():
+            gate.set()
+        server.stop()

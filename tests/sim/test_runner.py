@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import threading
 
 import pytest
@@ -267,3 +268,23 @@ def test_a_cancel_during_the_last_batch_keeps_its_events() -> None:
     assert run.status == "cancelled"
     assert run.done_steps == SMALL.total_steps
     assert len(store.read(lambda t: t.sim_events(run.run_id))) == SMALL.total_steps
+
+
+def test_a_running_run_stores_its_summary_so_far_with_its_progress() -> None:
+    store = MemoryStore()
+    config = dataclasses.replace(SMALL, users=5, steps=140)  # 2 batches of 500, then 400
+    seen: list[tuple[int, int | None]] = []
+
+    def progress(done: int, _total: int) -> None:
+        run = store.read(lambda txn: txn.list_runs(1))[0]
+        table = (run.summary or {}).get("policies", {})
+        seen.append((done, sum(row["events"] for row in table.values()) if table else None))
+
+    runner = SimRunner(store, progress=progress, live_every_s=0.0)
+    done = runner.run(config)
+    assert done.status == "done"
+    # Every stored batch came with the summary of the steps played so far.
+    # The last 400 are stored with the final summary, when the run is done.
+    assert seen == [(500, 500), (1000, 1000), (1400, 1000)]
+    quiet = SimRunner(MemoryStore(), live_every_s=math.inf)
+    assert quiet.run(config).summary == done.summary  # storing it on the way changes nothing

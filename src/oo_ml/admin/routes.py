@@ -266,6 +266,20 @@ def run_page(request: Request, viewer: ViewerDep, run_id: str, notice: str = "")
     )
 
 
+@router.get("/runs/{run_id}/curve.svg")
+def run_curve(request: Request, viewer: ViewerDep, run_id: str) -> Response:
+    """The run's reward curves as they stand (a running run stores its summary so far every
+    few seconds): what the run page swaps in while it follows the run."""
+    run = _engine(request).store.read(lambda txn: txn.get_run(run_id))
+    if run is None:
+        raise NotFoundError(f"no simulation run {run_id!r}")
+    if not (run.summary or {}).get("curve"):
+        return Response(status_code=204)
+    return Response(
+        curve_svg(run), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
+
+
 @router.post("/runs/{run_id}/cancel")
 async def cancel_run(request: Request, viewer: ViewerDep, run_id: str) -> Response:
     await read_form(request, viewer.expected_csrf)

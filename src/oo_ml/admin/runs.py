@@ -311,6 +311,7 @@ class RunManager:
             progress=lambda _done, _total: self._check_cancel(job),
             cancel=job.cancel,
             judge_concurrency=self.settings.judge_concurrency,
+            live_every_s=self.settings.sim_live_seconds,
         )
         run = runner.execute(job.run_id, job.config)
         if (

@@ -33,7 +33,28 @@
     }
     if (wasActive && !ACTIVE[run.status] && node.hasAttribute("data-reload-when-done")) {
       window.location.reload();
+      return;
     }
+    refreshCurve(run);
+  }
+
+  // A running run stores its summary so far every few seconds: redraw its curve when it did.
+  var curveShown = {};
+  function refreshCurve(run) {
+    var figure = document.querySelector("[data-live-src][data-live-run]");
+    if (!figure || figure.getAttribute("data-live-run") !== run.run_id) { return; }
+    if (curveShown[run.run_id] === run.updated_ms) { return; }
+    curveShown[run.run_id] = run.updated_ms;
+    fetch(figure.getAttribute("data-live-src"), {
+      credentials: "same-origin",
+      cache: "no-store"
+    }).then(function (response) {
+      if (response.status !== 200) { return null; }
+      return response.text();
+    }).then(function (svg) {
+      var holder = figure.querySelector(".chart-scroll");
+      if (svg && holder) { holder.innerHTML = svg; }
+    }).catch(function () { delete curveShown[run.run_id]; });
   }
 
   function poll(delay) {
