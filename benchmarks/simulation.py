@@ -35,7 +35,7 @@ from benchmarks._docs import DOCS, command_line, write_section
 from oo_ml import Bandit, Candidate, Context, Outcome, get_policy, get_reward_rule
 from oo_ml.engine import EngineConfig
 from oo_ml.policies.base import Policy
-from oo_ml.policies.population import PopulationModel, user_data
+from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.runtime import freeze_startup_heap
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
@@ -292,7 +292,7 @@ def _core_rounds(
     records, no simulator."""
     bandits = [Bandit(policy, seed=seed + u) for u in range(users)]
     population = policy.population if prior else None
-    refresh = max(EngineConfig().population_refresh_every, users)
+    refresh = refit_after(EngineConfig().population_refresh_every, users)
     lam = policy.model.lam
     model, since = None, 0
     started = time.perf_counter()

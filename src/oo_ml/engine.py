@@ -38,7 +38,7 @@ from oo_ml.ope.evaluation import GateEstimator, PromotionCheck, check_promotion
 from oo_ml.policies import POLICIES, Policy, get_policy
 from oo_ml.policies.base import seeded_generator
 from oo_ml.policies.model import RidgeState
-from oo_ml.policies.population import PopulationModel, user_data
+from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.rewards import get_reward_rule
 from oo_ml.store.base import (
     DecisionRecord,
@@ -715,7 +715,7 @@ class Engine:
         now = time.monotonic()
         stale = (
             cached.computed_at is None
-            or cached.updates >= max(self.config.population_refresh_every, cached.users)
+            or cached.updates >= refit_after(self.config.population_refresh_every, cached.users)
             or now - cached.computed_at >= self.config.population_refresh_s
         )
         if stale and self.config.population_refit_background:

@@ -43,7 +43,7 @@ from oo_ml.ope.resampling import bootstrap as resample
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
-from oo_ml.policies.population import PopulationModel, user_data
+from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.rewards import RewardRule
 from oo_ml.store.base import Store
 from oo_ml.types import Outcome
@@ -122,8 +122,7 @@ class _Replay:
         self.touched[user_id] = self.clock
         if self.policy.population is not None:
             self.since_refit += 1
-            # As the engine does: every ``refresh_every`` updates, or one per user if more.
-            due = max(self.refresh_every, len(self.states))
+            due = refit_after(self.refresh_every, len(self.states))  # as the engine does
             if self.population is None or self.since_refit >= due:
                 self._refit()
             self._recenter(state)

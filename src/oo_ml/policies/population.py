@@ -41,6 +41,7 @@ __all__ = [
     "UserData",
     "information_criterion",
     "recenter",
+    "refit_after",
     "user_data",
 ]
 
@@ -185,6 +186,14 @@ class PopulationModel:
                 self.noise,
             )
         recenter(state, mean, self.lam)
+
+
+def refit_after(every: int, users: int) -> int:
+    """How many updates a population model serves before it is refitted: ``every``, or one
+    per user it was fitted to when there are more (a fit costs time in proportion to the
+    users, so its cost per update stays bounded). The engine, the off-policy replay and the
+    benchmarks all refit on this rule."""
+    return max(every, users)
 
 
 def information_criterion(total_misfit: float, clusters: int, dim: int, noise: float) -> float:
