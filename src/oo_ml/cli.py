@@ -30,7 +30,7 @@ from oo_ml.serve import run_server
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import make_judge
 from oo_ml.sim.persona import load_personas, shipped_personas
-from oo_ml.sim.report import curve_svg, judge_text, summary_table
+from oo_ml.sim.report import curve_svg, judge_text, persona_table, summary_table
 from oo_ml.sim.runner import HttpClient, SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
 from oo_ml.store.migrate import head_revision, upgrade
@@ -242,6 +242,9 @@ def _report(run: RunRecord, plot: Path | None) -> None:
         console.print(f"[red]run {run.run_id} failed:[/red] {run.error}")
         raise typer.Exit(1)
     console.print(summary_table(run))
+    by_persona = persona_table(run)
+    if by_persona is not None:
+        console.print(by_persona)
     judged = judge_text(run)
     if judged is not None:
         console.print(f"judge {run.config.get('judge')}: {judged}")

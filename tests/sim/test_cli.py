@@ -93,6 +93,10 @@ def test_compare_prints_lift_over_the_first_policy_and_repeats_itself(tmp_path: 
     number = r"[+-]\d\.\d{3}"
     assert re.fullmatch(rf"{number} \[{number}, {number}\]", rows["ucb-ix1"][5])
     assert table_rows(again.stdout) == rows  # same seed, same numbers
+    by_persona = first.stdout[first.stdout.index("By persona: normalized score") :]
+    for persona in ("morning-focused", "quick-wins"):
+        cells = next(line for line in by_persona.splitlines() if persona in line)
+        assert len(re.findall(r"-?\d\.\d{3}", cells)) == 2  # one score per policy
     assert (tmp_path / "a.svg").read_text() == (tmp_path / "b.svg").read_text()
 
 

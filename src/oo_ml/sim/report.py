@@ -9,7 +9,7 @@ from rich.table import Table
 from oo_ml.charts import line_chart
 from oo_ml.store.base import RunRecord
 
-__all__ = ["curve_svg", "judge_text", "summary_table"]
+__all__ = ["curve_svg", "judge_text", "persona_table", "summary_table"]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -44,6 +44,37 @@ def summary_table(run: RunRecord) -> Table:
             cells += [_num(lift, "+.1f") + ("%" if lift is not None else ""), _difference(row)]
         cells.append(f"{actions['done']:.0%}/{actions['snooze']:.0%}/{actions['dismiss']:.0%}")
         table.add_row(*cells)
+    return table
+
+
+def persona_table(run: RunRecord) -> Table | None:
+    """Each persona's score under each policy: the normalized score (mean reward for a judge
+    without a model), so that a comparison shows whom a policy serves well and whom not.
+    ``None`` for a run of one persona (the main table says it all)."""
+    summary: dict[str, Any] = run.summary or {}
+    personas: dict[str, dict[str, Any]] = summary.get("personas", {})
+    if len(personas) < 2:
+        return None
+    policies = list(summary.get("policies", {}))
+    modelled = any(
+        cell.get("normalized") is not None for row in personas.values() for cell in row.values()
+    )
+    measure = "normalized score" if modelled else "mean reward"
+    table = Table(title=f"By persona: {measure}")
+    table.add_column("persona")
+    for name in policies:
+        table.add_column(name, justify="right")
+    for persona, row in personas.items():
+        cells = [row.get(name, {}) for name in policies]
+        table.add_row(
+            persona,
+            *(
+                _num(cell.get("normalized"), ".3f")
+                if modelled
+                else _num(cell.get("mean_reward"), "+.3f")
+                for cell in cells
+            ),
+        )
     return table
 
 
