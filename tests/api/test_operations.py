@@ -201,6 +201,11 @@ ENDPOINTS = {
     ("get", "/v1/policies"),
     ("put", "/v1/policies/active"),
     ("put", "/v1/policies/shadow"),
+    ("get", "/v1/sim/personas"),
+    ("post", "/v1/sim/runs"),
+    ("get", "/v1/sim/runs"),
+    ("get", "/v1/sim/runs/{run_id}"),
+    ("post", "/v1/sim/runs/{run_id}/cancel"),
     ("get", "/ready"),
     ("get", "/metrics"),
 }

@@ -166,8 +166,8 @@ def test_reader_reads_bodies_with_several_odd_fields_as_the_model_does(
                 parent.pop(path[-1], None) if isinstance(parent, dict) else parent.pop(path[-1])
             else:
                 parent[path[-1]] = value
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier change removed or replaced the field's parent
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue  # an earlier change removed or replaced the field's parent (None: no .pop)
     raw = json.dumps(body, ensure_ascii=ascii_only).encode()
     assert same(parse(raw), model_of(raw))
 

@@ -24,7 +24,7 @@ from oo_ml import __version__
 from oo_ml.admin import routes as admin_routes
 from oo_ml.api.fast import ServiceApp
 from oo_ml.api.metrics import Metrics
-from oo_ml.api.routes import compat, decisions, ops, policies, users
+from oo_ml.api.routes import compat, decisions, ops, policies, simulations, users
 from oo_ml.engine import Engine, EngineConfig
 from oo_ml.errors import (
     ConflictError,
@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.metrics = metrics
     app.add_middleware(_Timing, metrics=metrics)
     _install_error_handlers(app)
-    for module in (compat, decisions, users, policies, ops, admin_routes):
+    for module in (compat, decisions, users, policies, simulations, ops, admin_routes):
         app.include_router(module.router)
     app.direct(decisions.router, decisions.DIRECT)
     app.direct(compat.router, compat.DIRECT)

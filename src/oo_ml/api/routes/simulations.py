@@ -1,0 +1,153 @@
+"""Simulation runs over the API (admin): start a comparison, follow it, read its results, cancel.
+
+The same runs as the console's: they execute in the background on this server
+(:class:`~oo_ml.admin.runs.RunManager`), are stored in ``sim_runs``/``sim_events`` and show in
+the console. Personas are the shipped ones, by name: a file path from a request would let the
+API read files on the server.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from oo_ml.admin.runs import MAX_TOTAL_STEPS, RunManager
+from oo_ml.api.deps import AdminDep, EngineDep
+from oo_ml.api.routes._common import iso_time
+from oo_ml.errors import ConfigurationError, NotFoundError, ValidationError
+from oo_ml.policies import POLICIES
+from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.runner import SimConfig
+from oo_ml.store.base import RunRecord
+
+router = APIRouter(prefix="/v1/sim", tags=["simulation"], dependencies=[AdminDep])
+
+RUNS_LISTED = 200
+
+
+class SimRunIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    policies: list[str] = Field(
+        min_length=1,
+        max_length=16,
+        description="Registered policies, distinct; the first is the baseline of lift and "
+        "of the paired differences.",
+    )
+    personas: list[str] = Field(
+        min_length=1, max_length=64, description="Shipped personas (GET /v1/sim/personas)."
+    )
+    users: int = Field(ge=1, le=100_000, description="Simulated users per policy.")
+    steps: int = Field(ge=1, le=100_000, description="Tips per user.")
+    judge: Literal["rule", "llm", "command"] = "rule"
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+
+
+def _manager(request: Request) -> RunManager:
+    manager: RunManager = request.app.state.console_runs
+    return manager
+
+
+def _run_json(run: RunRecord, *, summary: bool) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": run.status,
+        "created": iso_time(run.created_ms),
+        "updated": iso_time(run.updated_ms),
+        "config": run.config,
+        "done_steps": run.done_steps,
+        "total_steps": run.total_steps,
+        "error": run.error,
+    }
+    if summary:
+        found["summary"] = run.summary
+    return found
+
+
+def _config(body: SimRunIn) -> SimConfig:
+    """The run's settings, every name checked and named in the error when refused."""
+    for i, name in enumerate(body.policies):
+        if name not in POLICIES:
+            raise ValidationError(f"policies[{i}]", f"unknown policy {name!r}")
+        if name in body.policies[:i]:
+            raise ValidationError(f"policies[{i}]", f"{name!r} is listed twice")
+    shipped = shipped_personas()
+    for i, name in enumerate(body.personas):
+        if name not in shipped:
+            raise ValidationError(
+                f"personas[{i}]", f"unknown persona {name!r}; shipped: {', '.join(shipped)}"
+            )
+    return SimConfig(
+        tuple(body.policies),
+        tuple(body.personas),
+        body.users,
+        body.steps,
+        judge=body.judge,
+        seed=body.seed,
+    )
+
+
+@router.get("/personas")
+def list_personas() -> dict[str, Any]:
+    """The shipped personas a run can simulate, with what each is like."""
+    return {
+        "personas": [
+            {"name": p.name, "description": p.description, "drift_at": p.drift_at}
+            for p in shipped_personas().values()
+        ]
+    }
+
+
+@router.post("/runs", status_code=202, responses={422: {"description": "Refused settings"}})
+def start_run(request: Request, body: SimRunIn) -> JSONResponse:
+    """Start a run (a comparison when several policies are named) in the background; 202 with
+    the queued run and its URL. Follow it with GET on that URL."""
+    config = _config(body)
+    if config.total_steps > MAX_TOTAL_STEPS:
+        raise ValidationError(
+            "steps",
+            f"policies × users × steps is {config.total_steps:,}; a run on the server does at "
+            f"most {MAX_TOTAL_STEPS:,} (`oo-ml sim compare` runs larger ones)",
+        )
+    try:
+        run = _manager(request).start(config)
+    except ConfigurationError as exc:  # the judge is not configured on this server
+        raise ValidationError("judge", str(exc)) from None
+    location = f"/v1/sim/runs/{run.run_id}"
+    return JSONResponse(
+        _run_json(run, summary=False), status_code=202, headers={"Location": location}
+    )
+
+
+@router.get("/runs")
+def list_runs(
+    engine: EngineDep, limit: Annotated[int, Query(ge=1, le=RUNS_LISTED)] = 20
+) -> dict[str, Any]:
+    """The newest runs (from the console, the API or the command line), without summaries."""
+    runs = engine.store.read(lambda txn: txn.list_runs(limit))
+    return {"runs": [_run_json(run, summary=False) for run in runs]}
+
+
+@router.get("/runs/{run_id}", responses={404: {"description": "Unknown run"}})
+def get_run(engine: EngineDep, run_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
+    """One run with its summary: per policy mean reward with its interval, normalized score,
+    regret, lift and the paired difference from the first policy; per persona; the curve
+    (while it runs, the summary so far)."""
+    run = engine.store.read(lambda txn: txn.get_run(run_id))
+    if run is None:
+        raise NotFoundError(f"no simulation run {run_id!r}")
+    return _run_json(run, summary=True)
+
+
+@router.post("/runs/{run_id}/cancel", responses={404: {"description": "Unknown run"}})
+def cancel_run(request: Request, run_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
+    """Ask a queued or running run to stop. ``outcome``: ``cancelling`` (this server stops it),
+    ``remote`` (another worker does), ``cancelled`` (its server was gone), ``finished``
+    (nothing to stop) or ``foreign`` (a command-line run: stop it where it runs)."""
+    outcome = _manager(request).cancel(run_id)
+    if outcome == "missing":
+        raise NotFoundError(f"no simulation run {run_id!r}")
+    return {"run_id": run_id, "outcome": outcome}
