@@ -46,6 +46,43 @@ class SimRunIn(BaseModel):
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
 
+class SimRunOut(BaseModel):
+    run_id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    created: str = Field(description="ISO 8601, UTC")
+    updated: str = Field(description="ISO 8601, UTC")
+    config: dict[str, Any] = Field(description="The run's settings as stored.")
+    done_steps: int
+    total_steps: int
+    error: str | None = Field(description="Why a failed run failed.")
+    summary: dict[str, Any] | None = Field(
+        None,
+        description="Per policy (mean reward and its interval, normalized score, regret, "
+        "lift, paired difference from the first policy), per persona, the curve, and for "
+        "llm/command judges what the judge did; the summary so far while the run runs. "
+        "Only on GET /v1/sim/runs/{run_id}.",
+    )
+
+
+class SimRunsOut(BaseModel):
+    runs: list[SimRunOut]
+
+
+class PersonaOut(BaseModel):
+    name: str
+    description: str
+    drift_at: int | None = Field(description="The step its preferences change at, if they do.")
+
+
+class PersonasOut(BaseModel):
+    personas: list[PersonaOut]
+
+
+class CancelOut(BaseModel):
+    run_id: str
+    outcome: Literal["cancelling", "remote", "cancelled", "finished", "foreign"]
+
+
 def _manager(request: Request) -> RunManager:
     manager: RunManager = request.app.state.console_runs
     return manager
@@ -90,7 +127,7 @@ def _config(body: SimRunIn) -> SimConfig:
     )
 
 
-@router.get("/personas")
+@router.get("/personas", response_model=PersonasOut)
 def list_personas() -> dict[str, Any]:
     """The shipped personas a run can simulate, with what each is like."""
     return {
@@ -101,7 +138,12 @@ def list_personas() -> dict[str, Any]:
     }
 
 
-@router.post("/runs", status_code=202, responses={422: {"description": "Refused settings"}})
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=SimRunOut,
+    responses={422: {"description": "Refused settings"}},
+)
 def start_run(request: Request, body: SimRunIn) -> JSONResponse:
     """Start a run (a comparison when several policies are named) in the background; 202 with
     the queued run and its URL. Follow it with GET on that URL."""
@@ -122,7 +164,7 @@ def start_run(request: Request, body: SimRunIn) -> JSONResponse:
     )
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=SimRunsOut, response_model_exclude_unset=True)
 def list_runs(
     engine: EngineDep, limit: Annotated[int, Query(ge=1, le=RUNS_LISTED)] = 20
 ) -> dict[str, Any]:
@@ -131,7 +173,9 @@ def list_runs(
     return {"runs": [_run_json(run, summary=False) for run in runs]}
 
 
-@router.get("/runs/{run_id}", responses={404: {"description": "Unknown run"}})
+@router.get(
+    "/runs/{run_id}", response_model=SimRunOut, responses={404: {"description": "Unknown run"}}
+)
 def get_run(engine: EngineDep, run_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
     """One run with its summary: per policy mean reward with its interval, normalized score,
     regret, lift and the paired difference from the first policy; per persona; the curve
@@ -142,7 +186,11 @@ def get_run(engine: EngineDep, run_id: Annotated[str, Path(max_length=128)]) -> 
     return _run_json(run, summary=True)
 
 
-@router.post("/runs/{run_id}/cancel", responses={404: {"description": "Unknown run"}})
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=CancelOut,
+    responses={404: {"description": "Unknown run"}},
+)
 def cancel_run(request: Request, run_id: Annotated[str, Path(max_length=128)]) -> dict[str, Any]:
     """Ask a queued or running run to stop. ``outcome``: ``cancelling`` (this server stops it),
     ``remote`` (another worker does), ``cancelled`` (its server was gone), ``finished``
