@@ -223,8 +223,8 @@ class RunManager:
             raise RuntimeError("the server is stopping")
         if config.total_steps > MAX_TOTAL_STEPS:
             raise ConfigurationError(
-                f"policies × users × steps is {config.total_steps:,}; the console runs at most "
-                f"{MAX_TOTAL_STEPS:,} (use `oo-ml sim compare` for larger runs)"
+                f"policies × users × steps is {config.total_steps:,}; a run on the server does "
+                f"at most {MAX_TOTAL_STEPS:,} (use `oo-ml sim compare` for larger runs)"
             )
         judge = self.judge_factory(config.judge, self.settings)
         now = _now_ms()

@@ -148,16 +148,11 @@ def start_run(request: Request, body: SimRunIn) -> JSONResponse:
     """Start a run (a comparison when several policies are named) in the background; 202 with
     the queued run and its URL. Follow it with GET on that URL."""
     config = _config(body)
-    if config.total_steps > MAX_TOTAL_STEPS:
-        raise ValidationError(
-            "steps",
-            f"policies × users × steps is {config.total_steps:,}; a run on the server does at "
-            f"most {MAX_TOTAL_STEPS:,} (`oo-ml sim compare` runs larger ones)",
-        )
     try:
         run = _manager(request).start(config)
-    except ConfigurationError as exc:  # the judge is not configured on this server
-        raise ValidationError("judge", str(exc)) from None
+    except ConfigurationError as exc:  # a run too large, or a judge this server lacks
+        field = "steps" if config.total_steps > MAX_TOTAL_STEPS else "judge"
+        raise ValidationError(field, str(exc)) from None
     location = f"/v1/sim/runs/{run.run_id}"
     return JSONResponse(
         _run_json(run, summary=False), status_code=202, headers={"Location": location}
