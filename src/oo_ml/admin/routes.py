@@ -37,7 +37,6 @@ from oo_ml.admin.views import (
     RunForm,
     judge_choices,
     latest_evidence,
-    persona_rows,
     policy_rows,
     run_json,
 )
@@ -48,7 +47,7 @@ from oo_ml.errors import ConfigurationError, NotFoundError, PromotionRefusedErro
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.settings import Settings
 from oo_ml.sim.persona import shipped_personas
-from oo_ml.sim.report import curve_svg, judge_text
+from oo_ml.sim.report import curve_svg, judge_text, persona_rows
 
 __all__ = ["STATIC_DIR", "router"]
 

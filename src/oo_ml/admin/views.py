@@ -21,7 +21,6 @@ __all__ = [
     "RunForm",
     "judge_choices",
     "latest_evidence",
-    "persona_rows",
     "policy_rows",
     "run_json",
 ]
@@ -109,24 +108,6 @@ def policy_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def persona_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """(policies, rows): per persona, each policy's mean reward and normalized score."""
-    policies = list(summary.get("policies", {}))
-    rows = []
-    for persona, by_policy in summary.get("personas", {}).items():
-        cells = [by_policy.get(p, {}) for p in policies]
-        rows.append(
-            {
-                "persona": persona,
-                "cells": [
-                    {"mean_reward": c.get("mean_reward"), "normalized": c.get("normalized")}
-                    for c in cells
-                ],
-            }
-        )
-    return policies, rows
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Turning a run summary into what people read: a table and a reward-curve SVG."""
+"""Turning a run summary into what people read: tables, rows for the console and a reward-curve
+SVG."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -9,7 +11,7 @@ from rich.table import Table
 from oo_ml.charts import line_chart
 from oo_ml.store.base import RunRecord
 
-__all__ = ["curve_svg", "judge_text", "persona_table", "summary_table"]
+__all__ = ["curve_svg", "judge_text", "persona_rows", "persona_table", "summary_table"]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -47,32 +49,43 @@ def summary_table(run: RunRecord) -> Table:
     return table
 
 
-def persona_table(run: RunRecord) -> Table | None:
-    """Each persona's score under each policy: the normalized score (mean reward for a judge
-    without a model), so that a comparison shows whom a policy serves well and whom not.
-    ``None`` for a run of one persona (the main table says it all)."""
-    summary: dict[str, Any] = run.summary or {}
-    personas: dict[str, dict[str, Any]] = summary.get("personas", {})
-    if len(personas) < 2:
-        return None
+def persona_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(policies, rows): per persona, each policy's mean reward and normalized score."""
     policies = list(summary.get("policies", {}))
-    modelled = any(
-        cell.get("normalized") is not None for row in personas.values() for cell in row.values()
-    )
+    rows = []
+    for persona, by_policy in summary.get("personas", {}).items():
+        cells = [by_policy.get(p, {}) for p in policies]
+        rows.append(
+            {
+                "persona": persona,
+                "cells": [
+                    {"mean_reward": c.get("mean_reward"), "normalized": c.get("normalized")}
+                    for c in cells
+                ],
+            }
+        )
+    return policies, rows
+
+
+def persona_table(run: RunRecord) -> Table | None:
+    """Each persona's score under each policy (:func:`persona_rows`): the normalized score
+    (mean reward for a judge without a model), so that a comparison shows whom a policy
+    serves well and whom not. ``None`` for a run of one persona (the main table says it all)."""
+    policies, rows = persona_rows(run.summary or {})
+    if len(rows) < 2:
+        return None
+    modelled = any(cell["normalized"] is not None for row in rows for cell in row["cells"])
     measure = "normalized score" if modelled else "mean reward"
     table = Table(title=f"By persona: {measure}")
     table.add_column("persona")
     for name in policies:
         table.add_column(name, justify="right")
-    for persona, row in personas.items():
-        cells = [row.get(name, {}) for name in policies]
+    for row in rows:
         table.add_row(
-            persona,
+            row["persona"],
             *(
-                _num(cell.get("normalized"), ".3f")
-                if modelled
-                else _num(cell.get("mean_reward"), "+.3f")
-                for cell in cells
+                _num(cell["normalized"], ".3f") if modelled else _num(cell["mean_reward"], "+.3f")
+                for cell in row["cells"]
             ),
         )
     return table
