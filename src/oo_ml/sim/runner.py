@@ -557,11 +557,16 @@ class SimRunner:
         judge = self.judge
         shown = time.monotonic()
 
-        def flush(played: list[Turn]) -> None:
-            nonlocal done, shown
+        def score(played: list[Turn]) -> list[SimEvent]:
+            nonlocal done
             batch = scored(played, rule)
             summary.add(batch)
             done += len(batch)
+            return batch
+
+        def flush(played: list[Turn]) -> None:
+            nonlocal shown
+            batch = score(played)
             so_far = None
             if time.monotonic() - shown >= self.live_every_s:
                 so_far, shown = summary.result(), time.monotonic()
@@ -591,9 +596,7 @@ class SimRunner:
                 if len(turns) >= EVENT_BATCH:
                     flush(turns)
                     turns = []
-        tail = scored(turns, rule)
-        summary.add(tail)
-        done += len(tail)
+        tail = score(turns)
         # As after every batch: report progress, and stop if asked to (keeping the events).
         if self.progress is not None:
             self.progress(done, config.total_steps)
