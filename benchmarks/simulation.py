@@ -194,33 +194,26 @@ def cold_start(
     rule = get_reward_rule("dwell-v1")
     judge = RuleJudge()
     client = InProcessClient("dwell-v1", seed)
+
+    def play(policy: str, world: int, users: int, steps: int, user_id: str) -> list[SimEvent]:
+        """``users`` people of world seed ``world`` (personas in turn), ``steps`` tips each,
+        step by step; ``user_id`` is formatted with the user's number ``u``."""
+        cohort = [SimUser.create(world, u, personas[u % len(personas)]) for u in range(users)]
+        return [
+            user.play(
+                client, judge, rule, policy=policy, step=step, user_id=user_id.format(u=u),
+                run_id="-",
+            )
+            for step in range(steps)
+            for u, user in enumerate(cohort)
+        ]  # fmt: skip
+
     for policy in policies:  # each its own veterans, in the same worlds
-        team = [SimUser.create(seed, u, personas[u % len(personas)]) for u in range(veterans)]
-        for step in range(60):
-            for u, user in enumerate(team):
-                user.play(
-                    client, judge, rule, policy=policy, step=step, user_id=f"vet{u}", run_id="-"
-                )
-    results = {}
-    for name in (*policies, baseline):
-        events = []
-        cohort = [
-            SimUser.create(seed + 1, u, personas[u % len(personas)]) for u in range(newcomers)
-        ]
-        for step in range(10):
-            for u, user in enumerate(cohort):
-                events.append(
-                    user.play(
-                        client,
-                        judge,
-                        rule,
-                        policy=name,
-                        step=step,
-                        user_id=f"new{u}/{name}",
-                        run_id="-",
-                    )
-                )
-        results[name] = events
+        play(policy, seed, veterans, 60, "vet{u}")
+    results = {
+        name: play(name, seed + 1, newcomers, 10, f"new{{u}}/{name}")
+        for name in (*policies, baseline)
+    }
     header = ("policy", "prior", "mean reward, first 10", "expected reward", "normalized")
     rows = []
     for name, events in results.items():
