@@ -28,8 +28,8 @@ __all__ = [
 MAX_SEED = 2**63 - 1
 
 
-def _interval(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    low, high = [*(row.get("ci95") or ()), None, None][:2]
+def _interval(row: Mapping[str, Any], key: str = "ci95") -> tuple[float | None, float | None]:
+    low, high = [*(row.get(key) or ()), None, None][:2]
     return low, high
 
 
@@ -86,6 +86,7 @@ def policy_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, row in summary.get("policies", {}).items():
         low, high = _interval(row)
+        difference_low, difference_high = _interval(row, "difference_ci95")
         actions = row.get("actions", {})
         rows.append(
             {
@@ -98,8 +99,8 @@ def policy_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "regret_per_step": row.get("regret_per_step"),
                 "lift_pct": row.get("lift_pct"),
                 "difference": row.get("difference"),
-                "difference_low": (row.get("difference_ci95") or (None, None))[0],
-                "difference_high": (row.get("difference_ci95") or (None, None))[1],
+                "difference_low": difference_low,
+                "difference_high": difference_high,
                 "done": actions.get("done"),
                 "snooze": actions.get("snooze"),
                 "dismiss": actions.get("dismiss"),
