@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["DOCS", "command_line", "markers", "print_table", "write_section"]
+__all__ = ["DOCS", "command_line", "markdown_table", "markers", "print_table", "write_section"]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 _HEADER = (
@@ -32,6 +32,13 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
 def markers(name: str) -> tuple[str, str]:
     """The comments that open and close benchmark ``name``'s section."""
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table: the header, a plain separator, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def write_section(name: str, body: str, path: Path = DOCS) -> None:

@@ -31,7 +31,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._docs import DOCS, command_line, write_section
+from benchmarks._docs import DOCS, command_line, markdown_table, write_section
 from oo_ml import Bandit, Candidate, Context, Outcome, get_policy, get_reward_rule
 from oo_ml.engine import EngineConfig
 from oo_ml.policies.base import Policy
@@ -108,9 +108,9 @@ def quality(
         f"seed {seed}, common random numbers; {elapsed:.0f} s.\n\n"
         "Normalized score: 0 = choosing at random, 1 = always the persona's best tip "
         "(expected reward under its own model); last quarter = the last 25% of the steps.\n\n"
-        + _markdown(header, rows)
+        + markdown_table(header, rows)
         + "\n"
-        + _markdown(persona_header, persona_rows)
+        + markdown_table(persona_header, persona_rows)
         + "\n![reward curves](img/sim-quality.svg)\n"
     )
 
@@ -151,7 +151,7 @@ def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int])
         f"### Learning quality across seeds\n\n`{command_line()}` — as the learning-quality "
         f"run ({users} users per policy, {steps} steps, shipped personas), once per seed; "
         f"normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
-        + _markdown(header, rows)
+        + markdown_table(header, rows)
     )
 
 
@@ -181,7 +181,7 @@ def holdout(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int
         f"### Held-out personas\n\n`{command_line()}` — personas no policy was tuned on "
         f"(`benchmarks/personas/`: {names}), alone and mixed with the seven shipped ones; "
         f"{users} users per policy, {steps} steps, normalized score over the last quarter; "
-        f"{elapsed:.0f} s.\n\n" + _markdown(header, rows)
+        f"{elapsed:.0f} s.\n\n" + markdown_table(header, rows)
     )
 
 
@@ -232,7 +232,7 @@ def cold_start(
         f"### Cold start\n\n`{command_line()}` — {veterans} users teach each of {taught} for "
         f"60 steps; then {newcomers} new users (the same worlds in every row) get their first "
         f"10 tips from each of them (prior from the population its veterans taught) and from "
-        f"`{baseline}` (no prior).\n\n" + _markdown(header, rows)
+        f"`{baseline}` (no prior).\n\n" + markdown_table(header, rows)
     )
 
 
@@ -253,7 +253,7 @@ def drift(policy: str, discounted: str, users: int, seed: int) -> str:
     return (
         f"### Drift\n\n`{command_line()}` — {users} users of the `shift-change` persona, whose "
         "preferences flip to an evening person's at step 75; normalized score per window.\n\n"
-        + _markdown(header, rows)
+        + markdown_table(header, rows)
     )
 
 
@@ -414,7 +414,7 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "records, reward rule, population refits), without the simulated world. All after "
         "`freeze_startup_heap()`, as `oo-ml sim` runs. Engine overhead: an engine round's time "
         "minus a core round's; world overhead: a simulated step's time minus an engine round's "
-        "(task pool, judge, oracle, events into SQLite).\n\n" + _markdown(header, rows)
+        "(task pool, judge, oracle, events into SQLite).\n\n" + markdown_table(header, rows)
     )
 
 
@@ -479,12 +479,6 @@ def _show(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> N
     for row in rows:
         table.add_row(*row)
     console.print(table)
-
-
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

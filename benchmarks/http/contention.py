@@ -37,7 +37,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from benchmarks._docs import DOCS, command_line, write_section
+from benchmarks._docs import DOCS, command_line, markdown_table, write_section
 from benchmarks.http.bench import ROOT, base_env, free_port, postgres_database, serving
 
 STALL_S = 0.9
@@ -180,9 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     str(sum(m.errors for m in done)),
                 )
             )
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    table = "\n".join(lines) + "\n"
+    table = markdown_table(header, rows)
     print(table)
     if not args.no_write:
         command = command_line("benchmarks/http/contention.py", argv)
