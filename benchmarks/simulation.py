@@ -40,7 +40,8 @@ from oo_ml.runtime import freeze_startup_heap
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg
-from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, SimUser
+from oo_ml.sim.runner import Cohort, InProcessClient, Member, SimConfig, SimRunner, stream_seed
+from oo_ml.sim.tasks import Pools
 from oo_ml.store.base import SimEvent
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
@@ -192,21 +193,19 @@ def cold_start(
     for 60 steps, against ``baseline`` (its new users get no population prior)."""
     personas = [p for p in load_personas(list(shipped_personas())) if p.drift_to is None]
     rule = get_reward_rule("dwell-v1")
-    judge = RuleJudge()
     client = InProcessClient("dwell-v1", seed)
 
     def play(policy: str, world: int, users: int, steps: int, user_id: str) -> list[SimEvent]:
         """``users`` people of world seed ``world`` (personas in turn), ``steps`` tips each,
         step by step; ``user_id`` is formatted with the user's number ``u``."""
-        cohort = [SimUser.create(world, u, personas[u % len(personas)]) for u in range(users)]
-        return [
-            user.play(
-                client, judge, rule, policy=policy, step=step, user_id=user_id.format(u=u),
-                run_id="-",
-            )
-            for step in range(steps)
-            for u, user in enumerate(cohort)
-        ]  # fmt: skip
+        cohort = Cohort(
+            [
+                Member(policy, user_id.format(u=u), u, personas[u % len(personas)])
+                for u in range(users)
+            ],
+            world,
+        )
+        return [event for step in range(steps) for event in cohort.play(client, rule, step)]
 
     for policy in policies:  # each its own veterans, in the same worlds
         play(policy, seed, veterans, 60, "vet{u}")
@@ -340,27 +339,27 @@ def _speed_rounds(config: SimConfig) -> list[Round]:
     constant reward would make every user alike and the population prior's fits converge at
     once: a cheaper core than the real one."""
     personas = load_personas(config.personas)
-    users = [
-        SimUser.create(config.seed, u, personas[u % len(personas)], config.pool_size)
-        for u in range(config.users)
-    ]
+    users = range(config.users)
+    pools = Pools(
+        [stream_seed(config.seed, u) for u in users], [f"u{u}" for u in users], config.pool_size
+    )
     rule = get_reward_rule(config.reward_rule)
     judge = RuleJudge()
     rng = np.random.default_rng(config.seed)
     rounds = []
     for step in range(config.steps):
-        for user in users:
-            stream, persona = user.stream, user.persona.at_step(step)
+        for u in users:
+            persona, context = personas[u % len(personas)].at_step(step), pools.context(u)
             outcomes = [
                 Outcome(verdict.action, verdict.dwell_ms)
                 for verdict in (
-                    judge.judge(JudgeRequest(persona, stream.context, task, step), rng)
-                    for task in stream.tasks
+                    judge.judge(JudgeRequest(persona, context, task, step), rng)
+                    for task in pools.tasks(u)
                 )
             ]
             rewards = [rule.score(outcome).value for outcome in outcomes]
-            rounds.append((stream.context, stream.candidates(), rewards, outcomes))
-            stream.advance()
+            rounds.append((context, pools.candidates(u), rewards, outcomes))
+        pools.advance()
     return rounds
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from benchmarks import simulation
 from oo_ml import Action, get_policy, get_reward_rule
-from oo_ml.sim.persona import load_personas
-from oo_ml.sim.runner import SimConfig, SimUser
+from oo_ml.sim.runner import SimConfig, stream_seed
+from oo_ml.sim.tasks import TaskStream
 
 pytestmark = pytest.mark.bench
 
@@ -24,9 +24,8 @@ def test_rounds_follow_each_users_own_stream_in_the_simulators_order() -> None:
     config = _config()
     rounds = simulation._speed_rounds(config)
     assert len(rounds) == config.total_steps
-    personas = load_personas(PERSONAS)
     streams = [
-        SimUser.create(config.seed, u, personas[u], config.pool_size).stream
+        TaskStream(stream_seed(config.seed, u), f"u{u}", config.pool_size)
         for u in range(config.users)
     ]
     for i, (context, candidates, rewards, outcomes) in enumerate(rounds):

@@ -11,8 +11,10 @@ import pytest
 
 import oo_ml.engine as engine_module
 from oo_ml import ConfigurationError
-from oo_ml.sim.judges import Judgement, JudgeRequest
-from oo_ml.sim.runner import InProcessClient, SimConfig, SimRunner, _Seeds
+from oo_ml.rewards import get_reward_rule
+from oo_ml.sim.judges import Judgement, JudgeRequest, RuleJudge
+from oo_ml.sim.persona import load_personas
+from oo_ml.sim.runner import Cohort, InProcessClient, Member, SimConfig, SimRunner, _Seeds
 from oo_ml.sim.summary import summarize
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
@@ -288,3 +290,28 @@ def test_a_running_run_stores_its_summary_so_far_with_its_progress() -> None:
     assert seen == [(500, 500), (1000, 1000), (1400, 1000)]
     quiet = SimRunner(MemoryStore(), live_every_s=math.inf)
     assert quiet.run(config).summary == done.summary  # storing it on the way changes nothing
+
+
+def test_the_rule_judges_fast_step_is_its_two_halves_plus_the_oracle() -> None:
+    """``Cohort.play`` computes every member's first random number at once and judges from
+    it; asking, judging with the step's generator and answering must give the same steps."""
+    personas = load_personas(["morning-focused", "quick-wins", "shift-change"])
+    members = [
+        Member(policy, f"{policy}/u{u}", u, personas[u % 3])
+        for policy in ("egreedy-v1", "ucb-ix1")
+        for u in range(6)
+    ]
+    fast, halves = Cohort(members, seed=8), Cohort(members, seed=8)
+    rule, judge = get_reward_rule("dwell-v1"), RuleJudge()
+    fast_client, halves_client = InProcessClient("dwell-v1", 8), InProcessClient("dwell-v1", 8)
+    actions = set()
+    for step in range(90):  # past shift-change's drift at step 75
+        played = fast.play(fast_client, rule, step)
+        asked = halves.ask(halves_client, step)
+        verdicts = [halves.judge(judge, m, question) for m, question in enumerate(asked)]
+        answered = halves.answer(halves_client, asked, verdicts)
+        assert [dataclasses.replace(e, oracle_reward=None, random_reward=None,
+                                    chosen_expected=None) for e in played] == answered  # fmt: skip
+        assert all(e.oracle_reward is not None for e in played)
+        actions |= {e.action for e in played}
+    assert actions == {"done", "snooze", "dismiss"}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
+import math
+import random
 
 import numpy as np
 import pytest
 
-from oo_ml import Candidate, ValidationError
+from oo_ml import Candidate, Context, ValidationError
 from oo_ml import types as types_module
-from oo_ml.sim.tasks import TEMPLATES, TaskStream
+from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream
 
 
 def test_same_seed_same_stream() -> None:
@@ -124,3 +128,91 @@ def test_a_task_older_than_a_century_is_refused_as_a_candidate() -> None:
 def test_a_user_label_that_makes_bad_task_ids_is_refused() -> None:
     with pytest.raises(ValidationError, match="id"):
         TaskStream(6, "u\x00")
+
+
+class _Reference:
+    """The task stream's specification drawn with numpy one number at a time: what the
+    compiled kernels behind :class:`Pools` must reproduce exactly."""
+
+    KEYS = tuple(TEMPLATES)
+    KEY_WEIGHTS = (0.3, 0.2, 0.12, 0.08, 0.18, 0.12)
+    PRIORITY_WEIGHTS = (0.55, 0.25, 0.13, 0.07)
+
+    def __init__(self, seed: int, label: str, size: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.label, self.size, self.number = label, size, 0
+        self.day, self.hour = 0, 7
+        self.pool: list[SimTask] = []  # due_in_days holds the due date on the clock here
+        for _ in range(size):
+            self.arrive()
+
+    @staticmethod
+    def pick(weights: tuple[float, ...], u: float) -> int:
+        cumulative = list(itertools.accumulate(weights))
+        return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(weights) - 1)
+
+    def arrive(self) -> None:
+        u_key, u_text, u_priority, u_late, u_due = (float(self.rng.random()) for _ in range(5))
+        source, category = self.KEYS[self.pick(self.KEY_WEIGHTS, u_key)]
+        texts = TEMPLATES[(source, category)]
+        self.number += 1
+        due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
+        self.pool.append(
+            SimTask(
+                f"{self.label}-t{self.number}",
+                texts[min(int(u_text * len(texts)), len(texts) - 1)],
+                category,
+                source,
+                self.pick(self.PRIORITY_WEIGHTS, u_priority) + 1,
+                self.day + self.hour / 24.0 + due,
+            )
+        )
+
+    def advance(self) -> None:
+        later = self.hour + int(self.rng.integers(3, 9))
+        if later <= 22:
+            self.hour = later
+        else:
+            self.hour = 7 + int(self.rng.integers(0, 3))
+            self.day += 1
+        for _ in range(int(self.rng.poisson(0.6)) + max(0, 4 - len(self.pool))):
+            if len(self.pool) < 2 * self.size:
+                self.arrive()
+
+    def tasks(self) -> list[SimTask]:
+        now = self.day + self.hour / 24.0
+        return [dataclasses.replace(t, due_in_days=t.due_in_days - now) for t in self.pool]
+
+
+def test_pools_draw_every_members_stream_as_the_specification_does() -> None:
+    """Many members at once, some tasks done at every step: each member's tasks, in order,
+    at every moment, are the reference's to the bit, and its candidates are those tasks'."""
+    seeds = [3, 99, 2**40 + 7, 12345]
+    pools = Pools(seeds, ["a", "b", "c", "d"], pool_size=5)
+    references = [_Reference(seed, label, 5) for seed, label in zip(seeds, "abcd", strict=True)]
+    done = random.Random(1)
+    for _ in range(120):
+        for m, reference in enumerate(references):
+            expected = reference.tasks()
+            assert pools.tasks(m) == expected
+            assert pools.candidates(m) == [t.candidate() for t in expected]
+            assert pools.context(m) == Context(reference.hour, reference.day % 7)
+            if done.random() < 0.4:
+                index = done.randrange(len(expected))
+                pools.complete(m, index)
+                del reference.pool[index]
+        pools.advance()
+        for reference in references:
+            reference.advance()
+    assert max(len(r.pool) for r in references) == 10  # full pools stop arrivals
+    assert pools.flat()[0].tolist() == [len(r.pool) for r in references]
+
+
+def test_a_member_is_a_task_stream_of_the_same_seed() -> None:
+    pools = Pools([5, 6], ["x", "y"])
+    alone = TaskStream(6, "y")
+    for _ in range(30):
+        assert pools.tasks(1) == alone.tasks
+        assert pools.pool_fields(1) == alone.pool_fields()
+        pools.advance()
+        alone.advance()

@@ -22,6 +22,8 @@ this with numpy on seeds of every length.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from oo_ml.policies.kernels import compiled
@@ -135,3 +137,65 @@ def _first_random(low_word: int, high_word: int) -> float:
     rotation = high >> np.uint64(58)
     output = (xored >> rotation) | (xored << ((np.uint64(64) - rotation) & np.uint64(63)))
     return float(output >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def _split(value: int) -> tuple[int, int]:
+    """A 128-bit number as the signed integers of its (high, low) 64-bit words."""
+    high, low = value >> 64, value & _M64
+    return high - (high >> 63 << 64), low - (low >> 63 << 64)
+
+
+def pcg64_words(bits: np.random.PCG64) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(state, increment) of ``bits``, each as the (high, low) words :func:`first_after` takes."""
+    inner = bits.state["state"]
+    return _split(int(inner["state"])), _split(int(inner["inc"]))
+
+
+@compiled
+def _times(
+    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """The product of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
+    high, low = _product(a_low, b_low)
+    return high + a_low * b_high + a_high * b_low, low
+
+
+@compiled
+def _plus(
+    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """The sum of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
+    low = a_low + b_low
+    return a_high + b_high + (np.uint64(1) if low < a_low else np.uint64(0)), low
+
+
+@compiled
+def first_after(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    state_high: Any, state_low: Any, inc_high: Any, inc_low: Any, delta: int, out: Any
+) -> None:
+    """``out[i]``: the ``random()`` a ``PCG64`` in state ``i`` gives once advanced by ``delta``
+    draws (``bits.advance(delta)``, which also empties its 32-bit buffer; ``random()`` never
+    reads it). States and increments are 128-bit numbers as arrays of (high, low) int64 words
+    (:func:`pcg64_words`); the jump is PCG's own, O(log delta) multiplications."""
+    one, zero = np.uint64(1), np.uint64(0)
+    for i in range(out.shape[0]):
+        c_high, c_low = np.uint64(inc_high[i]), np.uint64(inc_low[i])
+        m_high, m_low = _MULT_HIGH, _MULT_LOW  # the multiplier of 2^k steps
+        acc_high, acc_low, add_high, add_low = zero, one, zero, zero
+        left = np.uint64(delta)
+        while left > zero:
+            if left & one:
+                acc_high, acc_low = _times(acc_high, acc_low, m_high, m_low)
+                add_high, add_low = _times(add_high, add_low, m_high, m_low)
+                add_high, add_low = _plus(add_high, add_low, c_high, c_low)
+            p_high, p_low = _plus(m_high, m_low, zero, one)
+            c_high, c_low = _times(p_high, p_low, c_high, c_low)
+            m_high, m_low = _times(m_high, m_low, m_high, m_low)
+            left >>= one
+        high, low = _times(acc_high, acc_low, np.uint64(state_high[i]), np.uint64(state_low[i]))
+        high, low = _plus(high, low, add_high, add_low)
+        high, low = _step(high, low, np.uint64(inc_high[i]), np.uint64(inc_low[i]))
+        xored = high ^ low  # XSL-RR output
+        rotation = high >> np.uint64(58)
+        output = (xored >> rotation) | (xored << ((np.uint64(64) - rotation) & np.uint64(63)))
+        out[i] = float(output >> np.uint64(11)) * (1.0 / 9007199254740992.0)

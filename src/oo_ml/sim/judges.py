@@ -10,6 +10,7 @@ external program. :func:`make_judge` builds one by name from the settings.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -78,11 +79,18 @@ class RuleJudge:
     name = "rule"
 
     def judge(self, request: JudgeRequest, rng: np.random.Generator) -> Judgement:
+        return self.answer(request, float(rng.random()), lambda: rng)
+
+    @staticmethod
+    def answer(
+        request: JudgeRequest, u: float, then: Callable[[], np.random.Generator]
+    ) -> Judgement:
+        """The verdict for the step's first uniform ``u``; ``then`` gives the step's generator
+        just after that number, for a done task's dwell (asked for only then)."""
         persona = request.persona
         done = persona.done_probability(request.task, request.context)
-        u = float(rng.random())
         if u < done:
-            return Judgement(Action.DONE, persona.sample_dwell_ms(rng))
+            return Judgement(Action.DONE, persona.sample_dwell_ms(then()))
         if u < done + (1.0 - done) * persona.response.snooze_share:
             return Judgement(Action.SNOOZE, None)
         return Judgement(Action.DISMISS, None)

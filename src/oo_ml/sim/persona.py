@@ -51,7 +51,7 @@ import numpy as np
 
 from oo_ml.errors import ConfigurationError, NotFoundError
 from oo_ml.rewards import RewardRule
-from oo_ml.sim.tasks import SimTask
+from oo_ml.sim.tasks import TEMPLATE_SOURCES, Pools, SimTask
 from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "load_persona",
     "load_personas",
     "pool_oracle",
+    "pools_oracle",
     "response_expectation",
     "shipped_personas",
     "static_features",
@@ -126,6 +127,8 @@ _STATIC_KEYS = [(p, s) for p in (1, 2, 3, 4) for s in ("todoist", "calendar", "e
 _STATIC_CODE: dict[tuple[float, str], int] = {key: code for code, key in enumerate(_STATIC_KEYS)}
 _STATIC_TABLE_T = np.array([_static_row(p, s) for p, s in _STATIC_KEYS]).T.copy()
 _STATIC_TABLE_T.setflags(write=False)
+_TEMPLATE_SOURCE_CODE = np.array([_STATIC_KEYS.index((1, s)) for s in TEMPLATE_SOURCES])
+"""The code in that table of a p1 task from each template's source (add 4 per priority step)."""
 
 
 def static_features_t(priorities: Sequence[float], sources: Sequence[str]) -> FloatArray:
@@ -216,11 +219,41 @@ def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[flo
     xt = np.concatenate([step[0] for step in steps], axis=1)
     due = np.concatenate([step[1] for step in steps])
     due -= np.repeat([step[2] for step in steps], counts)
+    moments = [(persona, context) for _, _, _, persona, context, _ in steps]
+    return _expectations(xt, due, counts, moments, [step[5] for step in steps], rule)
+
+
+def pools_oracle(
+    pools: Pools,
+    moments: Sequence[tuple[Persona, Context]],
+    chosen: Sequence[int],
+    rule: RewardRule,
+) -> list[tuple[float, float, float]]:
+    """:func:`pool_oracle` of every member of ``pools`` as it stands now: member ``m`` has
+    the persona and moment ``moments[m]`` and was shown its task ``chosen[m]``. The same
+    numbers, bit for bit, as the steps one by one."""
+    counts, priorities, templates, due_at, clocks = pools.flat()
+    xt = _STATIC_TABLE_T.take((priorities - 1) * 4 + _TEMPLATE_SOURCE_CODE[templates], axis=1)
+    due = due_at - np.repeat(clocks, counts)
+    return _expectations(xt, due, counts.tolist(), moments, chosen, rule)
+
+
+def _expectations(  # noqa: PLR0917 (the pools' columns and each step's moment)
+    xt: FloatArray,
+    due: FloatArray,
+    counts: list[int],
+    moments: Sequence[tuple[Persona, Context]],
+    chosen: Sequence[int],
+    rule: RewardRule,
+) -> list[tuple[float, float, float]]:
+    """(best, average, shown) per step from the steps' tasks side by side: ``xt`` their
+    :func:`static_features` transposed, ``due`` days until each is due, ``counts`` tasks per
+    step."""
     _fill_due_rows(xt, due)
     # Each step's weights and response constants; a batch meets few (persona, moment) pairs.
     known: dict[tuple[int, Context], tuple[float, ...]] = {}
     terms = []
-    for _, _, _, persona, context, _ in steps:
+    for persona, context in moments:
         found = known.get((id(persona), context))
         if found is None:
             r = persona.response
@@ -237,7 +270,7 @@ def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[flo
     starts = np.cumsum([0, *counts[:-1]])
     best = np.maximum.reduceat(expected, starts).tolist()
     total = np.add.reduceat(expected, starts).tolist()
-    shown = expected[starts + [step[5] for step in steps]].tolist()
+    shown = expected[starts + chosen].tolist()
     return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
 
 

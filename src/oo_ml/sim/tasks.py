@@ -8,13 +8,16 @@ a task marked done leaves the pool, and new ones arrive at random.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba.typed import List as TypedList
 
+from oo_ml.policies.kernels import compiled
 from oo_ml.types import (
     MAX_TASK_AGE_DAYS,
     Candidate,
@@ -24,7 +27,7 @@ from oo_ml.types import (
     shared_context,
 )
 
-__all__ = ["TEMPLATES", "SimTask", "TaskStream"]
+__all__ = ["TEMPLATES", "TEMPLATE_SOURCES", "Pools", "SimTask", "TaskStream"]
 
 # (source, category) → task texts. Sources match the v3 encoder's one-hot.
 TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -66,12 +69,13 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
 }
 _KEYS = tuple(TEMPLATES)
-_KEY_CUMULATIVE = tuple(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12)))
-_PRIORITY_CUMULATIVE = tuple(itertools.accumulate((0.55, 0.25, 0.13, 0.07)))  # Todoist's skew
-
-
-def _pick(cumulative: tuple[float, ...], u: float) -> int:
-    return min(bisect.bisect_right(cumulative, u * cumulative[-1]), len(cumulative) - 1)
+TEMPLATE_SOURCES = tuple(source for source, _ in _KEYS)
+"""The source of each template, by its number in :data:`TEMPLATES`' order."""
+_CATEGORIES = tuple(category for _, category in _KEYS)
+# As the kernels read them (numba freezes global arrays into the code).
+_KEY_CUMULATIVE = np.array(list(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12))))
+_PRIORITY_CUMULATIVE = np.array(list(itertools.accumulate((0.55, 0.25, 0.13, 0.07))))  # Todoist's
+_TEXT_COUNTS = np.array([len(TEMPLATES[key]) for key in _KEYS], dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,172 +107,326 @@ class SimTask:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A task in the pool with its due date on the stream's clock (days since the start)."""
+@compiled
+def _pick(cumulative: FloatArray, u: float) -> int:
+    """The index ``u`` (in [0, 1)) falls on in a cumulative table of weights: how many of its
+    entries are at most ``u`` times the total (bisection's right insertion point), at most
+    the last index."""
+    x = u * cumulative[-1]
+    n = cumulative.shape[0]
+    i = 0
+    while i < n and cumulative[i] <= x:
+        i += 1
+    return int(min(i, n - 1))
 
-    id: str
-    content: str
-    category: str
-    source: str
-    priority: int
-    due_at: float
+
+@compiled
+def _arrive(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    rng: Any, m: int, now: float, next_id: Any, count: Any, pool: Any, due_at: Any
+) -> None:
+    """A new task at the end of member ``m``'s pool, drawn from its generator: five uniforms
+    for the template, its text, the priority, whether it is already overdue, and the due date
+    (a third overdue, exponential with a mean of 6 days; the rest due within two weeks)."""
+    u_key, u_text, u_priority, u_late, u_due = (
+        rng.random(), rng.random(), rng.random(), rng.random(), rng.random()
+    )  # fmt: skip
+    key = _pick(_KEY_CUMULATIVE, u_key)
+    texts = _TEXT_COUNTS[key]
+    next_id[m] += 1
+    due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
+    slot = count[m]
+    pool[m, slot, 0] = next_id[m]
+    pool[m, slot, 1] = key
+    pool[m, slot, 2] = min(int(u_text * texts), texts - 1)
+    pool[m, slot, 3] = _pick(_PRIORITY_CUMULATIVE, u_priority) + 1
+    due_at[m, slot] = now + due
+    count[m] = slot + 1
+
+
+@compiled
+def _fill(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    rngs: Any, size: int, day: Any, hour: Any, next_id: Any, count: Any, pool: Any, due_at: Any
+) -> None:
+    """Every member's first ``size`` tasks."""
+    for m in range(len(rngs)):
+        now = day[m] + hour[m] / 24.0
+        for _ in range(size):
+            _arrive(rngs[m], m, now, next_id, count, pool, due_at)
+
+
+@compiled
+def _advance(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    rngs: Any,
+    target: int,
+    day: Any,
+    hour: Any,
+    next_id: Any,
+    count: Any,
+    pool: Any,
+    due_at: Any,
+    version: Any,
+) -> None:
+    """Every member's clock to its next tip request (3 to 8 hours later, or 07:00–09:00 the
+    next morning after 22:59), then the arrivals: Poisson(0.6), plus enough to bring a pool
+    back to 4 tasks, none beyond twice the target size."""
+    for m in range(len(rngs)):
+        rng = rngs[m]
+        later = hour[m] + rng.integers(3, 9)
+        if later <= 22:
+            hour[m] = later
+        else:  # the next request comes after a night's sleep
+            hour[m] = 7 + rng.integers(0, 3)
+            day[m] += 1
+        arrivals = rng.poisson(0.6) + max(0, 4 - count[m])
+        now = day[m] + hour[m] / 24.0
+        for _ in range(arrivals):
+            if count[m] < 2 * target:
+                _arrive(rng, m, now, next_id, count, pool, due_at)
+        if arrivals > 0:
+            version[m] += 1
+
+
+class Pools:
+    """The task pools and clocks of many simulated users (*members*) at once, as arrays.
+
+    Member ``m``'s tasks are drawn from its own generator, seeded ``seeds[m]``, so they do not
+    depend on which other members share the pools: a :class:`TaskStream` is a pool of one.
+    Moving every clock on, with the arrivals, is one compiled call (:meth:`advance`, numba
+    drawing from numpy's own generators, so the numbers are numpy's); what the service and the
+    judge see of a member (its context, candidates and tasks) is built for that member on
+    demand and kept until its pool or clock changes.
+    """
+
+    def __init__(
+        self, seeds: Sequence[int], labels: Sequence[str], pool_size: int = 10, start_day: int = 0
+    ) -> None:
+        if len(seeds) != len(labels):
+            raise ValueError("one label per seed")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        for label in set(labels):  # a label that makes a bad task id is refused here
+            Candidate(f"{label}-t{10**9}", False, 0.0, 1, "todoist")
+        members = len(seeds)
+        self.labels = tuple(labels)
+        self.target = pool_size
+        # The generators are kept here as well: the typed list holds their states, not them.
+        self._generators = [np.random.default_rng(seed) for seed in seeds]
+        self._rngs = TypedList(self._generators)
+        self.day = np.full(members, start_day, dtype=np.int64)
+        self.hour = np.full(members, 7, dtype=np.int64)
+        self.version = np.zeros(members, dtype=np.int64)
+        """Goes up by one each time a member's task arrives or leaves: views of a pool that do
+        not depend on the clock (:meth:`pool_fields`) are kept until it changes."""
+        self._next_id = np.zeros(members, dtype=np.int64)
+        self.count = np.zeros(members, dtype=np.int64)
+        self._pool = np.zeros((members, 2 * pool_size, 4), dtype=np.int64)
+        """Per member and slot: (task number, template, text, priority)."""
+        self._due_at = np.zeros((members, 2 * pool_size))
+        """Due dates on the member's clock (days since the start)."""
+        if members:
+            _fill(
+                self._rngs, pool_size, self.day, self.hour, self._next_id, self.count, self._pool,
+                self._due_at,
+            )  # fmt: skip
+        self._fields: list[tuple[list[str], list[float], list[int], list[str]] | None]
+        self._fields = [None] * members
+        self._fields_version = [-1] * members
+        self._static: list[tuple[FloatArray, FloatArray, tuple[str, ...]] | None]
+        self._static = [None] * members
+        self._moments: list[tuple[int, int, int, Context, list[Candidate] | None] | None]
+        self._moments = [None] * members
+        """Per member: (day, hour, pool version, context, candidates or None until asked)."""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def now_days(self, m: int) -> float:
+        """Member ``m``'s clock, in days since its stream started."""
+        return int(self.day[m]) + int(self.hour[m]) / 24.0
+
+    def moved(self, m: int) -> None:
+        """Forget member ``m``'s views of its clock (after its day or hour was set directly)."""
+        self._moments[m] = None
+
+    def _moment(self, m: int) -> tuple[int, int, int, Context, list[Candidate] | None]:
+        day, hour, version = int(self.day[m]), int(self.hour[m]), int(self.version[m])
+        moment = self._moments[m]
+        if moment is None or moment[:3] != (day, hour, version):
+            context = shared_context(hour, day % 7)
+            moment = self._moments[m] = (day, hour, version, context, None)
+        return moment
+
+    def context(self, m: int) -> Context:
+        return self._moment(m)[3]
+
+    def pool_fields(self, m: int) -> tuple[list[str], list[float], list[int], list[str]]:
+        """(ids, due dates on the clock, priorities, sources) of member ``m``'s pool: the same
+        lists until its :attr:`version` changes. Read-only."""
+        version = int(self.version[m])
+        fields = self._fields[m]
+        if fields is None or self._fields_version[m] != version:
+            n = int(self.count[m])
+            numbers, keys, _, priorities = self._pool[m, :n].T.tolist()
+            label = self.labels[m]
+            fields = self._fields[m] = (
+                [f"{label}-t{number}" for number in numbers],
+                self._due_at[m, :n].tolist(),
+                priorities,
+                [TEMPLATE_SOURCES[key] for key in keys],
+            )
+            self._fields_version[m] = version
+            self._static[m] = None
+        return fields
+
+    def static_columns(self, m: int) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due dates on the clock, sources) of member ``m``'s pool, as arrays: the
+        same objects until its :attr:`version` changes. Read-only."""
+        _, due_dates, priority_list, source_list = self.pool_fields(m)
+        static = self._static[m]
+        if static is None:
+            priorities = np.array(priority_list, dtype=np.float64)
+            due_at = np.array(due_dates, dtype=np.float64)
+            priorities.setflags(write=False)
+            due_at.setflags(write=False)
+            static = self._static[m] = (priorities, due_at, tuple(source_list))
+        return static
+
+    def candidates(self, m: int) -> list[Candidate]:
+        """Member ``m``'s pool as the service sees it (``SimTask.candidate`` of each task)."""
+        day, hour, version, context, found = self._moment(m)
+        if found is not None:
+            return found
+        ids, due_at, priorities, sources = self.pool_fields(m)
+        now = day + hour / 24.0
+        due = [d - now for d in due_at]
+        ages = [round(-d, 3) for d in due]
+        # A task's id, priority and source are valid by construction (the label was checked
+        # when the pools were made); only the age moves, checked here against its bound.
+        build = (
+            checked_candidate
+            if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
+            else Candidate  # out of range: Candidate refuses it, as it should
+        )
+        found = list(map(build, ids, [d < 0 for d in due], ages, priorities, sources))
+        self._moments[m] = (day, hour, version, context, found)
+        return found
+
+    def flat(self) -> tuple[Any, Any, Any, FloatArray, FloatArray]:
+        """Every member's pool, member after member, tasks in order: (tasks per member, their
+        priorities, their templates' numbers in :data:`TEMPLATES`, their due dates, each
+        member's clock)."""
+        held = np.arange(2 * self.target) < self.count[:, None]
+        pool = self._pool[held]
+        return self.count.copy(), pool[:, 3], pool[:, 1], self._due_at[held], self.clocks()
+
+    def clocks(self) -> FloatArray:
+        """Every member's clock (:meth:`now_days`)."""
+        clocks: FloatArray = self.day + self.hour / 24.0
+        return clocks
+
+    def task_at(self, m: int, index: int) -> SimTask:
+        """Task ``index`` of member ``m``'s pool as it stands now."""
+        number, key, text, priority = self._pool[m, index].tolist()
+        return SimTask(
+            f"{self.labels[m]}-t{number}", TEMPLATES[_KEYS[key]][text], _CATEGORIES[key],
+            TEMPLATE_SOURCES[key], priority, float(self._due_at[m, index]) - self.now_days(m),
+        )  # fmt: skip
+
+    def tasks(self, m: int) -> list[SimTask]:
+        return [self.task_at(m, i) for i in range(int(self.count[m]))]
+
+    def complete(self, m: int, index: int) -> None:
+        """Task ``index`` of member ``m`` is done: it leaves the pool, the others keep their
+        order."""
+        n = int(self.count[m])
+        if not 0 <= index < n:
+            raise IndexError(f"member {m} has no task {index}")
+        self._pool[m, index : n - 1] = self._pool[m, index + 1 : n]
+        self._due_at[m, index : n - 1] = self._due_at[m, index + 1 : n]
+        self.count[m] = n - 1
+        self.version[m] += 1
+
+    def advance(self) -> None:
+        """Move every member's clock to its next tip request; let new tasks arrive."""
+        _advance(
+            self._rngs, self.target, self.day, self.hour, self._next_id, self.count, self._pool,
+            self._due_at, self.version,
+        )  # fmt: skip
 
 
 class TaskStream:
-    """One user's tasks and clock. ``advance`` moves time to the next tip request.
+    """One user's tasks and clock (a :class:`Pools` of one). ``advance`` moves time to the
+    next tip request.
 
     Tip requests happen during waking hours (07:00–22:59), 1 to 4 per day, so one simulated
     step is on average about a third of a day.
     """
 
     def __init__(self, seed: int, user: str, pool_size: int = 10, start_day: int = 0) -> None:
-        self._rng = np.random.default_rng(seed)
-        self._user = user
-        self._next_id = 0
-        self.day = start_day
-        self.hour = 7
-        self._pool: list[_Entry] = []
-        self._target = pool_size
-        for _ in range(pool_size):
-            self._pool.append(self._new_task())
-        self.version = 0
-        """Goes up by one each time a task arrives or leaves: views of the pool that do not
-        depend on the clock (:meth:`static_columns`) can be kept until it changes."""
-        # Views of the pool as it stands now, each built on first use after a change: a
-        # simulated step needs the candidates, the columns and one task, not the whole list.
-        self._tasks: list[SimTask] | None = None
-        self._candidates: list[Candidate] | None = None
-        self._columns: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
-        self._context: Context | None = None
-        self._static: tuple[FloatArray, FloatArray, tuple[str, ...]] | None = None
-        self._fields: tuple[list[str], list[float], list[int], list[str]] | None = None
+        self._pools = Pools([seed], [user], pool_size, start_day)
+
+    @property
+    def day(self) -> int:
+        return int(self._pools.day[0])
+
+    @day.setter
+    def day(self, value: int) -> None:
+        self._pools.day[0] = value
+        self._pools.moved(0)
+
+    @property
+    def hour(self) -> int:
+        return int(self._pools.hour[0])
+
+    @property
+    def version(self) -> int:
+        """Goes up by one each time a task arrives or leaves."""
+        return int(self._pools.version[0])
 
     @property
     def now_days(self) -> float:
         """The clock, in days since the stream started."""
-        return self.day + self.hour / 24.0
+        return self._pools.now_days(0)
 
-    def _new_task(self) -> _Entry:
-        u_key, u_text, u_priority, u_late, u_due = self._rng.random(5).tolist()
-        source, category = _KEYS[_pick(_KEY_CUMULATIVE, u_key)]
-        texts = TEMPLATES[(source, category)]
-        self._next_id += 1
-        # Due dates: a third overdue (exponential, mean 6 days), the rest due within two weeks.
-        due = math.log1p(-u_due) * 6.0 if u_late < 0.35 else u_due * 14.0
-        entry = _Entry(
-            id=f"{self._user}-t{self._next_id}",
-            content=texts[min(int(u_text * len(texts)), len(texts) - 1)],
-            category=category,
-            source=source,
-            priority=_pick(_PRIORITY_CUMULATIVE, u_priority) + 1,
-            due_at=self.now_days + due,
-        )
-        Candidate(entry.id, False, 0.0, entry.priority, entry.source)  # refuses a bad id here
-        return entry
-
-    def _moved(self, pool_changed: bool) -> None:
-        self._tasks = self._candidates = self._columns = None
-        self._context = None
-        if pool_changed:
-            self._static = self._fields = None
-            self.version += 1
-
-    def pool_fields(self) -> tuple[list[str], list[float], list[int], list[str]]:
-        """(ids, due dates on the stream's clock, priorities, sources) of the pool: the same
-        lists until :attr:`version` changes. Read-only."""
-        if self._fields is None:
-            pool = self._pool
-            self._fields = (
-                [e.id for e in pool],
-                [e.due_at for e in pool],
-                [e.priority for e in pool],
-                [e.source for e in pool],
-            )
-        return self._fields
-
-    def _task(self, entry: _Entry, now: float) -> SimTask:
-        return SimTask(
-            entry.id, entry.content, entry.category, entry.source, entry.priority,
-            entry.due_at - now,
-        )  # fmt: skip
+    @property
+    def context(self) -> Context:
+        return self._pools.context(0)
 
     @property
     def tasks(self) -> list[SimTask]:
         """The pool as it stands now."""
-        if self._tasks is None:
-            now = self.now_days
-            self._tasks = [self._task(e, now) for e in self._pool]
-        return self._tasks
+        return self._pools.tasks(0)
 
     def task_at(self, index: int) -> SimTask:
-        """``tasks[index]`` without building the others."""
-        if self._tasks is not None:
-            return self._tasks[index]
-        return self._task(self._pool[index], self.now_days)
-
-    @property
-    def context(self) -> Context:
-        if self._context is None:
-            self._context = shared_context(self.hour, self.day % 7)
-        return self._context
-
-    def candidates(self) -> list[Candidate]:
-        """The pool as the service sees it (``SimTask.candidate`` of each task)."""
-        if self._candidates is None:
-            now = self.now_days
-            ids, due_at, priorities, sources = self.pool_fields()
-            due = [d - now for d in due_at]
-            ages = [round(-d, 3) for d in due]
-            # A task's id, priority and source passed Candidate's checks when it arrived
-            # (_new_task); only the age moves, and it is checked here against the same bound.
-            build = (
-                checked_candidate
-                if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
-                else Candidate  # out of range: Candidate refuses it, as it should
-            )
-            self._candidates = list(
-                map(build, ids, [d < 0 for d in due], ages, priorities, sources)
-            )
-        return self._candidates
-
-    def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
-        """(priorities, due_in_days, sources) of the pool as it stands now, as arrays."""
-        if self._columns is None:
-            priorities, due_at, sources = self.static_columns()
-            self._columns = (priorities, due_at - self.now_days, sources)
-        return self._columns
-
-    def static_columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
-        """(priorities, due dates in days on the stream's clock, sources) of the pool: the
-        same objects until :attr:`version` changes. Read-only."""
-        if self._static is None:
-            _, due_dates, priority_list, source_list = self.pool_fields()
-            priorities = np.array(priority_list, dtype=np.float64)
-            due_at = np.array(due_dates, dtype=np.float64)
-            priorities.setflags(write=False)
-            due_at.setflags(write=False)
-            self._static = (priorities, due_at, tuple(source_list))
-        return self._static
+        return self._pools.task_at(0, index)
 
     def task(self, task_id: str) -> SimTask:
         return next(t for t in self.tasks if t.id == task_id)
 
+    def candidates(self) -> list[Candidate]:
+        """The pool as the service sees it (``SimTask.candidate`` of each task)."""
+        return self._pools.candidates(0)
+
+    def pool_fields(self) -> tuple[list[str], list[float], list[int], list[str]]:
+        """(ids, due dates on the stream's clock, priorities, sources) of the pool: the same
+        lists until :attr:`version` changes. Read-only."""
+        return self._pools.pool_fields(0)
+
+    def static_columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due dates in days on the stream's clock, sources) of the pool: the
+        same objects until :attr:`version` changes. Read-only."""
+        return self._pools.static_columns(0)
+
+    def columns(self) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
+        """(priorities, due_in_days, sources) of the pool as it stands now, as arrays."""
+        priorities, due_at, sources = self.static_columns()
+        return priorities, due_at - self.now_days, sources
+
     def complete(self, task_id: str) -> None:
-        self._pool = [e for e in self._pool if e.id != task_id]
-        self._moved(pool_changed=True)
+        ids = self.pool_fields()[0]
+        if task_id in ids:
+            self._pools.complete(0, ids.index(task_id))
 
     def advance(self) -> None:
         """Move the clock to the next tip request; let new tasks arrive."""
-        rng = self._rng
-        later = self.hour + int(rng.integers(3, 9))
-        if later <= 22:
-            self.hour = later
-        else:  # the next request comes after a night's sleep
-            self.hour = 7 + int(rng.integers(0, 3))
-            self.day += 1
-        arrivals = int(rng.poisson(0.6)) + max(0, 4 - len(self._pool))
-        for _ in range(arrivals):
-            if len(self._pool) < 2 * self._target:
-                self._pool.append(self._new_task())
-        self._moved(pool_changed=arrivals > 0)
+        self._pools.advance()
