@@ -5,7 +5,7 @@ PostgreSQL), and ``schema_status`` tells whether a database is current."""
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-__all__ = ["head_revision", "schema_status", "upgrade"]
+__all__ = ["downgrade", "head_revision", "schema_status", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x6F6F6D6C  # "ooml": one key for every oo-ml process sharing a database
@@ -63,10 +63,19 @@ def _exclusive(url: str) -> Iterator[Connection]:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at ``url`` to ``revision``."""
+    _migrate(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` back to ``revision`` (``base``: no tables)."""
+    _migrate(url, command.downgrade, revision)
+
+
+def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
     config = _config(url)
     with _exclusive(url) as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+        step(config, revision)
         conn.commit()
 
 

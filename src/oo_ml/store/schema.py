@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -162,11 +163,11 @@ sim_events = Table(
         "run_id",
         String(NAME),
         ForeignKey("sim_runs.run_id", ondelete="CASCADE"),
-        primary_key=True,
+        nullable=False,
     ),
-    Column("policy", String(NAME), primary_key=True),
-    Column("user_id", String(USER_ID), primary_key=True),
-    Column("step", Integer, primary_key=True),
+    Column("policy", String(NAME), nullable=False),
+    Column("user_id", String(USER_ID), nullable=False),
+    Column("step", Integer, nullable=False),
     Column("persona", String(NAME), nullable=False),
     Column("hour_of_day", SmallInteger, nullable=False),
     Column("day_of_week", SmallInteger, nullable=False),
@@ -178,4 +179,7 @@ sim_events = Table(
     Column("oracle_reward", Float, nullable=True),
     Column("random_reward", Float, nullable=True),
     Column("chosen_expected", Float, nullable=True),
+    # Step first: a run writes every user's step t, then step t + 1, so its inserts append to
+    # the key instead of landing on one page per user (migration 0003).
+    PrimaryKeyConstraint("run_id", "step", "policy", "user_id"),
 )
