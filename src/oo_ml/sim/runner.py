@@ -111,7 +111,8 @@ class SimConfig:
 
 
 class DecisionClient(Protocol):
-    """The two calls a simulated app makes."""
+    """The two calls a simulated app makes. A client with a ``close()`` method is closed when
+    the run that :attr:`SimRunner.client_factory` made it for ends."""
 
     def rank(
         self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
@@ -524,14 +525,19 @@ class SimRunner:
             )
             summary = SummaryBuilder(config.policies, config.steps)
             counted = _judge_counts(self.judge)
-            done, tail = self._loop(
-                run_id,
-                config,
-                personas,
-                client,
-                get_reward_rule(config.reward_rule),
-                summary=summary,
-            )
+            try:
+                done, tail = self._loop(
+                    run_id,
+                    config,
+                    personas,
+                    client,
+                    get_reward_rule(config.reward_rule),
+                    summary=summary,
+                )
+            finally:
+                close = getattr(client, "close", None)
+                if close is not None:  # the factory's client is the run's (HTTP connections)
+                    close()
             result = summary.result()
             if counted is not None:
                 # This run's share of the judge's counters (a judge may serve several runs).
