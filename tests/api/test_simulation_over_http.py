@@ -36,10 +36,15 @@ def proxied(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.parametrize("token", [None, "sim-client-token-5e1f"])
 def test_a_run_over_http_decides_and_learns_on_the_service(
-    start_server: ServerFactory, proxied: None
+    start_server: ServerFactory, proxied: None, token: str | None
 ) -> None:
-    server = start_server()
+    server = start_server(api_token=token)
+    if token is not None:
+        anonymous = server.client.get("/v1/users/someone/stats")
+        assert anonymous.status_code == 401  # the run's client must send the token
+        server.client.headers["Authorization"] = f"Bearer {token}"
     # The environment's proxy is real to a client that trusts it: the run's client must not.
     with (
         httpx.Client(base_url=server.base_url, timeout=5.0) as trusting,
@@ -47,7 +52,7 @@ def test_a_run_over_http_decides_and_learns_on_the_service(
     ):
         trusting.get("/health")
 
-    client = HttpClient(server.base_url)
+    client = HttpClient(server.base_url, token)
     store = MemoryStore()
     try:
         run = SimRunner(store, client_factory=lambda _: client).run(CONFIG, run_id="over-http")
