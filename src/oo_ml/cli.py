@@ -216,6 +216,11 @@ def _simulate(
     upgrade(settings.database_url)
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
+
+    def http_client(_: SimConfig) -> HttpClient:
+        assert url is not None
+        return HttpClient(url, api_token, concurrency=settings.sim_http_concurrency)
+
     freeze_startup_heap()  # a run allocates a record per step; see freeze_startup_heap
     try:
         with Progress(console=console) as bar:
@@ -223,7 +228,7 @@ def _simulate(
             runner = SimRunner(
                 store,
                 judge=judge_impl,
-                client_factory=(lambda _: HttpClient(url, api_token)) if url else None,
+                client_factory=http_client if url else None,
                 progress=lambda done, _total: bar.update(task, completed=done),
                 judge_concurrency=settings.judge_concurrency,
                 live_every_s=settings.sim_live_seconds,

@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     llm_cache_dir: str = ".oo-ml-cache/llm"
     judge_command: str | None = None
     judge_concurrency: int = Field(4, ge=1, le=64)
+    sim_http_concurrency: int = Field(8, ge=1, le=64)
     sim_live_seconds: float = Field(2.0, ge=0, le=86_400, allow_inf_nan=False)
 
     @field_validator("admin_token")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import numpy as np
@@ -51,6 +51,8 @@ __all__ = [
     "new_run_id",
     "stream_seed",
 ]
+
+T = TypeVar("T")
 
 EVENT_BATCH = 500
 """Events are written to the run store in batches of at least this many (one transaction
@@ -121,6 +123,30 @@ class DecisionClient(Protocol):
 
     def feedback(self, event_id: str, outcome: Outcome) -> int:
         """The reward the service inferred, in thousandths."""
+
+
+RankRequest = tuple[str, Context, Sequence[Candidate], str]
+"""(user id, context, candidates, policy): what :meth:`DecisionClient.rank` takes."""
+
+
+def _rank_all(
+    client: DecisionClient, requests: Sequence[RankRequest]
+) -> list[tuple[str, int, float]]:
+    """Every request ranked: at once by a client that can (``rank_many``), else in turn."""
+    many = getattr(client, "rank_many", None)
+    if many is not None:
+        ranked: list[tuple[str, int, float]] = many(requests)
+        return ranked
+    return [client.rank(*request) for request in requests]
+
+
+def _feedback_all(client: DecisionClient, answers: Sequence[tuple[str, Outcome]]) -> list[int]:
+    """Every (event id, outcome) given as feedback, as :func:`_rank_all` ranks."""
+    many = getattr(client, "feedback_many", None)
+    if many is not None:
+        rewards: list[int] = many(answers)
+        return rewards
+    return [client.feedback(*answer) for answer in answers]
 
 
 class _TickClock:
@@ -210,11 +236,25 @@ class HttpClient:
     the service (the old simulator's localhost calls went through a proxy).
     """
 
-    def __init__(self, base_url: str, api_token: str | None = None, timeout_s: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        api_token: str | None = None,
+        timeout_s: float = 30.0,
+        concurrency: int = 8,
+    ):
+        if not 1 <= concurrency <= 64:
+            raise ConfigurationError(f"concurrency must be between 1 and 64, got {concurrency}")
         headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, trust_env=False
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout_s,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        self._concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     def rank(
         self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
@@ -256,7 +296,25 @@ class HttpClient:
         response.raise_for_status()
         return int(response.json()["reward_milli"])
 
+    def rank_many(self, requests: Sequence[RankRequest]) -> list[tuple[str, int, float]]:
+        """:meth:`rank` of each request, up to ``concurrency`` in flight at once (a step's users
+        ask the service together, as an app's users do); results in the requests' order."""
+        return self._map(lambda request: self.rank(*request), requests)
+
+    def feedback_many(self, answers: Sequence[tuple[str, Outcome]]) -> list[int]:
+        """:meth:`feedback` of each (event id, outcome), as :meth:`rank_many` sends them."""
+        return self._map(lambda answer: self.feedback(*answer), answers)
+
+    def _map(self, call: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+        if self._concurrency == 1 or len(items) < 2:
+            return [call(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, "oo-ml-sim-http")
+        return list(self._pool.map(call, items))
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
         self._client.close()
 
 
@@ -375,39 +433,87 @@ class Cohort:
             SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
         ]
 
+    def play_at_once(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
+        """:meth:`play` for a client that takes a whole step's requests at once (a running
+        service, over HTTP): every member's tip is ranked, then judged by the rule judge,
+        then answered. Which users the service hears from first then differs from
+        :meth:`play`'s order, as it does between an app's users."""
+        asked = self.ask(client, step)
+        firsts = self._firsts(step)
+        verdicts = [
+            RuleJudge.answer(question.request, firsts[m], partial(self._randomness[m].at, step, 1))
+            for m, question in enumerate(asked)
+        ]
+        return self.answer(client, asked, verdicts, rule)
+
     def ask(self, client: DecisionClient, step: int) -> list[Asked]:
         """The first half of every member's step: the tip is ranked and shown; what the judge
         is to answer."""
         pools = self.pools
-        asked = []
-        for m, member in enumerate(self.members):
-            context = pools.context(m)
-            event_id, index, probability = client.rank(
-                member.user_id, context, pools.candidates(m), member.policy
+        ranked = _rank_all(
+            client,
+            [
+                (member.user_id, pools.context(m), pools.candidates(m), member.policy)
+                for m, member in enumerate(self.members)
+            ],
+        )
+        return [
+            Asked(
+                event_id,
+                index,
+                probability,
+                JudgeRequest(
+                    member.persona.at_step(step), pools.context(m), pools.task_at(m, index), step
+                ),
             )
-            request = JudgeRequest(
-                member.persona.at_step(step), context, pools.task_at(m, index), step
+            for m, (member, (event_id, index, probability)) in enumerate(
+                zip(self.members, ranked, strict=True)
             )
-            asked.append(Asked(event_id, index, probability, request))
-        return asked
+        ]
 
     def judge(self, judge: Judge, m: int, asked: Asked) -> Judgement:
         """Member ``m``'s verdict from ``judge``, with its randomness for the step."""
         return judge.judge(asked.request, self._randomness[m].at(asked.request.step))
 
     def answer(
-        self, client: DecisionClient, asked: Sequence[Asked], verdicts: Iterable[Judgement]
+        self,
+        client: DecisionClient,
+        asked: Sequence[Asked],
+        verdicts: Iterable[Judgement],
+        rule: RewardRule | None = None,
     ) -> list[SimEvent]:
         """The second half: every verdict goes back as feedback; the world moves on. The
-        events carry no oracle: a judge without a persona model has none."""
-        played = []
-        for member, question, verdict in zip(self.members, asked, verdicts, strict=True):
-            milli = client.feedback(question.event_id, Outcome(verdict.action, verdict.dwell_ms))
-            played.append(
-                self._fields(member, question.request, question.probability, verdict, milli)
+        events carry the oracle's numbers under ``rule`` if given (the judge is the persona's
+        own model), none otherwise."""
+        judged = list(verdicts)
+        rewards = _feedback_all(
+            client,
+            [
+                (question.event_id, Outcome(verdict.action, verdict.dwell_ms))
+                for question, verdict in zip(asked, judged, strict=True)
+            ],
+        )
+        played = [
+            self._fields(member, question.request, question.probability, verdict, milli)
+            for member, question, verdict, milli in zip(
+                self.members, asked, judged, rewards, strict=True
             )
-        self._move_on([question.index for question in asked], played)
-        return [SimEvent(*(fields + _NO_ORACLE)) for fields in played]
+        ]
+        shown = [question.index for question in asked]
+        oracle: Sequence[tuple[Any, ...]] = (
+            [_NO_ORACLE] * len(played)
+            if rule is None
+            else pools_oracle(
+                self.pools,
+                [(q.request.persona, q.request.context) for q in asked],
+                shown,
+                rule,
+            )
+        )
+        self._move_on(shown, played)
+        return [
+            SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
+        ]
 
     def _fields(
         self,
@@ -584,6 +690,7 @@ class SimRunner:
             run_id,
         )
         judge = self.judge
+        at_once = hasattr(client, "rank_many")  # a service over HTTP: a step's users together
         shown = time.monotonic()
         batch: list[SimEvent] = []
 
@@ -611,7 +718,9 @@ class SimRunner:
         )
         try:
             for step in range(config.steps):
-                if pool is None:
+                if pool is None and at_once:
+                    events = cohort.play_at_once(client, rule, step)
+                elif pool is None:
                     events = cohort.play(client, rule, step)
                 else:
                     events = self._step_at_once(pool, client, cohort, step)
