@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "## Simulation over HTTP\n\n"
             f"`{command}` — {args.users} users × {args.steps} steps of "
             f"{', '.join(config.policies)} (rule judge, 4 personas) against `oo-ml serve` (one "
-            "worker, SQLite, the client in the same machine's other process): steps/s with a "
+            "worker, SQLite, in its own process; the client in the benchmark's, on the same two "
+            "cores): steps/s with a "
             "step's users asking one request at a time and together; medians of "
             f"{args.repeats} repeats, a new service database each.\n\n" + table
         )
