@@ -572,8 +572,10 @@ class SimRunner:
     ``judge_concurrency`` at a time, and gives the feedback in the users' order; its events
     are written (and progress reported) before the next step, and a cancel is seen between
     any two judgements. How many run at once changes how long a run takes, not its numbers.
-    The rule judge answers in microseconds: its steps are played one user after another,
-    rank, judge, feedback.
+    The rule judge answers in microseconds: in this process its steps are played one user
+    after another, rank, judge, feedback (:meth:`Cohort.play`); against a running service
+    (a client with ``rank_many``), a step's users are ranked together, judged, then answered
+    together (:meth:`Cohort.play_at_once`).
     """
 
     store: Store
