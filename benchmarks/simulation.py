@@ -391,6 +391,7 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "per-repeat ratio, median [min, max]",
         "core without its prior (ratio)",
         "engine rounds/s (÷ core)",
+        "simulated ÷ engine",
         "engine overhead µs",
         "world overhead µs",
     )
@@ -410,7 +411,8 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "re-centring after each update), and in its own column without it. Engine: the same "
         "rounds through the serving engine in this process, as the simulator calls it (rank, "
         "then feedback with the judge's answer for the chosen candidate; memory store, decision "
-        "records, reward rule, population refits), without the simulated world. All after "
+        "records, reward rule, population refits), without the simulated world; simulated ÷ "
+        "engine is the simulator's own share, the world's. All after "
         "`freeze_startup_heap()`, as `oo-ml sim` runs. Engine overhead: an engine round's time "
         "minus a core round's; world overhead: a simulated step's time minus an engine round's "
         "(task pool, judge, oracle, events into SQLite).\n\n" + markdown_table(header, rows)
@@ -466,6 +468,8 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         # then the simulated world's. Each is the same for every policy if the ratio is set
         # by the overheads rather than by the policy.
         f"{engine:,.0f} ({engine / core:.2f})",
+        # The simulator against the serving engine it drives: its own overhead alone.
+        f"{simulated / engine:.2f}",
         f"{1e6 / engine - 1e6 / core:,.0f}",
         f"{1e6 / simulated - 1e6 / engine:,.0f}",
     )

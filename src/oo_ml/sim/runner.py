@@ -410,7 +410,7 @@ class Cohort:
     def play(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
         """Step ``step`` of every member, judged by each persona's own response model (the
         rule judge), with the oracle's numbers; then the world moves on."""
-        pools, randomness = self.pools, self._randomness
+        pools = self.pools
         played = []
         moments = []
         chosen = []
@@ -422,16 +422,12 @@ class Cohort:
                 member.user_id, context, pools.candidates(m), member.policy
             )
             request = JudgeRequest(persona, context, pools.task_at(m, index), step)
-            verdict = RuleJudge.answer(request, firsts[m], partial(randomness[m].at, step, 1))
+            verdict = self._rule_verdict(m, request, firsts[m])
             milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
             played.append(self._fields(member, request, probability, verdict, milli))
             moments.append((persona, context))
             chosen.append(index)
-        oracle = pools_oracle(pools, moments, chosen, rule)
-        self._move_on(chosen, played)
-        return [
-            SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
-        ]
+        return self._close(played, chosen, moments, rule)
 
     def play_at_once(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
         """:meth:`play` for a client that takes a whole step's requests at once (a running
@@ -441,10 +437,15 @@ class Cohort:
         asked = self.ask(client, step)
         firsts = self._firsts(step)
         verdicts = [
-            RuleJudge.answer(question.request, firsts[m], partial(self._randomness[m].at, step, 1))
-            for m, question in enumerate(asked)
+            self._rule_verdict(m, question.request, first)
+            for m, (question, first) in enumerate(zip(asked, firsts, strict=True))
         ]
         return self.answer(client, asked, verdicts, rule)
+
+    def _rule_verdict(self, m: int, request: JudgeRequest, first: float) -> Judgement:
+        """The rule judge's verdict on member ``m``'s step from the step's ``first`` number
+        (the generator just after it drawn only for a done task's dwell)."""
+        return RuleJudge.answer(request, first, partial(self._randomness[m].at, request.step, 1))
 
     def ask(self, client: DecisionClient, step: int) -> list[Asked]:
         """The first half of every member's step: the tip is ranked and shown; what the judge
@@ -499,18 +500,29 @@ class Cohort:
                 self.members, asked, judged, rewards, strict=True
             )
         ]
-        shown = [question.index for question in asked]
+        moments = [(question.request.persona, question.request.context) for question in asked]
+        return self._close(played, [question.index for question in asked], moments, rule)
+
+    def _close(
+        self,
+        played: Sequence[tuple[Any, ...]],
+        shown: Sequence[int],
+        moments: Sequence[tuple[Persona, Context]],
+        rule: RewardRule | None,
+    ) -> list[SimEvent]:
+        """The step's events, with the oracle's numbers under ``rule`` (none without one),
+        from every pool as it was shown; then tasks done leave their pools and every clock
+        moves on to the next tip request."""
+        pools = self.pools
         oracle: Sequence[tuple[Any, ...]] = (
             [_NO_ORACLE] * len(played)
             if rule is None
-            else pools_oracle(
-                self.pools,
-                [(q.request.persona, q.request.context) for q in asked],
-                shown,
-                rule,
-            )
+            else pools_oracle(pools, moments, shown, rule)
         )
-        self._move_on(shown, played)
+        for m, (index, fields) in enumerate(zip(shown, played, strict=True)):
+            if fields[9] == _DONE:
+                pools.complete(m, index)
+        pools.advance()
         return [
             SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
         ]
@@ -530,14 +542,6 @@ class Cohort:
             context.hour_of_day, context.day_of_week, request.task.id, probability,
             verdict.action.value, verdict.dwell_ms, milli,
         )  # fmt: skip
-
-    def _move_on(self, shown: Sequence[int], played: Sequence[tuple[Any, ...]]) -> None:
-        """Tasks done leave their pools; every clock moves on to the next tip request."""
-        pools = self.pools
-        for m, (index, fields) in enumerate(zip(shown, played, strict=True)):
-            if fields[9] == _DONE:
-                pools.complete(m, index)
-        pools.advance()
 
 
 _DONE = Action.DONE.value
