@@ -16,13 +16,12 @@ from oo_ml.sim.persona import (
     features_at,
     load_persona,
     load_personas,
-    pool_oracle,
+    pools_oracle,
     shipped_personas,
     static_features,
-    static_features_t,
     utilities,
 )
-from oo_ml.sim.tasks import SimTask
+from oo_ml.sim.tasks import Pools, SimTask
 
 RULE = get_reward_rule("dwell-v1")
 
@@ -190,46 +189,55 @@ def test_expected_rewards_are_the_response_model_averaged_over_actions() -> None
     np.testing.assert_allclose(persona.expected_rewards(tasks, context, RULE), by_hand)
 
 
-def oracle_steps(count: int, seed: int) -> list:  # type: ignore[type-arg]
+def oracle_pools(seeds: list[int], steps: int) -> Pools:
+    """Pools of the given members after ``steps`` steps, a task done at every third step of
+    each: pools of different sizes and ages, the same whoever shares them."""
+    pools = Pools(seeds, [f"m{seed}" for seed in seeds])
+    for step in range(steps):
+        for m, seed in enumerate(seeds):  # by the member's seed, not its place among the others
+            if (step + seed) % 3 == 0:
+                pools.complete(m, (step + seed) % int(pools.count[m]))
+        pools.advance()
+    return pools
+
+
+def oracle_questions(count: int, seed: int) -> tuple[list, list[int]]:  # type: ignore[type-arg]
+    """A persona and a moment per member, and the index of the task it was shown."""
     rng = np.random.default_rng(seed)
     personas = list(shipped_personas().values())
-    sources = ["todoist", "calendar", "email", "other"]
-    steps = []
-    for _ in range(count):
-        n = int(rng.integers(1, 25))
-        static = static_features(
-            rng.integers(1, 5, n).tolist(), [sources[i] for i in rng.integers(0, 4, n)]
-        )
-        due_at = rng.normal(5.0, 20.0, n)
-        steps.append(
-            (static.T.copy(), due_at, float(rng.uniform(0, 9)),
-             personas[int(rng.integers(len(personas)))],
-             Context(int(rng.integers(0, 24)), int(rng.integers(0, 7))), int(rng.integers(n)))
-        )  # fmt: skip
-    return steps
+    moments = [
+        (personas[int(rng.integers(len(personas)))],
+         Context(int(rng.integers(0, 24)), int(rng.integers(0, 7))))
+        for _ in range(count)
+    ]  # fmt: skip
+    return moments, [int(rng.integers(4)) for _ in range(count)]  # every pool holds ≥ 4 tasks
 
 
 def test_oracle_numbers_do_not_depend_on_the_batch() -> None:
-    """Scored in one batch, in pieces or one by one, each step gets the same bits."""
-    steps = oracle_steps(300, seed=8)
-    whole = pool_oracle(steps, RULE)
-    pieces = pool_oracle(steps[:7], RULE) + pool_oracle(steps[7:150], RULE)
-    pieces += pool_oracle(steps[150:], RULE)
-    alone = [pool_oracle([step], RULE)[0] for step in steps]
+    """Scored in one batch, in pieces or one by one, each member's pool gets the same bits."""
+    seeds = list(range(100, 160))
+    moments, chosen = oracle_questions(len(seeds), seed=8)
+    whole = pools_oracle(oracle_pools(seeds, 25), moments, chosen, RULE)
+    pieces = []
+    for start, end in ((0, 7), (7, 41), (41, 60)):
+        part = oracle_pools(seeds[start:end], 25)
+        pieces += pools_oracle(part, moments[start:end], chosen[start:end], RULE)
+    alone = [
+        pools_oracle(oracle_pools([seed], 25), [moment], [shown], RULE)[0]
+        for seed, moment, shown in zip(seeds, moments, chosen, strict=True)
+    ]
     assert whole == pieces == alone
 
 
 def test_oracle_numbers_are_the_personas_expected_rewards() -> None:
-    """Best, average and shown: of the persona's expected reward over that step's pool."""
-    for step, (best, average, shown) in zip(
-        steps := oracle_steps(100, seed=9), pool_oracle(steps, RULE), strict=True
-    ):
-        static_t, due_at, clock, persona, context, chosen = step
-        expected = persona.expected_rewards_of(
-            features_at(static_t.T, due_at - clock), context, RULE
-        )
+    """Best, average and shown: of the persona's expected reward over that member's pool."""
+    pools = oracle_pools(list(range(40)), 30)
+    moments, chosen = oracle_questions(len(pools), seed=9)
+    for m, (best, average, shown) in enumerate(pools_oracle(pools, moments, chosen, RULE)):
+        persona, context = moments[m]
+        expected = persona.expected_rewards(pools.tasks(m), context, RULE)
         assert best == expected.max()
-        assert shown == expected[chosen]
+        assert shown == expected[chosen[m]]
         assert average == pytest.approx(expected.mean(), rel=1e-12)
 
 
@@ -241,12 +249,3 @@ def test_utilities_are_the_dot_products_of_features_and_weights() -> None:
     np.testing.assert_allclose(
         utilities(features.T, per_task), np.einsum("ij,ji->i", features, per_task), rtol=1e-12
     )
-
-
-def test_transposed_static_features_from_the_table_match_the_rows() -> None:
-    priorities = [1, 2, 3, 4, 4, 1, 2.0, 3]
-    sources = ["todoist", "calendar", "email", "other", "todoist", "Email", "slack", "email"]
-    for end in (0, 1, 5, 6, 8):  # the last three take the row-by-row path (unknown keys)
-        table = static_features_t(priorities[:end], sources[:end])
-        assert table.shape == (len(FEATURES), end)
-        assert table.tolist() == static_features(priorities[:end], sources[:end]).T.tolist()

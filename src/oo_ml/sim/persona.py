@@ -56,7 +56,6 @@ from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
     "FEATURES",
-    "OracleStep",
     "Persona",
     "Response",
     "Rule",
@@ -64,12 +63,10 @@ __all__ = [
     "features_at",
     "load_persona",
     "load_personas",
-    "pool_oracle",
     "pools_oracle",
     "response_expectation",
     "shipped_personas",
     "static_features",
-    "static_features_t",
     "utilities",
 ]
 
@@ -124,22 +121,10 @@ def _static_row(priority: float, source: str) -> tuple[float, ...]:
 
 
 _STATIC_KEYS = [(p, s) for p in (1, 2, 3, 4) for s in ("todoist", "calendar", "email", "other")]
-_STATIC_CODE: dict[tuple[float, str], int] = {key: code for code, key in enumerate(_STATIC_KEYS)}
 _STATIC_TABLE_T = np.array([_static_row(p, s) for p, s in _STATIC_KEYS]).T.copy()
 _STATIC_TABLE_T.setflags(write=False)
 _TEMPLATE_SOURCE_CODE = np.array([_STATIC_KEYS.index((1, s)) for s in TEMPLATE_SOURCES])
 """The code in that table of a p1 task from each template's source (add 4 per priority step)."""
-
-
-def static_features_t(priorities: Sequence[float], sources: Sequence[str]) -> FloatArray:
-    """:func:`static_features` transposed (one row per feature, one column per task), taken
-    from a table of the rows of Todoist's four priorities and the four known sources."""
-    try:
-        codes = [_STATIC_CODE[key] for key in zip(priorities, sources, strict=True)]
-    except KeyError:  # another priority or source: built row by row
-        return static_features(priorities, sources).T.copy()
-    found: FloatArray = _STATIC_TABLE_T.take(codes, axis=1)
-    return found
 
 
 def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
@@ -200,57 +185,25 @@ def response_expectation(
     return utility
 
 
-OracleStep = tuple[FloatArray, FloatArray, float, "Persona", Context, int]
-"""One step for :func:`pool_oracle`: the pool's :func:`static_features` transposed, its due
-dates and the clock (days on the task stream's clock), the persona in force, the moment, and
-the index of the task shown."""
-
-
-def pool_oracle(steps: Sequence[OracleStep], rule: RewardRule) -> list[tuple[float, float, float]]:
-    """(best, average, shown) expected reward over each step's pool, all steps at once.
-
-    The same numbers, bit for bit, as one step at a time (:meth:`Persona.expected_rewards_of`
-    on that step's :func:`feature_matrix`): every operation is element-wise per task, and each
-    step's maximum and sum are reduced over its own tasks only.
-    """
-    if not steps:
-        return []
-    counts = [step[1].shape[0] for step in steps]
-    xt = np.concatenate([step[0] for step in steps], axis=1)
-    due = np.concatenate([step[1] for step in steps])
-    due -= np.repeat([step[2] for step in steps], counts)
-    moments = [(persona, context) for _, _, _, persona, context, _ in steps]
-    return _expectations(xt, due, counts, moments, [step[5] for step in steps], rule)
-
-
 def pools_oracle(
     pools: Pools,
     moments: Sequence[tuple[Persona, Context]],
     chosen: Sequence[int],
     rule: RewardRule,
 ) -> list[tuple[float, float, float]]:
-    """:func:`pool_oracle` of every member of ``pools`` as it stands now: member ``m`` has
-    the persona and moment ``moments[m]`` and was shown its task ``chosen[m]``. The same
-    numbers, bit for bit, as the steps one by one."""
-    counts, priorities, templates, due_at, clocks = pools.flat()
+    """(best, average, shown) expected reward over every member's pool of ``pools`` as it
+    stands now, all at once: member ``m`` has the persona and moment ``moments[m]`` and was
+    shown its task ``chosen[m]``.
+
+    The same numbers, bit for bit, as one member at a time (:meth:`Persona.expected_rewards`
+    of its tasks): every operation is element-wise per task, and each member's maximum and sum
+    are reduced over its own tasks only.
+    """
+    counts_array, priorities, templates, due_at, clocks = pools.flat()
     xt = _STATIC_TABLE_T.take((priorities - 1) * 4 + _TEMPLATE_SOURCE_CODE[templates], axis=1)
-    due = due_at - np.repeat(clocks, counts)
-    return _expectations(xt, due, counts.tolist(), moments, chosen, rule)
-
-
-def _expectations(  # noqa: PLR0917 (the pools' columns and each step's moment)
-    xt: FloatArray,
-    due: FloatArray,
-    counts: list[int],
-    moments: Sequence[tuple[Persona, Context]],
-    chosen: Sequence[int],
-    rule: RewardRule,
-) -> list[tuple[float, float, float]]:
-    """(best, average, shown) per step from the steps' tasks side by side: ``xt`` their
-    :func:`static_features` transposed, ``due`` days until each is due, ``counts`` tasks per
-    step."""
-    _fill_due_rows(xt, due)
-    # Each step's weights and response constants; a batch meets few (persona, moment) pairs.
+    _fill_due_rows(xt, due_at - np.repeat(clocks, counts_array))
+    counts = counts_array.tolist()
+    # Each member's weights and response constants; a step meets few (persona, moment) pairs.
     known: dict[tuple[int, Context], tuple[float, ...]] = {}
     terms = []
     for persona, context in moments:
