@@ -51,7 +51,7 @@ def test_lazy_generator_without_the_shortcut_is_numpy() -> None:
 def test_first_after_is_numpys_first_draw_after_advancing() -> None:
     rnd = random.Random(7)
     starts = [np.random.SeedSequence([rnd.getrandbits(64), u, 0x7A]) for u in range(40)]
-    words = [pcg64_words(np.random.PCG64(start)) for start in starts]
+    words = [pcg64_words(np.random.PCG64(start).state) for start in starts]
     columns = [np.array([w[part][half] for w in words]) for part in (0, 1) for half in (0, 1)]
     out = np.empty(len(starts))
     deltas = [0, 1, 2, 3, 2**32, 7 << 32, (149 << 32) + 1, 2**48 + 12345, rnd.getrandbits(62)]
@@ -67,7 +67,7 @@ def test_first_after_reads_the_state_a_generator_has_reached() -> None:
     generator = np.random.default_rng(11)
     generator.random(17)  # a state far from any seed's
     generator.integers(0, 5)  # and a half-used 32-bit word, which advancing discards
-    state, inc = pcg64_words(generator.bit_generator)
+    state, inc = pcg64_words(generator.bit_generator.state)
     out = np.empty(1)
     first_after(*(np.array([word]) for word in (*state, *inc)), 5, out)
     generator.bit_generator.advance(5)

@@ -22,6 +22,7 @@ this with numpy on seeds of every length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -145,9 +146,10 @@ def _split(value: int) -> tuple[int, int]:
     return high - (high >> 63 << 64), low - (low >> 63 << 64)
 
 
-def pcg64_words(bits: np.random.PCG64) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(state, increment) of ``bits``, each as the (high, low) words :func:`first_after` takes."""
-    inner = bits.state["state"]
+def pcg64_words(state: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(state, increment) of a ``PCG64``'s ``state`` (what its ``.state`` gives), each as the
+    (high, low) words :func:`first_after` takes."""
+    inner = state["state"]
     return _split(int(inner["state"])), _split(int(inner["inc"]))
 
 

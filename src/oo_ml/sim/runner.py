@@ -336,9 +336,7 @@ class _StepRandom:
 
     def words(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The stream's start, as :func:`~oo_ml.policies.pcg.first_after` takes it."""
-        bits = np.random.PCG64()
-        bits.state = self._start
-        return pcg64_words(bits)
+        return pcg64_words(self._start)
 
 
 def stream_seed(seed: int, index: int) -> int:
