@@ -228,10 +228,11 @@ class Pools:
                 self._rngs, pool_size, self.day, self.hour, self._next_id, self.count, self._pool,
                 self._due_at,
             )  # fmt: skip
-        self._fields: list[tuple[list[str], list[float], list[int], list[str]] | None]
+        # Per member: (pool version, the view of the pool then), for the two views kept until
+        # the pool changes (pool_fields, static_columns).
+        self._fields: list[tuple[int, tuple[list[str], list[float], list[int], list[str]]] | None]
         self._fields = [None] * members
-        self._fields_version = [-1] * members
-        self._static: list[tuple[FloatArray, FloatArray, tuple[str, ...]] | None]
+        self._static: list[tuple[int, tuple[FloatArray, FloatArray, tuple[str, ...]]] | None]
         self._static = [None] * members
         self._moments: list[tuple[int, int, int, Context, list[Candidate] | None] | None]
         self._moments = [None] * members
@@ -263,32 +264,35 @@ class Pools:
         """(ids, due dates on the clock, priorities, sources) of member ``m``'s pool: the same
         lists until its :attr:`version` changes. Read-only."""
         version = int(self.version[m])
-        fields = self._fields[m]
-        if fields is None or self._fields_version[m] != version:
-            n = int(self.count[m])
-            numbers, keys, _, priorities = self._pool[m, :n].T.tolist()
-            label = self.labels[m]
-            fields = self._fields[m] = (
-                [f"{label}-t{number}" for number in numbers],
-                self._due_at[m, :n].tolist(),
-                priorities,
-                [TEMPLATE_SOURCES[key] for key in keys],
-            )
-            self._fields_version[m] = version
-            self._static[m] = None
+        kept = self._fields[m]
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        n = int(self.count[m])
+        numbers, keys, _, priorities = self._pool[m, :n].T.tolist()
+        label = self.labels[m]
+        fields = (
+            [f"{label}-t{number}" for number in numbers],
+            self._due_at[m, :n].tolist(),
+            priorities,
+            [TEMPLATE_SOURCES[key] for key in keys],
+        )
+        self._fields[m] = (version, fields)
         return fields
 
     def static_columns(self, m: int) -> tuple[FloatArray, FloatArray, tuple[str, ...]]:
         """(priorities, due dates on the clock, sources) of member ``m``'s pool, as arrays: the
         same objects until its :attr:`version` changes. Read-only."""
+        version = int(self.version[m])
+        kept = self._static[m]
+        if kept is not None and kept[0] == version:
+            return kept[1]
         _, due_dates, priority_list, source_list = self.pool_fields(m)
-        static = self._static[m]
-        if static is None:
-            priorities = np.array(priority_list, dtype=np.float64)
-            due_at = np.array(due_dates, dtype=np.float64)
-            priorities.setflags(write=False)
-            due_at.setflags(write=False)
-            static = self._static[m] = (priorities, due_at, tuple(source_list))
+        priorities = np.array(priority_list, dtype=np.float64)
+        due_at = np.array(due_dates, dtype=np.float64)
+        priorities.setflags(write=False)
+        due_at.setflags(write=False)
+        static = (priorities, due_at, tuple(source_list))
+        self._static[m] = (version, static)
         return static
 
     def candidates(self, m: int) -> list[Candidate]:
