@@ -49,6 +49,9 @@ variable                          meaning                                 defaul
 ``OO_ML_SIM_LIVE_SECONDS``        how often, at most, a running           ``2``
                                   simulation stores its summary so far
                                   (the console's live curve)
+``OO_ML_SIM_HTTP_CONCURRENCY``    how many requests a simulation against  ``8``
+                                  a running service (``--url``) sends at
+                                  once (1–64)
 ================================  ======================================  =====================
 """
 
