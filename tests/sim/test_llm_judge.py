@@ -82,6 +82,9 @@ class FakeLLM:
     """When set, every request waits until that many are in flight at once (or 10 s)."""
     met: list[bool] = field(default_factory=list)
     """For each request that waited: whether the others came."""
+    refuses_json_mode: bool = False
+    """When set, a request with ``response_format`` is refused with a 400, as LM Studio
+    refuses ``json_object``."""
 
     def right_answer(self, body: dict[str, Any]) -> str:
         prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -112,8 +115,9 @@ class Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
             behaviour = fake.script.popleft() if fake.script else "ok"
-        if self.path != "/v1/chat/completions":
-            self.send(404, {"error": {"message": f"no route {self.path}"}})
+        refusal = self.refusal(fake, body, behaviour)
+        if refusal is not None:
+            self.send(*refusal)
             return
         content: str | None = fake.right_answer(body)
         if fake.together is not None:
@@ -126,26 +130,35 @@ class Handler(BaseHTTPRequestHandler):
         if behaviour == "sleep":  # past the client's timeout, then hang up without answering
             fake.release.wait(10)
             return
-        if behaviour in {"500", "503"}:
-            self.send(int(behaviour), {"error": {"message": "overloaded"}})
-            return
-        if behaviour == "429":
-            self.send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
-            return
-        if behaviour == "401":
-            self.send(401, {"error": {"message": "invalid api key"}})
-            return
-        if behaviour == "not_a_completion":
-            self.send(200, {"object": "error"})
-            return
         if behaviour == "fenced":
             content = f"```json\n{content}\n```"
+        elif behaviour == "thinking":
+            content = f"<think>\nThe person weighs the task.\n</think>\n\n{content}"
         elif behaviour == "null_content":
             content = None
         elif behaviour in INVALID_CONTENT:
             content = INVALID_CONTENT[behaviour]
         message = {"role": "assistant", "content": content}
         self.send(200, {"object": "chat.completion", "choices": [{"index": 0, "message": message}]})
+
+    def refusal(
+        self, fake: FakeLLM, body: dict[str, Any], behaviour: str
+    ) -> tuple[int, object, dict[str, str]] | None:
+        """(status, payload, headers) of an answer that is not a chat completion, if any."""
+        if self.path != "/v1/chat/completions":
+            return 404, {"error": {"message": f"no route {self.path}"}}, {}
+        if fake.refuses_json_mode and "response_format" in body:
+            message = "'response_format.type' must be 'json_schema' or 'text'"
+            return 400, {"error": {"message": message}}, {}
+        errors: dict[str, tuple[int, object, dict[str, str]]] = {
+            "500": (500, {"error": {"message": "overloaded"}}, {}),
+            "503": (503, {"error": {"message": "overloaded"}}, {}),
+            "429": (429, {"error": {"message": "slow down"}}, {"Retry-After": "0"}),
+            "401": (401, {"error": {"message": "invalid api key"}}, {}),
+            "400": (400, {"error": {"message": "model 'sim-model' does not support tools"}}, {}),
+            "not_a_completion": (200, {"object": "error"}, {}),
+        }
+        return errors.get(behaviour)
 
 
 class FakeServer(ThreadingHTTPServer):
@@ -208,6 +221,9 @@ def dead_port() -> Iterator[int]:
         ('  \n{"action": "dismiss"}\n', DISMISSED),
         ('```json\n{"action": "done", "dwell_seconds": 45}\n```', DONE_45),
         ('```\n{"action": "done", "dwell_seconds": 45}\n```', DONE_45),
+        ('<think>\nUrgent.\n</think>\n\n{"action": "done", "dwell_seconds": 45}', DONE_45),
+        ('<think>Low priority.</think>```json\n{"action": "dismiss"}\n```', DISMISSED),
+        ('<think></think>{"action": "dismiss"}', DISMISSED),
     ],
 )
 def test_parser_accepts_a_bare_or_fenced_json_object(reply: str, expected: Judgement) -> None:
@@ -222,6 +238,11 @@ def test_parser_accepts_a_bare_or_fenced_json_object(reply: str, expected: Judge
         ('Sure! {"action": "dismiss"}', "reply", "is not JSON"),
         ('{"action": "dismiss"} Hope that helps!', "reply", "is not JSON"),
         ('```json\n{"action": "dismiss"}\n```\nDone.', "reply", "is not JSON"),
+        ("<think>It is late; skip it.</think>", "reply", "is empty"),
+        ('<think>Skip it. {"action": "dismiss"}', "reply", "is not JSON"),
+        ('{"action": "dismiss"}<think>Skip it.</think>', "reply", "is not JSON"),
+        ('Hmm. <think>Skip it.</think>{"action": "dismiss"}', "reply", "is not JSON"),
+        ('<think>a</think><think>b</think>{"action": "dismiss"}', "reply", "is not JSON"),
         ('["done", 45]', "reply", "must be a JSON object, got list"),
         ('{"action": "dismiss", "reason": "busy"}', "reply", "unexpected keys ['reason']"),
         ('{"action": "done", "action": "dismiss"}', "reply", "duplicate key 'action'"),
@@ -302,11 +323,39 @@ def test_json_mode_can_be_turned_off(server: FakeLLM, new_judge: Callable[..., L
     assert "response_format" not in server.requests[0]["body"]
 
 
-def test_fenced_reply_is_accepted(server: FakeLLM, new_judge: Callable[..., LLMJudge]) -> None:
-    server.script.append("fenced")
+@pytest.mark.parametrize("kind", ["fenced", "thinking"])
+def test_fenced_or_thought_through_reply_is_accepted(
+    kind: str, server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    server.script.append(kind)
     judge = new_judge()
     assert judge.judge(make_request(), rng()) == DONE_45
     assert judge.stats.invalid_replies == 0
+
+
+def test_a_server_that_refuses_json_mode_is_asked_without_it_from_then_on(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    server.refuses_json_mode = True
+    judge = new_judge(retries=0)
+    assert judge.json_mode
+    assert judge.judge(make_request(), rng()) == DONE_45
+    assert judge.judge(make_request(priority=1), rng()) == DISMISSED
+    assert ["response_format" in r["body"] for r in server.requests] == [True, False, False]
+    assert not judge.json_mode
+    # Neither the refusal nor the second asking is a retry, an invalid reply or a failure.
+    assert (judge.stats.retries, judge.stats.invalid_replies, judge.stats.failures) == (0, 0, 0)
+
+
+def test_another_bad_request_is_still_a_configuration_error(
+    server: FakeLLM, new_judge: Callable[..., LLMJudge]
+) -> None:
+    server.script.append("400")
+    judge = new_judge(retries=3)
+    with pytest.raises(ConfigurationError, match=r"answered 400 .*does not support tools"):
+        judge.judge(make_request(), rng())
+    assert len(server.requests) == 1
+    assert judge.json_mode
 
 
 def test_authorization_header_carries_the_key(

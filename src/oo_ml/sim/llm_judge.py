@@ -7,6 +7,14 @@ A reply is one JSON object, optionally inside a single ```` ```json ```` fence, 
 
     {"action": "done" | "snooze" | "dismiss", "dwell_seconds": <0 … 21600 if done, else null>}
 
+— except that a leading ``<think>…</think>`` block, which local reasoning models (served by
+llama.cpp, Ollama, LM Studio, vLLM) put before their answer, is set aside unread.
+
+**JSON mode.** The judge asks for ``response_format: {"type": "json_object"}``. A server that
+refuses that field with a 400 naming it (LM Studio accepts only ``json_schema``, some proxies
+no ``response_format`` at all) is asked again at once without it, and so is every later
+request to that judge; :attr:`LLMJudge.json_mode` then reads ``False``.
+
 **Retries.** Timeouts, connection errors, 408, 429 and 5xx answers, and replies that fail
 validation are retried up to ``retries`` more times, waiting ``backoff_s · 2^i`` (or the
 server's ``Retry-After``, capped at 30 s) before retry ``i``. After an invalid reply the next
@@ -89,6 +97,7 @@ SYSTEM_PROMPT = (
 )
 
 _FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n(.*?)\n?[ \t]*```", re.S)
+_THINKING = re.compile(r"<think>.*?</think>", re.S)
 _RETRYABLE_STATUS = frozenset({408, 429})
 
 
@@ -131,6 +140,8 @@ def parse_judgement(text: str) -> Judgement:
 
     >>> parse_judgement('```json\\n{"action": "done", "dwell_seconds": 45}\\n```')
     Judgement(action=<Action.DONE: 'done'>, dwell_ms=45000)
+    >>> parse_judgement('<think>Low priority; skip.</think>\\n{"action": "dismiss"}')
+    Judgement(action=<Action.DISMISS: 'dismiss'>, dwell_ms=None)
     >>> parse_judgement('Sure! {"action": "dismiss"}')
     Traceback (most recent call last):
     ...
@@ -139,6 +150,9 @@ def parse_judgement(text: str) -> Judgement:
     if len(text) > MAX_REPLY_CHARS:
         raise ValidationError("reply", f"is longer than {MAX_REPLY_CHARS} characters")
     body = text.strip()
+    thinking = _THINKING.match(body)
+    if thinking is not None:
+        body = body[thinking.end() :].strip()
     if not body:
         raise ValidationError("reply", "is empty")
     fenced = _FENCE.fullmatch(body)
@@ -318,7 +332,8 @@ class LLMJudge(_RetryingJudge):
 
     ``timeout_s`` bounds each network operation (connect, send, each read). Environment proxy
     settings are ignored, so a local endpoint is never sent through a proxy. ``json_mode`` sends
-    ``response_format: {"type": "json_object"}``; turn it off for servers that refuse it.
+    ``response_format: {"type": "json_object"}`` until the server refuses it (see the module
+    docstring); turn it off to never send it.
     Close the judge (or use it as a context manager) to release its connections.
     """
 
@@ -409,15 +424,22 @@ class LLMJudge(_RetryingJudge):
             "messages": messages,
             "temperature": self.temperature,
         }
-        if self.json_mode:
+        json_mode = self.json_mode
+        if json_mode:
             body["response_format"] = {"type": "json_object"}
         url = f"{self.base_url}/chat/completions"
-        try:
-            response = self._client.post(url, json=body)
-        except httpx.TimeoutException:
-            raise _AttemptError(f"no answer from {url} within {self.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise _AttemptError(f"{url}: {type(exc).__name__}: {exc}") from None
+        response = self._post(url, body)
+        if json_mode and response.status_code == 400 and "response_format" in response.text:
+            with self._lock:
+                if self.json_mode:
+                    self.json_mode = False
+                    log.warning(
+                        "%s refused response_format (%s); asking without it from now on",
+                        url,
+                        _short(response.text),
+                    )
+            del body["response_format"]
+            response = self._post(url, body)
         status = response.status_code
         if status in _RETRYABLE_STATUS or status >= 500:
             raise _AttemptError(
@@ -436,6 +458,14 @@ class LLMJudge(_RetryingJudge):
             ) from None
         # A null content (a refusal, a tool call) is the model's reply, and an invalid one.
         return content if isinstance(content, str) else ""
+
+    def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return self._client.post(url, json=body)
+        except httpx.TimeoutException:
+            raise _AttemptError(f"no answer from {url} within {self.timeout_s:g} s") from None
+        except httpx.TransportError as exc:
+            raise _AttemptError(f"{url}: {type(exc).__name__}: {exc}") from None
 
     def _cache_path(self, request: JudgeRequest) -> Path | None:
         if self.cache_dir is None:
