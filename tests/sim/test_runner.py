@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -315,3 +317,22 @@ def test_the_rule_judges_fast_step_is_its_two_halves_plus_the_oracle() -> None:
         assert all(e.oracle_reward is not None for e in played)
         actions |= {e.action for e in played}
     assert actions == {"done", "snooze", "dismiss"}
+
+
+def test_warm_up_compiles_every_kernel_of_the_simulated_world() -> None:
+    # In a new process: this one may have compiled them already.
+    script = (
+        "from oo_ml.policies.pcg import first_after\n"
+        "from oo_ml.sim.runner import warm_up\n"
+        "from oo_ml.sim.tasks import _advance, _fill\n"
+        "kernels = (_fill, _advance, first_after)\n"
+        "print([len(k.signatures) for k in kernels])\n"
+        "warm_up()\n"
+        "print([len(k.signatures) for k in kernels])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    before, after = done.stdout.splitlines()
+    assert before == "[0, 0, 0]"
+    assert after == "[1, 1, 1]"

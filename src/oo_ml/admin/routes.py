@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +49,7 @@ from oo_ml.policies import POLICIES, get_policy
 from oo_ml.settings import Settings
 from oo_ml.sim.persona import shipped_personas
 from oo_ml.sim.report import curve_svg, judge_text, persona_rows
+from oo_ml.sim.runner import warm_up
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -79,6 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         log.exception("could not check for runs left unfinished by a stopped server")
     app.state.console_runs = manager
+    # So that the first simulation started here does not wait for a compilation.
+    threading.Thread(target=warm_up, name="oo-ml-sim-warm-up", daemon=True).start()
     try:
         yield
     finally:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -33,7 +33,7 @@ from oo_ml.policies.pcg import first_after, pcg64_words
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, Judgement, JudgeRequest, RuleJudge
 from oo_ml.sim.llm_judge import JudgeStats
-from oo_ml.sim.persona import Persona, load_personas, pools_oracle
+from oo_ml.sim.persona import Persona, load_personas, pools_oracle, shipped_personas
 from oo_ml.sim.summary import SummaryBuilder
 from oo_ml.sim.tasks import Pools
 from oo_ml.store.base import RunRecord, SimEvent, Store
@@ -50,6 +50,7 @@ __all__ = [
     "SimRunner",
     "new_run_id",
     "stream_seed",
+    "warm_up",
 ]
 
 T = TypeVar("T")
@@ -552,6 +553,18 @@ def _judge_counts(judge: Judge) -> dict[str, int] | None:
     keeps none (the rule judge cannot fail)."""
     stats = getattr(judge, "stats", None)
     return dataclasses.asdict(stats) if isinstance(stats, JudgeStats) else None
+
+
+@cache
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the simulated world's kernels: the task pools'
+    arrivals and clocks and the judge's jump-ahead. A fresh install otherwise compiles them
+    in its first simulation (about 3.5 s on two cores); the console starts this in the
+    background at the service's start. Once per process."""
+    persona = next(iter(shipped_personas().values()))
+    cohort = Cohort([Member("warm-up", "warm-up", 0, persona)], seed=0, pool_size=1)
+    cohort._firsts(0)
+    cohort.pools.advance()
 
 
 def new_run_id() -> str:
