@@ -31,7 +31,7 @@ from oo_ml.settings import Settings
 from oo_ml.sim.judges import make_judge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg, judge_text, persona_table, summary_table
-from oo_ml.sim.runner import HttpClient, SimConfig, SimRunner
+from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, HttpClient, SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
 from oo_ml.store.migrate import head_revision, upgrade
 from oo_ml.store.sql import SqlStore
@@ -262,8 +262,8 @@ def _report(run: RunRecord, plot: Path | None) -> None:
 def sim_run(
     policy: Annotated[str, typer.Option(help="Policy to simulate.")],
     personas: PersonasOption = "all",
-    users: UsersOption = 12,
-    steps: StepsOption = 150,
+    users: UsersOption = DEFAULT_USERS,
+    steps: StepsOption = DEFAULT_STEPS,
     judge: JudgeOption = "rule",
     seed: SeedOption = 0,
     url: UrlOption = None,
@@ -282,8 +282,8 @@ def sim_compare(
         str, typer.Option(help="Comma-separated policies; the first is the baseline.")
     ],
     personas: PersonasOption = "all",
-    users: UsersOption = 12,
-    steps: StepsOption = 150,
+    users: UsersOption = DEFAULT_USERS,
+    steps: StepsOption = DEFAULT_STEPS,
     judge: JudgeOption = "rule",
     seed: SeedOption = 0,
     url: UrlOption = None,

@@ -66,6 +66,7 @@ def test_a_script_starts_a_comparison_follows_it_and_reads_the_results(
         ({"policies": ["egreedy-v1", "nope-v9"]}, ["body", "policies", 1]),
         ({"policies": ["ucb-ix1", "ucb-ix1"]}, ["body", "policies", 1]),
         ({"policies": []}, ["body", "policies"]),
+        ({"personas": []}, ["body", "personas"]),
         ({"personas": ["quick-wins", "/etc/passwd"]}, ["body", "personas", 1]),
         ({"personas": ["src/oo_ml/sim/personas/quick_wins.toml"]}, ["body", "personas", 0]),
         ({"users": 0}, ["body", "users"]),
@@ -85,6 +86,21 @@ def test_refused_settings_name_the_field_and_store_nothing(
     assert refused.status_code == 422, refused.text
     assert refused.json()["detail"][0]["loc"] == loc
     assert client.get("/v1/sim/runs", headers=ADMIN).json() == {"runs": []}
+
+
+def test_left_out_settings_are_those_of_the_command_line_and_the_console(
+    client: httpx.Client,
+) -> None:
+    started = client.post("/v1/sim/runs", json={"policies": ["ucb-ix1"]}, headers=ADMIN)
+    assert started.status_code == 202, started.text
+    run = started.json()
+    client.post(f"/v1/sim/runs/{run['run_id']}/cancel", headers=ADMIN)
+    personas = [p["name"] for p in client.get("/v1/sim/personas", headers=ADMIN).json()["personas"]]
+    config = run["config"]
+    assert len(personas) >= 6
+    assert config["personas"] == personas
+    assert (config["users"], config["steps"], config["seed"]) == (12, 150, 0)
+    assert (config["judge"], run["total_steps"]) == ("rule", 12 * 150)
 
 
 def test_runs_need_the_admin_token(start_server: ServerFactory) -> None:

@@ -12,7 +12,7 @@ from oo_ml.policies import POLICIES
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import JUDGES
 from oo_ml.sim.persona import shipped_personas
-from oo_ml.sim.runner import SimConfig
+from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, SimConfig
 from oo_ml.store.base import RunRecord
 
 __all__ = [
@@ -152,8 +152,8 @@ class RunForm:
 
     policies: list[str] = field(default_factory=list)
     personas: list[str] = field(default_factory=list)
-    users: str = "12"
-    steps: str = "150"
+    users: str = str(DEFAULT_USERS)
+    steps: str = str(DEFAULT_STEPS)
     judge: str = "rule"
     seed: str = "0"
     errors: list[str] = field(default_factory=list)

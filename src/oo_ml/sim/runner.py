@@ -41,6 +41,8 @@ from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Candidate, Context, Outcome
 
 __all__ = [
+    "DEFAULT_STEPS",
+    "DEFAULT_USERS",
     "Cohort",
     "DecisionClient",
     "HttpClient",
@@ -54,6 +56,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+DEFAULT_USERS = 12
+"""Simulated users per policy when a run does not say (command line, console, API)."""
+DEFAULT_STEPS = 150
+"""Tips per simulated user when a run does not say: the learning-quality runs' length."""
 
 EVENT_BATCH = 500
 """Events are written to the run store in batches of at least this many (one transaction

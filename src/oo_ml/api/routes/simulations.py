@@ -20,7 +20,7 @@ from oo_ml.api.routes._common import iso_time
 from oo_ml.errors import ConfigurationError, NotFoundError, ValidationError
 from oo_ml.policies import POLICIES
 from oo_ml.sim.persona import shipped_personas
-from oo_ml.sim.runner import SimConfig
+from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, SimConfig
 from oo_ml.store.base import RunRecord
 
 router = APIRouter(prefix="/v1/sim", tags=["simulation"], dependencies=[AdminDep])
@@ -37,11 +37,14 @@ class SimRunIn(BaseModel):
         description="Registered policies, distinct; the first is the baseline of lift and "
         "of the paired differences.",
     )
-    personas: list[str] = Field(
-        min_length=1, max_length=64, description="Shipped personas (GET /v1/sim/personas)."
+    personas: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Shipped personas (GET /v1/sim/personas); all of them when left out.",
     )
-    users: int = Field(ge=1, le=100_000, description="Simulated users per policy.")
-    steps: int = Field(ge=1, le=100_000, description="Tips per user.")
+    users: int = Field(DEFAULT_USERS, ge=1, le=100_000, description="Simulated users per policy.")
+    steps: int = Field(DEFAULT_STEPS, ge=1, le=100_000, description="Tips per user.")
     judge: Literal["rule", "llm", "command"] = "rule"
     seed: int = Field(0, ge=0, le=2**63 - 1)
 
@@ -112,14 +115,15 @@ def _config(body: SimRunIn) -> SimConfig:
         if name in body.policies[:i]:
             raise ValidationError(f"policies[{i}]", f"{name!r} is listed twice")
     shipped = shipped_personas()
-    for i, name in enumerate(body.personas):
+    personas = list(shipped) if body.personas is None else body.personas
+    for i, name in enumerate(personas):
         if name not in shipped:
             raise ValidationError(
                 f"personas[{i}]", f"unknown persona {name!r}; shipped: {', '.join(shipped)}"
             )
     return SimConfig(
         tuple(body.policies),
-        tuple(body.personas),
+        tuple(personas),
         body.users,
         body.steps,
         judge=body.judge,
