@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from oo_ml.sim.runner import SimConfig, SimRunner
+from oo_ml.store.sql import SqlStore
+
 from .conftest import BOTH_DATABASES, ServerFactory
 from .support import ADMIN
 
@@ -41,6 +44,8 @@ def test_a_script_starts_a_comparison_follows_it_and_reads_the_results(
     assert started.headers["location"] == f"/v1/sim/runs/{queued['run_id']}"
     assert queued["total_steps"] == 2 * 3 * 20
     assert queued["config"]["policies"] == BODY["policies"]
+    assert queued["on_server"] is True
+    assert "console" not in queued["config"]  # which process runs it is not the client's
 
     run = wait_done(client, started.headers["location"])
     assert run["status"] == "done", run
@@ -101,6 +106,21 @@ def test_left_out_settings_are_those_of_the_command_line_and_the_console(
     assert config["personas"] == personas
     assert (config["users"], config["steps"], config["seed"]) == (12, 150, 0)
     assert (config["judge"], run["total_steps"]) == ("rule", 12 * 150)
+
+
+def test_a_run_from_the_command_line_is_listed_as_not_on_the_server(
+    start_server: ServerFactory, database_url: str
+) -> None:
+    client = start_server().client
+    store = SqlStore(database_url)
+    try:
+        config = SimConfig(("egreedy-v1",), ("quick-wins",), users=2, steps=3)
+        done = SimRunner(store).run(config)
+    finally:
+        store.close()
+    (listed,) = client.get("/v1/sim/runs", headers=ADMIN).json()["runs"]
+    assert (listed["run_id"], listed["status"], listed["on_server"]) == (done.run_id, "done", False)
+    assert listed["config"] == config.to_dict()
 
 
 def test_runs_need_the_admin_token(start_server: ServerFactory) -> None:

@@ -54,7 +54,11 @@ class SimRunOut(BaseModel):
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     created: str = Field(description="ISO 8601, UTC")
     updated: str = Field(description="ISO 8601, UTC")
-    config: dict[str, Any] = Field(description="The run's settings as stored.")
+    config: dict[str, Any] = Field(description="The run's settings (SimConfig's fields).")
+    on_server: bool = Field(
+        description="Executed by the service (started here or in the console); false for a "
+        "run started with `oo-ml sim` on the command line, which only that process can cancel."
+    )
     done_steps: int
     total_steps: int
     error: str | None = Field(description="Why a failed run failed.")
@@ -97,7 +101,9 @@ def _run_json(run: RunRecord, *, summary: bool) -> dict[str, Any]:
         "status": run.status,
         "created": iso_time(run.created_ms),
         "updated": iso_time(run.updated_ms),
-        "config": run.config,
+        # Which server process executes it is the service's own bookkeeping.
+        "config": {key: value for key, value in run.config.items() if key != "console"},
+        "on_server": "console" in run.config,
         "done_steps": run.done_steps,
         "total_steps": run.total_steps,
         "error": run.error,
