@@ -461,6 +461,7 @@ class Engine:
                 seed=seed,
                 model_updates=state.n_updates,
                 content=texts,
+                means=decision.means,
             )
             txn.insert_decision(record)
             if shadows:
@@ -506,6 +507,7 @@ class Engine:
                     probabilities=decision.probabilities,
                     chosen=decision.chosen,
                     model_updates=state.n_updates,
+                    means=decision.means,
                 )
             )
         txn.insert_shadows(logged)

@@ -257,6 +257,9 @@ class Decision:
     ``probabilities`` the probability that each candidate was the one chosen, ``features``
     the (k, d) matrix the policy saw. Arrays are read-only. ``draws`` is the number of
     posterior samples behind Monte-Carlo probabilities (Thompson sampling), else ``None``.
+    ``means`` is the model's expected reward θ·x of each candidate when it decided (the same
+    array as ``scores`` unless an exploration bonus was added): logged, it is the reward
+    model of off-policy evaluation, with no need to replay the policy to learn it again.
     """
 
     policy: str
@@ -266,6 +269,7 @@ class Decision:
     probabilities: FloatArray
     features: FloatArray = field(repr=False)
     draws: int | None = None
+    means: FloatArray | None = field(default=None, repr=False)
 
     @property
     def chosen_id(self) -> str:
@@ -294,4 +298,5 @@ class Decision:
             "probabilities": self.probabilities.tolist(),
             "features": self.features.tolist(),
             "draws": self.draws,
+            "means": None if self.means is None else self.means.tolist(),
         }

@@ -206,6 +206,40 @@ def test_each_shadow_decides_with_the_model_it_had_then(make_store: Callable[[],
         seen += engine.store.read(lambda t, r=record: t.get_feedback(r.event_id)) is not None
 
 
+def test_decisions_and_shadows_log_what_their_model_expected_of_each_candidate(
+    make_store: Callable[[], Store],
+) -> None:
+    """``means`` is θ·x of the model each policy decided with: what off-policy evaluation's
+    reward model would otherwise learn again by replaying the whole log."""
+    engine = make_engine(make_store(), SHADOWS)
+    rng = np.random.default_rng(11)
+    bonus_seen = False
+    for step in range(16):
+        user, context, shown = f"user-{step % 2}", Context(step % 24, step % 7), candidates(rng)
+        expected = {}
+        for name in ("egreedy-v1", *SHADOWS):
+            policy = get_policy(name)
+            row = engine.store.read(lambda t, u=user, n=name: t.load_state(u, n))
+            theta = policy.new_state().theta if row is None else row.state.theta
+            expected[name] = policy.encoder.encode(context, shown) @ theta
+        record = engine.rank(user, context, shown)
+        tick(engine)
+        shadows = shadows_of(engine, record.event_id)
+        logged = {record.policy: record} | {shadow.policy: shadow for shadow in shadows}
+        assert set(logged) == set(expected)
+        for name, means in expected.items():
+            found = logged[name].means
+            assert found is not None
+            assert found.tobytes() == means.tobytes(), name
+        # UCB ranks by the means plus a bonus; the others by the means themselves.
+        ucb = logged["ucb-ix1"]
+        bonus_seen |= not np.array_equal(ucb.scores, ucb.means)
+        assert np.array_equal(record.scores, record.means)
+        engine.feedback(record.event_id, ACTIONS[step % len(ACTIONS)])
+        tick(engine)
+    assert bonus_seen
+
+
 def test_a_shadow_learns_from_default_and_legacy_rewards(make_store: Callable[[], Store]) -> None:
     engine = make_engine(make_store(), ("linucb-v1",), reward_wait_ms=60_000, default_reward=-0.2)
     rng = np.random.default_rng(3)

@@ -304,6 +304,7 @@ def _decision() -> Decision:
         scores=np.array([0.25, 0.75, -0.5]),
         probabilities=np.array([0.0, 1.0, 0.0]),
         features=np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]),
+        means=np.array([0.125, 0.5, -0.75]),
     )
 
 
@@ -326,4 +327,5 @@ def test_decision_to_dict_survives_a_json_round_trip() -> None:
         "probabilities": [0.0, 1.0, 0.0],
         "features": [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
         "draws": None,
+        "means": [0.125, 0.5, -0.75],
     }

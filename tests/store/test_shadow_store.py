@@ -11,14 +11,15 @@ from alembic.runtime.migration import MigrationContext
 
 from oo_ml import ConflictError
 from oo_ml.store.base import ShadowRecord, Store, Txn
-from oo_ml.store.migrate import upgrade
+from oo_ml.store.migrate import downgrade, upgrade
 from oo_ml.store.schema import metadata
+from oo_ml.store.sql import SqlStore
 
 from .test_store_contract import decision, feedback, trained_row
 
 
 def shadow(
-    event_id: str, policy: str = "linucb-v1", *, k: int = 3, chosen: int = 1
+    event_id: str, policy: str = "linucb-v1", *, k: int = 3, chosen: int = 1, means: bool = True
 ) -> ShadowRecord:
     rng = np.random.default_rng(len(event_id) * 31 + len(policy))
     probabilities = rng.dirichlet(np.ones(k))
@@ -29,6 +30,7 @@ def shadow(
         probabilities=probabilities,
         chosen=chosen,
         model_updates=11,
+        means=rng.normal(size=k) / 5.0 if means else None,
     )
 
 
@@ -41,6 +43,11 @@ def assert_same_shadow(a: ShadowRecord, b: ShadowRecord) -> None:
     )
     np.testing.assert_array_equal(a.scores, b.scores)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    if a.means is None:
+        assert b.means is None
+    else:
+        assert b.means is not None
+        np.testing.assert_array_equal(a.means, b.means)
     assert a.scores.dtype == np.float64
     assert a.probabilities.shape == b.probabilities.shape
 
@@ -48,7 +55,7 @@ def assert_same_shadow(a: ShadowRecord, b: ShadowRecord) -> None:
 def test_shadows_round_trip_exactly_ordered_by_policy(store: Store) -> None:
     store.write(lambda t: t.insert_decision(decision("e1")))
     store.write(lambda t: t.insert_decision(decision("e2", k=1)))
-    first = [shadow("e1", "ucb-ix1", chosen=2), shadow("e1", "linucb-v1")]
+    first = [shadow("e1", "ucb-ix1", chosen=2), shadow("e1", "linucb-v1", means=False)]
     store.write(lambda t: t.insert_shadows(first))
     store.write(lambda t: t.insert_shadows([shadow("e2", k=1, chosen=0)]))
     found = store.read(lambda t: t.shadows_for(["e1", "e2", "missing"]))
@@ -150,5 +157,71 @@ def test_migration_0002_upgrades_and_downgrades_a_database_at_0001(
         upgrade(url)
         with engine.connect() as conn:
             assert "shadow_decisions" in sqlalchemy.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_migration_0004_adds_and_drops_the_means_keeping_the_log(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Decisions, feedback and shadows logged at 0003 survive the upgrade (without means) and
+    the downgrade (which drops the means that were logged since); nothing cascades."""
+    url: str = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url")
+    upgrade(url, "0003")
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+    def counts() -> tuple[int, ...]:
+        with engine.connect() as conn:
+            return tuple(
+                conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("decisions", "tip_feedback", "shadow_decisions")
+            )
+
+    def columns(table: str) -> list[str]:
+        with engine.connect() as conn:
+            return [c["name"] for c in sqlalchemy.inspect(conn).get_columns(table)]
+
+    try:
+        old = decision("e1", means=False)
+        with engine.begin() as conn:  # written as 0003's code wrote it: no means column
+            conn.execute(
+                sqlalchemy.text(
+                    "INSERT INTO decisions (event_id, user_id, policy, created_ms, hour_of_day,"
+                    " day_of_week, n_candidates, dim, candidates, features, scores, chosen,"
+                    " chosen_id, explored, seed, model_updates, origin) VALUES ('e1', 'u1',"
+                    " 'egreedy-v1', 1000, 9, 2, 3, :dim, :candidates, :features, :scores, 0,"
+                    " 'tip-0', false, 5, 7, 'rank')"
+                ),
+                {
+                    "dim": old.features.shape[1],
+                    "candidates": '[["tip-0",true,-2.0,1,"todoist",null],'
+                    '["tip-1",false,1.5,2,"todoist",null],["tip-2",true,5.0,3,"todoist",null]]',
+                    "features": old.features.tobytes(),
+                    "scores": old.scores.tobytes(),
+                },
+            )
+        assert "means" not in columns("decisions")
+        upgrade(url)
+        assert "means" in columns("decisions")
+        assert "means" in columns("shadow_decisions")
+        store = SqlStore(url)
+        try:
+            found = store.read(lambda t: t.get_decision("e1"))
+            assert found is not None
+            assert found.means is None
+            store.write(lambda t: t.insert_decision(decision("e2")))
+            store.write(lambda t: t.insert_feedback(feedback("e2")))
+            store.write(lambda t: t.insert_shadows([shadow("e1"), shadow("e2")]))
+            again = store.read(lambda t: t.get_decision("e2"))
+            assert again is not None
+            assert again.means is not None
+        finally:
+            store.close()
+        assert counts() == (2, 1, 2)
+        downgrade(url, "0003")
+        assert "means" not in columns("decisions")
+        assert "means" not in columns("shadow_decisions")
+        assert counts() == (2, 1, 2)
     finally:
         engine.dispose()

@@ -22,6 +22,7 @@ def decision(
     k: int = 3,
     origin: str = "rank",
     scores: list[float] | None = None,
+    means: bool = True,
 ) -> DecisionRecord:
     candidates = tuple(
         Candidate(f"tip-{i}", i % 2 == 0, 3.5 * i - 2, 1 + i % 4, "todoist") for i in range(k)
@@ -43,6 +44,8 @@ def decision(
         model_updates=7,
         origin=origin,
         content=("buy milk", "call mum", "file taxes")[:k] if k <= 3 else None,
+        # Arbitrary float64s (must come back bit for bit); none on legacy or older records.
+        means=np.arange(k) / 7.0 - 0.3 if means and origin == "rank" else None,
     )
 
 
@@ -79,10 +82,11 @@ def assert_same_decision(a: DecisionRecord, b: DecisionRecord) -> None:
         assert getattr(a, name) == getattr(b, name), name
     np.testing.assert_array_equal(a.features, b.features)
     np.testing.assert_array_equal(a.scores, b.scores)
-    if a.probabilities is None:
-        assert b.probabilities is None
-    else:
-        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    for name in ("probabilities", "means"):
+        if getattr(a, name) is None:
+            assert getattr(b, name) is None, name
+        else:
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
 def test_missing_state_is_none(store: Store) -> None:
@@ -116,6 +120,12 @@ def test_decision_round_trips_exactly(store: Store) -> None:
     legacy = decision("e2", origin="legacy", k=1)
     store.write(lambda t: t.insert_decision(legacy))
     assert_same_decision(legacy, store.read(lambda t: t.get_decision("e2")))
+    older = decision("e3", means=False)  # as logged before decisions kept their means
+    store.write(lambda t: t.insert_decision(older))
+    assert_same_decision(older, store.read(lambda t: t.get_decision("e3")))
+    assert record.means is not None
+    assert legacy.means is None
+    assert older.means is None
 
 
 def test_unknown_decision_is_none(store: Store) -> None:

@@ -192,14 +192,14 @@ class Policy:
         rng: np.random.Generator,
     ) -> Decision:
         """:meth:`decide` on a checked state and features."""
-        scores, probs, draws = self.exploration.distribution(
-            features, features.dot(state.theta), state, rng
-        )
+        means = features.dot(state.theta)
+        scores, probs, draws = self.exploration.distribution(features, means, state, rng)
         chosen = _draw(probs, rng)
+        means.setflags(write=False)
         scores.setflags(write=False)
         probs.setflags(write=False)
         features.setflags(write=False)
-        return Decision(self.name, chosen, candidate_ids, scores, probs, features, draws)
+        return Decision(self.name, chosen, candidate_ids, scores, probs, features, draws, means)
 
     def learn(self, state: RidgeState, x: FloatArray, reward: float, weight: float = 1.0) -> None:
         """Update ``state`` with reward ``reward`` for the feature row ``x`` it was given for."""

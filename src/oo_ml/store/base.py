@@ -42,7 +42,9 @@ class DecisionRecord:
     had seen when it decided. ``origin`` is ``rank`` for a real decision and ``legacy`` for the
     single-candidate record that an old-style ``/reward`` without a matching decision creates.
     ``probabilities`` is ``None`` only for ``legacy`` records. ``content`` holds the task texts
-    only when the service is configured to keep them.
+    only when the service is configured to keep them. ``means`` is the model's expected reward
+    of each candidate when it decided (:attr:`~oo_ml.types.Decision.means`); ``None`` for
+    legacy records and for decisions logged before it was kept.
     """
 
     event_id: str
@@ -60,6 +62,7 @@ class DecisionRecord:
     model_updates: int
     origin: str = "rank"
     content: tuple[str, ...] | None = None
+    means: FloatArray | None = None
 
     @property
     def chosen_id(self) -> str:
@@ -100,8 +103,9 @@ class ShadowRecord:
 
     The shadow scored the same candidates, in the same order, with its own encoder and its own
     model for the user (which had seen ``model_updates`` updates); ``probabilities`` are its
-    exact propensities, so the log can be evaluated off-policy later. ``chosen`` is the index
-    it drew with its own seeded generator; users never see it.
+    exact propensities, so the log can be evaluated off-policy later, and ``means`` its model's
+    expected rewards (``None`` if logged before they were kept). ``chosen`` is the index it
+    drew with its own seeded generator; users never see it.
     """
 
     event_id: str
@@ -110,6 +114,7 @@ class ShadowRecord:
     probabilities: FloatArray
     chosen: int
     model_updates: int
+    means: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)

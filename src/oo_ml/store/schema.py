@@ -83,6 +83,7 @@ decisions = Table(
     Column("seed", BigInteger, nullable=False),
     Column("model_updates", BigInteger, nullable=False),
     Column("origin", String(16), nullable=False),
+    Column("means", LargeBinary, nullable=True),  # θ·x per candidate; 0004
     Column("content", Text, nullable=True),
     Index(None, "user_id", "created_ms"),
     Index(None, "user_id", "policy", "chosen_id", "created_ms"),
@@ -125,6 +126,7 @@ shadow_decisions = Table(
     Column("probabilities", LargeBinary, nullable=False),
     Column("chosen", Integer, nullable=False),
     Column("model_updates", BigInteger, nullable=False),
+    Column("means", LargeBinary, nullable=True),  # 0004
 )
 
 users = Table(

@@ -165,6 +165,7 @@ def _decision_from_row(row: Any) -> DecisionRecord:
         model_updates=row.model_updates,
         origin=row.origin,
         content=None if row.content is None else tuple(_loads(row.content)),
+        means=None if row.means is None else array_from_bytes(row.means, (k,)),
     )
 
 
@@ -273,6 +274,7 @@ if _DECISION_COLUMNS != (
     "seed",
     "model_updates",
     "origin",
+    "means",
     "content",
 ):  # SqlTxn.insert_decision passes its parameters in this order
     raise ImportError("decisions' columns changed: update SqlTxn.insert_decision")
@@ -291,7 +293,7 @@ def _shadows_sql(count: int) -> _Sql:
 
 
 def _shadow_from_row(row: Sequence[Any]) -> ShadowRecord:
-    event_id, policy, scores, probabilities, chosen, model_updates = row
+    event_id, policy, scores, probabilities, chosen, model_updates, means = row
     return ShadowRecord(
         event_id=event_id,
         policy=policy,
@@ -299,6 +301,7 @@ def _shadow_from_row(row: Sequence[Any]) -> ShadowRecord:
         probabilities=array_from_bytes(probabilities, (-1,)),
         chosen=chosen,
         model_updates=model_updates,
+        means=None if means is None else array_from_bytes(means, (-1,)),
     )
 
 
@@ -391,6 +394,7 @@ class SqlTxn:
         # SQLite and no content column when there is none: see _INSERT_DECISION_NO_CONTENT.
         k, d = record.features.shape
         probabilities = record.probabilities
+        means = record.means
         content = record.content
         params = [
             record.event_id,
@@ -411,6 +415,7 @@ class SqlTxn:
             record.seed,
             record.model_updates,
             record.origin,
+            None if means is None else array_to_bytes(means),
         ]
         if content is None:
             self._execute(_INSERT_DECISION_NO_CONTENT, params).close()
@@ -466,6 +471,7 @@ class SqlTxn:
                 "probabilities": array_to_bytes(record.probabilities),
                 "chosen": record.chosen,
                 "model_updates": record.model_updates,
+                "means": None if record.means is None else array_to_bytes(record.means),
             }
             self._execute(_INSERT_SHADOW, [values[c] for c in _SHADOW_COLUMNS]).close()
 
