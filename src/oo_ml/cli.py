@@ -428,6 +428,8 @@ def _print_evaluation(result: Evaluation) -> None:
         console.print(f"  logged by {name}: {n} rounds, mean reward {mean:+.4f}")
     sources = ", ".join(f"{k} {v}" for k, v in sorted(result.sources.items()))
     console.print(f"  {result.policy}'s probabilities: {sources or 'none'}")
+    model = ", ".join(f"{k} {v}" for k, v in sorted(result.reward_model.items()))
+    console.print(f"  {result.policy}'s expected rewards (DM, DR): {model or 'none'}")
     if result.skipped:
         skipped = ", ".join(f"{k}: {v}" for k, v in sorted(result.skipped.items()))
         console.print(f"  skipped: {skipped}")

@@ -96,8 +96,20 @@ def test_a_decision_shows_its_shadows_and_their_propensities(
     ids = [c["tip_id"] for c in logged["candidates"]]
     shadows = logged["shadows"]
     assert [s["policy"] for s in shadows] == ["linucb-v1", "ucb-ix1"]
+    # A new user: every model's θ is 0, so it expects nothing of any candidate yet, and the
+    # served ε-greedy's score is that expectation.
+    for candidate in logged["candidates"]:
+        assert candidate["expected_reward"] == candidate["score"] == 0.0
     for shadow in shadows:
-        assert set(shadow) == {"policy", "chosen_id", "score", "probability", "probabilities"}
+        assert set(shadow) == {
+            "policy",
+            "chosen_id",
+            "score",
+            "probability",
+            "probabilities",
+            "expected_rewards",
+        }
+        assert len(shadow["expected_rewards"]) == len(ids)
         assert shadow["chosen_id"] in ids
         assert len(shadow["probabilities"]) == len(ids)
         assert sum(shadow["probabilities"]) == pytest.approx(1.0)

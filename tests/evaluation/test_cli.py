@@ -44,13 +44,23 @@ def test_json_output_holds_every_estimate(database: str) -> None:
         for est in result["estimates"].values():
             assert est["lower"] <= est["value"] <= est["upper"]
     assert results[1]["probabilities"] == {"logged": 200}
+    assert results[1]["reward_model"] == {"logged": 200}  # its means, logged on SQLite
+    assert results[0]["reward_model"] == {"replayed": 200}
     assert results[1]["estimates"]["ips"]["value"] == pytest.approx(results[1]["logged"]["value"])
 
 
 def test_the_table_names_the_estimators_and_the_logged_mean(database: str) -> None:
     code, out = run(database, "--policy", "ucb-ix1")
     assert code == 0, out
-    for label in ("logged (actual)", "ips", "snips", "dm", "dr", "replayed 200"):
+    for label in (
+        "logged (actual)",
+        "ips",
+        "snips",
+        "dm",
+        "dr",
+        "probabilities: replayed 200",
+        "expected rewards (DM, DR): replayed 200",
+    ):
         assert label in out
 
 

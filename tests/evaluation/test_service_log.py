@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 import pytest
 
 from oo_ml import Candidate, Context, get_policy
 from oo_ml.engine import Engine, EngineConfig
 from oo_ml.ope.evaluation import collect, estimate_all, evaluate
-from oo_ml.ope.log import iter_rounds
+from oo_ml.ope.log import Round, iter_rounds
+from oo_ml.store.base import ShadowRecord
 from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Outcome
 
@@ -130,3 +135,84 @@ def test_a_shadow_is_evaluated_with_its_logged_probabilities() -> None:
         (record,) = shadows[decision.event_id]
         k = len(decision.candidates)
         np.testing.assert_allclose(replayed.target_dist[i, :k], record.probabilities, atol=1e-9)
+
+
+def _without_means(rounds: list[Round], since: int = 0) -> list[Round]:
+    """``rounds`` as if those from index ``since`` on were logged before means were kept."""
+    return [
+        (dataclasses.replace(d, means=None) if i >= since else d, f)
+        for i, (d, f) in enumerate(rounds)
+    ]
+
+
+def _shadow_lookup(engine: Engine, policy: str, *, since: int = 0) -> Callable[..., Any]:
+    """The shadow records of ``policy``, without their means from the ``since``-th round on."""
+    order = {d.event_id: i for i, (d, _) in enumerate(iter_rounds(engine.store))}
+
+    def lookup(event_ids: Sequence[str]) -> dict[str, ShadowRecord]:
+        found = engine.store.read(lambda t: t.shadows_for(event_ids))
+        return {
+            e: dataclasses.replace(r, means=None) if order[e] >= since else r
+            for e, records in found.items()
+            for r in records
+            if r.policy == policy
+        }
+
+    return lookup
+
+
+@pytest.mark.parametrize("policy", ["egreedy-v1", "ucb-ix1", "ts-ix1"])
+def test_logged_means_are_the_reward_model_a_replay_would_learn(policy: str) -> None:
+    """Served (``egreedy-v1``) or shadowed, a policy's logged means are its model's θ·x before
+    each round, which a replay of the log learns again: the same numbers, bit for bit, with no
+    replay at all."""
+    engine = logged_engine("egreedy-v1", users=8, rounds=25, shadows=("ucb-ix1", "ts-ix1"))
+    rounds = list(iter_rounds(engine.store))
+    target = get_policy(policy)
+    logged = collect(rounds, target, shadows=_shadow_lookup(engine, policy, since=10**9))
+    replayed = collect(_without_means(rounds), target, shadows=_shadow_lookup(engine, policy))
+    assert logged.q_sources == {"logged": 200}
+    assert replayed.q_sources == {"replayed": 200}
+    assert logged.q_hat.tobytes() == replayed.q_hat.tobytes()
+    assert logged.target_dist.tobytes() == replayed.target_dist.tobytes()
+    evaluated = evaluate(engine.store, policy)
+    assert evaluated.reward_model == {"logged": 200}
+    assert evaluated.to_dict()["reward_model"] == {"logged": 200}
+
+
+@pytest.mark.parametrize("policy", ["ucb-ix1", "ucb-pop1"])
+def test_rounds_without_means_after_rounds_with_them_are_replayed_exactly(policy: str) -> None:
+    """A shadow dropped half-way (or a log that stops keeping means): the replay, idle while
+    the logged means served, learns everything before the first round that needs it and then
+    gives that round exactly what a replay from the start gives — population refits
+    included."""
+    engine = logged_engine("egreedy-v1", users=8, rounds=25, shadows=(policy,))
+    rounds = list(iter_rounds(engine.store))
+    target = get_policy(policy)
+    half = collect(
+        _without_means(rounds, since=100),
+        target,
+        shadows=_shadow_lookup(engine, policy, since=100),
+    )
+    whole = collect(_without_means(rounds), target, shadows=_shadow_lookup(engine, policy))
+    assert half.q_sources == {"logged": 100, "replayed": 100}
+    assert half.q_hat[100:].tobytes() == whole.q_hat[100:].tobytes()
+    assert half.target_dist.tobytes() == whole.target_dist.tobytes()  # the shadow's, logged
+
+
+def test_a_population_shadow_is_evaluated_from_the_log_alone() -> None:
+    engine = logged_engine("egreedy-v1", users=8, rounds=25, shadows=("ucb-pop5",))
+    result = evaluate(engine.store, "ucb-pop5")
+    assert (result.sources, result.reward_model) == ({"shadow": 200}, {"logged": 200})
+    shadows = engine.store.read(
+        lambda t: t.shadows_for([d.event_id for d, _ in iter_rounds(engine.store)])
+    )
+    data = collect(
+        iter_rounds(engine.store),
+        get_policy("ucb-pop5"),
+        shadows=_shadow_lookup(engine, "ucb-pop5", since=10**9),
+    )
+    for i, (record,) in enumerate(shadows.values()):
+        assert record.means is not None
+        k = len(record.means)
+        assert data.q_hat[i, :k].tobytes() == np.clip(record.means, -1.0, 1.0).tobytes()

@@ -181,6 +181,10 @@ class LoggedCandidateOut(BaseModel):
     features: list[float] = Field(description="What the serving policy's encoder made of it.")
     score: float
     probability: float | None = Field(description="null for legacy records.")
+    expected_reward: float | None = Field(
+        description="The serving model's θ·x when it decided (the score without an exploration "
+        "bonus); null for legacy records and decisions logged before it was kept."
+    )
 
 
 class LoggedContextOut(BaseModel):
@@ -210,6 +214,9 @@ class ShadowDecisionOut(BaseModel):
         "(its propensity, for off-policy evaluation)."
     )
     probabilities: list[float] = Field(description="The shadow's probability of each candidate.")
+    expected_rewards: list[float] | None = Field(
+        description="The shadow model's θ·x of each candidate; null if logged before it was kept."
+    )
 
 
 class DecisionOut(BaseModel):

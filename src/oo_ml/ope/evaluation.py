@@ -16,9 +16,18 @@ How a policy's probabilities are obtained for each logged round, in order of pre
    live; it is the state a shadow would have had. User resets are honoured through the feedback's
    ``applied`` flag only.
 
-The reward model for DM and DR is the replayed per-user model's posterior mean *before* it sees
+The reward model for DM and DR is the evaluated policy's per-user posterior mean θ·x *before*
 the round's reward (progressive validation: no round's reward is used to predict itself),
-clipped to the reward range [-1, 1].
+clipped to the reward range [-1, 1]. Where the evaluated policy decided the round (logged) or
+shadowed it, that mean was logged with the decision (``means``, since migration 0004): the model
+as it really was, so nothing is learned again. Otherwise it is the replayed model's.
+
+**The replay runs only when a round needs it** — probabilities to replay, or a round logged
+before its means were kept. Until then the log's updates are only queued; the first round that
+needs the replay teaches it everything before it in log order, so its numbers are exactly those
+of a replay from the start. A challenger that ran as a shadow over the whole window is evaluated
+without any replay: a read of the log, not a re-run of its learning (for a population policy,
+also of its population refits).
 
 Only ranked decisions with feedback (from the client, the legacy endpoint or the default
 reward) and logged probabilities are used; the others are counted by reason in ``skipped``.
@@ -45,7 +54,7 @@ from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.rewards import RewardRule
-from oo_ml.store.base import Store
+from oo_ml.store.base import DecisionRecord, ShadowRecord, Store
 from oo_ml.types import Outcome
 
 __all__ = [
@@ -67,8 +76,8 @@ REPLAY_SEED = 20261126
 GateEstimator = Literal["ips", "snips", "dm", "dr"]
 Source = Literal["logged", "shadow", "replayed"]
 
-ShadowLookup = Callable[[Sequence[str]], Mapping[str, FloatArray]]
-"""Given event ids, the evaluated policy's logged shadow probabilities of those that have some."""
+ShadowLookup = Callable[[Sequence[str]], Mapping[str, ShadowRecord]]
+"""Given event ids, the evaluated policy's shadow records of those that have one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,8 @@ class LogData:
     q_hat: FloatArray
     sources: Counter[str]
     skipped: Counter[str]
+    q_sources: Counter[str] = field(default_factory=Counter)
+    """Where each round's reward model came from: ``logged`` means or the ``replayed`` model."""
 
     @property
     def n(self) -> int:
@@ -162,6 +173,7 @@ class _Columns:
     q_hats: list[FloatArray] = field(default_factory=list)
     sources: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    q_sources: Counter[str] = field(default_factory=Counter)
 
     def data(self, policy: str) -> LogData:
         n = len(self.event_ids)
@@ -182,6 +194,7 @@ class _Columns:
             q_hat=q_hat,
             sources=self.sources,
             skipped=self.skipped,
+            q_sources=self.q_sources,
         )
 
 
@@ -212,7 +225,7 @@ def collect(
     ``reward_rule`` re-scores each outcome from its raw action and dwell (default: the reward
     logged with the feedback; default rewards keep their logged value either way).
     """
-    replay = _Replay(policy, population_refresh_every, population_users)
+    replay = _LazyReplay(_Replay(policy, population_refresh_every, population_users))
     out = _Columns()
 
     def run(batch: list[Round]) -> None:
@@ -225,24 +238,14 @@ def collect(
             decision, feedback = round_
             assert feedback is not None
             assert decision.probabilities is not None
-            if decision.features.shape[1] == policy.dim and _same_encoder(decision.policy, policy):
-                x = decision.features
-            else:
-                x = policy.encoder.encode(decision.context, decision.candidates)
-            state = replay.state(decision.user_id)
-            source: Source
-            if decision.policy == policy.name:
-                dist, source = decision.probabilities, "logged"
-            elif decision.event_id in exact:
-                dist, source = exact[decision.event_id], "shadow"
-            else:
-                rng = seeded_generator(decision.seed)
-                ids = tuple(c.id for c in decision.candidates)
-                dist, source = policy.decide(state, x, ids, rng).probabilities, "replayed"
-            out.q_hats.append(np.clip(x @ state.theta, -1.0, 1.0))
+            dist, q_hat, source, q_source = _target(
+                decision, policy, exact.get(decision.event_id), replay
+            )
+            out.q_hats.append(np.clip(q_hat, -1.0, 1.0))
+            out.q_sources[q_source] += 1
             reward = _reward(round_, reward_rule)
             if feedback.applied:
-                replay.learn(decision.user_id, state, x[decision.chosen], reward)
+                replay.learn(decision, reward)
             out.event_ids.append(decision.event_id)
             out.logged.append(decision.policy)
             out.rewards.append(reward)
@@ -260,6 +263,83 @@ def collect(
     if batch:
         run(batch)
     return out.data(policy.name)
+
+
+def _target(
+    decision: DecisionRecord,
+    policy: Policy,
+    shadow: ShadowRecord | None,
+    replay: _LazyReplay,
+) -> tuple[FloatArray, FloatArray, Source, Source]:
+    """``policy``'s probabilities and expected rewards for ``decision``'s candidates, and where
+    each came from: logged with the decision or its shadow when they were, else replayed."""
+    assert decision.probabilities is not None
+    source: Source
+    means: FloatArray | None
+    dist: FloatArray | None
+    if decision.policy == policy.name:
+        dist, means, source = decision.probabilities, decision.means, "logged"
+    elif shadow is not None:
+        dist, means, source = shadow.probabilities, shadow.means, "shadow"
+    else:
+        dist, means, source = None, None, "replayed"
+    if dist is not None and means is not None:
+        replay.touch(decision.user_id)
+        return dist, means, source, "logged"
+    x = _features(decision, policy)
+    state = replay.state(decision.user_id)
+    if dist is None:
+        rng = seeded_generator(decision.seed)
+        ids = tuple(c.id for c in decision.candidates)
+        dist = policy.decide(state, x, ids, rng).probabilities
+    q_hat: FloatArray = x @ state.theta
+    return dist, q_hat, source, "replayed"
+
+
+def _features(decision: DecisionRecord, policy: Policy) -> FloatArray:
+    """The (k, d) features ``policy`` sees for ``decision``'s candidates."""
+    if decision.features.shape[1] == policy.dim and _same_encoder(decision.policy, policy):
+        return decision.features
+    return policy.encoder.encode(decision.context, decision.candidates)
+
+
+class _LazyReplay:
+    """A :class:`_Replay` told the log's updates only once a round needs it.
+
+    Until then, each round's first reference to its user (which makes a new user's state,
+    re-centred on the population of that moment) and each update are queued, in log order,
+    with just the chosen row of features; :meth:`state` plays the queue first, so the state it
+    returns is exactly the one an eager replay would have at that round.
+    """
+
+    def __init__(self, replay: _Replay) -> None:
+        self._replay = replay
+        self._queue: list[tuple[str, FloatArray | None, float]] = []
+
+    def touch(self, user_id: str) -> None:
+        """A round of ``user_id``'s that needs no model (what an eager replay would load)."""
+        self._queue.append((user_id, None, 0.0))
+
+    def learn(self, decision: DecisionRecord, reward: float) -> None:
+        """The round's update: its chosen candidate's features, as the policy encodes them."""
+        if decision.features.shape[1] == self._replay.policy.dim and _same_encoder(
+            decision.policy, self._replay.policy
+        ):
+            x = decision.features[decision.chosen].copy()
+        else:
+            chosen = decision.candidates[decision.chosen : decision.chosen + 1]
+            x = self._replay.policy.encoder.encode(decision.context, chosen)[0]
+        self._queue.append((decision.user_id, x, reward))
+
+    def state(self, user_id: str) -> RidgeState:
+        """``user_id``'s model before this round's update, every earlier one taught."""
+        replay = self._replay
+        for queued_user, x, reward in self._queue:
+            state = replay.state(queued_user)
+            if x is not None:
+                replay.learn(queued_user, state, x, reward)
+        self._queue.clear()
+        return replay.state(user_id)
 
 
 def _same_encoder(logged_policy: str, policy: Policy) -> bool:
@@ -281,6 +361,8 @@ class Evaluation:
     estimates: dict[str, Estimate]
     sources: dict[str, int]
     skipped: dict[str, int]
+    reward_model: dict[str, int] = field(default_factory=dict)
+    """Rounds whose DM/DR reward model was the ``logged`` means or the ``replayed`` model."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -292,6 +374,7 @@ class Evaluation:
             },
             "estimates": {name: _estimate_json(e) for name, e in self.estimates.items()},
             "probabilities": self.sources,
+            "reward_model": self.reward_model,
             "skipped": self.skipped,
         }
 
@@ -403,6 +486,7 @@ def evaluate(
         estimates=estimate_all(data, clip, bootstrap=bootstrap, seed=seed),
         sources=dict(data.sources),
         skipped=dict(data.skipped),
+        reward_model=dict(data.q_sources),
     )
 
 
@@ -416,10 +500,10 @@ def _take(rounds: Iterable[Round], limit: int) -> Iterable[Round]:
 def _shadow_lookup(store: Store, policy: Policy) -> ShadowLookup:
     """The policy's probabilities logged while it ran as a shadow, by event id."""
 
-    def lookup(event_ids: Sequence[str]) -> Mapping[str, FloatArray]:
+    def lookup(event_ids: Sequence[str]) -> Mapping[str, ShadowRecord]:
         found = store.read(lambda txn: txn.shadows_for(event_ids))
         return {
-            event_id: record.probabilities
+            event_id: record
             for event_id, records in found.items()
             for record in records
             if record.policy == policy.name

@@ -118,6 +118,7 @@ def decision_json(
     """A logged decision with its feedback (and its shadow decisions when given), as the API
     and the console show it."""
     probs = None if record.probabilities is None else record.probabilities.tolist()
+    means = None if record.means is None else record.means.tolist()
     candidates = []
     for i, c in enumerate(record.candidates):
         candidates.append(
@@ -132,6 +133,7 @@ def decision_json(
                 "features": record.features[i].tolist(),
                 "score": float(record.scores[i]),
                 "probability": None if probs is None else probs[i],
+                "expected_reward": None if means is None else means[i],
             }
         )
     found: dict[str, Any] = {
@@ -179,6 +181,7 @@ def shadow_json(record: DecisionRecord, shadow: ShadowRecord) -> dict[str, Any]:
         "score": float(shadow.scores[shadow.chosen]),
         "probability": probabilities[record.chosen],
         "probabilities": probabilities,
+        "expected_rewards": None if shadow.means is None else shadow.means.tolist(),
     }
 
 
