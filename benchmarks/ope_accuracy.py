@@ -51,7 +51,8 @@ def simulate(
     clients: list[InProcessClient] = []
 
     def client(config: SimConfig) -> InProcessClient:
-        made = InProcessClient(config.reward_rule, config.seed)
+        # Every decision kept: the simulator's client keeps only the last thousand.
+        made = InProcessClient(config.reward_rule, config.seed, decision_limit=None)
         if shadows:
             made.engine.set_shadow_policies(list(shadows))
         clients.append(made)
@@ -124,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
 
+    logged_rounds = args.users * args.steps
+    for policy, pair in results.items():
+        if any(result.n != logged_rounds for result in pair):
+            raise SystemExit(f"{policy} was evaluated on part of the log, not {logged_rounds}")
     logged_mean = float(np.mean([e.reward_milli / 1000 for e in logging_events]))
     online_order = sorted(
         policies,
@@ -136,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 How well does `oo-ml ope` on a log predict what a policy earns when it serves? A logging run
 of `{args.logging}` and an online run of every policy on the same simulated worlds ({args.users}
 users over the 7 shipped personas, {args.steps} steps each, rule judge, seed {args.seed});
-each policy is then estimated from the logging run's log alone. *Replayed*: probabilities
+each policy is then estimated from the logging run's log alone (all {logged_rounds:,} decisions
+of it). *Replayed*: probabilities
 recomputed by replaying the policy over the log; *shadow*: a second logging run with every
 other policy configured as a shadow, so its probabilities were logged exactly. ✓ marks an
 interval that covers the policy's online expected reward (the persona's expected reward of the

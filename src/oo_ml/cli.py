@@ -20,7 +20,7 @@ from oo_ml.api.app import engine_config
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
 from oo_ml.features import ENCODERS, get_encoder
-from oo_ml.ope.evaluation import Evaluation, evaluate
+from oo_ml.ope.evaluation import Evaluation, evaluate_many
 from oo_ml.ope.export import FORMATS, export_log
 from oo_ml.ope.log import END_OF_TIME_MS, parse_time
 from oo_ml.policies import POLICIES, get_policy
@@ -381,20 +381,17 @@ def ope(
             "since_ms": 0 if since is None else parse_time(since, now, name="since"),
             "until_ms": END_OF_TIME_MS if until is None else parse_time(until, now, name="until"),
         }
-        results = [
-            evaluate(
-                store,
-                name,
-                logged_policies=logged_policy or None,
-                reward_rule=rule,
-                clip=clip,
-                max_rounds=max_rounds,
-                bootstrap=bootstrap,
-                seed=seed,
-                **window,
-            )
-            for name in policy
-        ]
+        results = evaluate_many(  # one read of the log for every policy
+            store,
+            policy,
+            logged_policies=logged_policy or None,
+            reward_rule=rule,
+            clip=clip,
+            max_rounds=max_rounds,
+            bootstrap=bootstrap,
+            seed=seed,
+            **window,
+        )
     except OOMLError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

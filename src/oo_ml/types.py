@@ -31,6 +31,7 @@ __all__ = [
     "check_candidates",
     "checked_candidate",
     "shared_context",
+    "stored_candidate",
 ]
 
 MAX_ID_LENGTH = 256
@@ -101,6 +102,26 @@ def shared_context(hour_of_day: int, day_of_week: int) -> Context:
     return Context(hour_of_day, day_of_week)
 
 
+def _plain_candidate(
+    tip_id: object, is_overdue: object, task_age_days: object, priority: object, source: object
+) -> bool:
+    """Whether these are a valid candidate's fields exactly as :class:`Candidate` keeps them:
+    ``str``, ``bool``, ``float``, ``int`` and ``str``, in range, no NUL, nothing to convert."""
+    return (
+        type(tip_id) is str
+        and 0 < len(tip_id) <= MAX_ID_LENGTH
+        and "\x00" not in tip_id
+        and type(is_overdue) is bool
+        and type(task_age_days) is float
+        and -MAX_TASK_AGE_DAYS <= task_age_days <= MAX_TASK_AGE_DAYS
+        and type(priority) is int
+        and 1 <= priority <= 4
+        and type(source) is str
+        and len(source) <= MAX_ID_LENGTH
+        and "\x00" not in source
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One task that could be shown.
@@ -118,19 +139,8 @@ class Candidate:
 
     def __post_init__(self) -> None:
         # The common case — exact built-in types, in range — is checked without conversions.
-        if (
-            type(self.id) is str
-            and 0 < len(self.id) <= MAX_ID_LENGTH
-            and "\x00" not in self.id
-            and type(self.is_overdue) is bool
-            and type(self.task_age_days) is float
-            and -MAX_TASK_AGE_DAYS <= self.task_age_days <= MAX_TASK_AGE_DAYS
-            and type(self.priority) is int
-            and 1 <= self.priority <= 4
-            and type(self.source) is str
-            and len(self.source) <= MAX_ID_LENGTH
-            and "\x00" not in self.source
-        ):
+        fields = (self.id, self.is_overdue, self.task_age_days, self.priority, self.source)
+        if _plain_candidate(*fields):
             return
         _text("id", self.id, MAX_ID_LENGTH)
         if not isinstance(self.is_overdue, bool | np.bool_):
@@ -174,6 +184,17 @@ def checked_candidate(
     set_priority(candidate, priority)
     set_source(candidate, source)
     return candidate
+
+
+def stored_candidate(
+    tip_id: str, is_overdue: bool, task_age_days: float, priority: int, source: str
+) -> Candidate:
+    """``Candidate(tip_id, is_overdue, task_age_days, priority, source)``, built by
+    :func:`checked_candidate` when the values are exactly what a candidate keeps — as when read
+    back from the decision log — and by the checking constructor otherwise."""
+    if _plain_candidate(tip_id, is_overdue, task_age_days, priority, source):
+        return checked_candidate(tip_id, is_overdue, task_age_days, priority, source)
+    return Candidate(tip_id, is_overdue, task_age_days, priority, source)
 
 
 def check_candidates(candidates: Sequence[Candidate], max_candidates: int | None = None) -> None:

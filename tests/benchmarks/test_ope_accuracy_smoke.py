@@ -29,3 +29,4 @@ def test_tiny_run_writes_a_row_per_policy(tmp_path: Path) -> None:
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert [row.split(" | ")[0] for row in rows] == ["| `egreedy-v1`", "| `ucb-ix1`"]
     assert "--users 7 --steps 12" in section
+    assert "(all 84 decisions\nof it)" in section  # the whole log, not the client's last 1000

@@ -11,7 +11,7 @@ import pytest
 
 from oo_ml import Candidate, Context, get_policy
 from oo_ml.engine import Engine, EngineConfig
-from oo_ml.ope.evaluation import collect, estimate_all, evaluate
+from oo_ml.ope.evaluation import collect, estimate_all, evaluate, evaluate_many
 from oo_ml.ope.log import Round, iter_rounds
 from oo_ml.store.base import ShadowRecord
 from oo_ml.store.memory import MemoryStore
@@ -216,3 +216,18 @@ def test_a_population_shadow_is_evaluated_from_the_log_alone() -> None:
         assert record.means is not None
         k = len(record.means)
         assert data.q_hat[i, :k].tobytes() == np.clip(record.means, -1.0, 1.0).tobytes()
+
+
+def test_several_policies_read_from_one_pass_are_each_evaluated_as_alone() -> None:
+    engine = logged_engine("egreedy-v1", users=6, rounds=20, shadows=("ucb-pop1", "ts-ix1"))
+    names = ["ucb-pop1", "egreedy-v1", "ts-ix1", "linucb-v1", "ucb-pop1"]
+    together = evaluate_many(engine.store, names, max_rounds=100)
+    alone = [evaluate(engine.store, name, max_rounds=100) for name in names]
+    assert [r.to_dict() for r in together] == [r.to_dict() for r in alone]
+    assert [r.sources for r in together] == [
+        {"shadow": 100},
+        {"logged": 100},
+        {"shadow": 100},
+        {"replayed": 100},
+        {"shadow": 100},
+    ]

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,7 +54,7 @@ from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
 from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.rewards import RewardRule
-from oo_ml.store.base import DecisionRecord, ShadowRecord, Store
+from oo_ml.store.base import DecisionRecord, ShadowRecord, Store, Txn
 from oo_ml.types import Outcome
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "check_promotion",
     "collect",
     "evaluate",
+    "evaluate_many",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -225,44 +226,66 @@ def collect(
     ``reward_rule`` re-scores each outcome from its raw action and dwell (default: the reward
     logged with the feedback; default rewards keep their logged value either way).
     """
-    replay = _LazyReplay(_Replay(policy, population_refresh_every, population_users))
-    out = _Columns()
-
-    def run(batch: list[Round]) -> None:
+    collector = _Collector(policy, reward_rule, population_refresh_every, population_users)
+    for batch in _pages(rounds, page):
         exact = shadows([d.event_id for d, _ in batch]) if shadows is not None else {}
         for round_ in batch:
-            why = _unusable(round_)
-            if why is not None:
-                out.skipped[why] += 1
-                continue
-            decision, feedback = round_
-            assert feedback is not None
-            assert decision.probabilities is not None
-            dist, q_hat, source, q_source = _target(
-                decision, policy, exact.get(decision.event_id), replay
-            )
-            out.q_hats.append(np.clip(q_hat, -1.0, 1.0))
-            out.q_sources[q_source] += 1
-            reward = _reward(round_, reward_rule)
-            if feedback.applied:
-                replay.learn(decision, reward)
-            out.event_ids.append(decision.event_id)
-            out.logged.append(decision.policy)
-            out.rewards.append(reward)
-            out.pscores.append(float(decision.probabilities[decision.chosen]))
-            out.actions.append(decision.chosen)
-            out.dists.append(np.asarray(dist, dtype=np.float64))
-            out.sources[source] += 1
+            collector.add(round_, exact.get(round_[0].event_id))
+    return collector.data()
 
+
+def _pages(rounds: Iterable[Round], size: int) -> Iterator[list[Round]]:
     batch: list[Round] = []
     for round_ in rounds:
         batch.append(round_)
-        if len(batch) >= page:
-            run(batch)
+        if len(batch) >= size:
+            yield batch
             batch = []
     if batch:
-        run(batch)
-    return out.data(policy.name)
+        yield batch
+
+
+class _Collector:
+    """One policy's estimator inputs, gathered round after round (see :func:`collect`)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        reward_rule: RewardRule | None,
+        population_refresh_every: int = 100,
+        population_users: int = 2000,
+    ) -> None:
+        self.policy = policy
+        self.reward_rule = reward_rule
+        self.replay = _LazyReplay(_Replay(policy, population_refresh_every, population_users))
+        self.out = _Columns()
+
+    def add(self, round_: Round, shadow: ShadowRecord | None) -> None:
+        """One logged round, with the policy's shadow record of it if it has one."""
+        out = self.out
+        why = _unusable(round_)
+        if why is not None:
+            out.skipped[why] += 1
+            return
+        decision, feedback = round_
+        assert feedback is not None
+        assert decision.probabilities is not None
+        dist, q_hat, source, q_source = _target(decision, self.policy, shadow, self.replay)
+        out.q_hats.append(np.clip(q_hat, -1.0, 1.0))
+        out.q_sources[q_source] += 1
+        reward = _reward(round_, self.reward_rule)
+        if feedback.applied:
+            self.replay.learn(decision, reward)
+        out.event_ids.append(decision.event_id)
+        out.logged.append(decision.policy)
+        out.rewards.append(reward)
+        out.pscores.append(float(decision.probabilities[decision.chosen]))
+        out.actions.append(decision.chosen)
+        out.dists.append(np.asarray(dist, dtype=np.float64))
+        out.sources[source] += 1
+
+    def data(self) -> LogData:
+        return self.out.data(self.policy.name)
 
 
 def _target(
@@ -465,7 +488,37 @@ def evaluate(
     """Evaluate the registered ``policy`` on decisions made in ``[since_ms, until_ms)``
     (optionally only those served by ``logged_policies``; at most the first ``max_rounds``);
     ``bootstrap`` and ``seed``: see :func:`estimate_all`."""
-    target = get_policy(policy)
+    (result,) = evaluate_many(
+        store,
+        [policy],
+        since_ms=since_ms,
+        until_ms=until_ms,
+        logged_policies=logged_policies,
+        reward_rule=reward_rule,
+        clip=clip,
+        max_rounds=max_rounds,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    return result
+
+
+def evaluate_many(
+    store: Store,
+    policies: Sequence[str],
+    *,
+    since_ms: int = 0,
+    until_ms: int = END_OF_TIME_MS,
+    logged_policies: Sequence[str] | None = None,
+    reward_rule: RewardRule | None = None,
+    clip: float | None = None,
+    max_rounds: int | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> list[Evaluation]:
+    """:func:`evaluate` of each of ``policies``, in order, reading the log once for all: each
+    page of rounds, and their shadow records, is read once and given to every policy."""
+    targets = [get_policy(name) for name in policies]
     if max_rounds is not None and max_rounds < 1:
         raise ValidationError("max_rounds", "must be at least 1")
     rounds: Iterable[Round] = iter_rounds(
@@ -473,13 +526,35 @@ def evaluate(
     )
     if max_rounds is not None:
         rounds = _take(rounds, max_rounds)
-    data = collect(rounds, target, reward_rule=reward_rule, shadows=_shadow_lookup(store, target))
+    collectors = [_Collector(target, reward_rule) for target in targets]
+    for batch in _pages(rounds, 1000):
+        found = _shadows_of(store, [d.event_id for d, _ in batch])
+        for round_ in batch:
+            records = found.get(round_[0].event_id, ())
+            for collector in collectors:
+                name = collector.policy.name
+                shadow = next((r for r in records if r.policy == name), None)
+                collector.add(round_, shadow)
+    return [
+        _evaluation(collector.data(), clip, bootstrap=bootstrap, seed=seed)
+        for collector in collectors
+    ]
+
+
+def _shadows_of(store: Store, event_ids: Sequence[str]) -> Mapping[str, Sequence[ShadowRecord]]:
+    def job(txn: Txn) -> Mapping[str, Sequence[ShadowRecord]]:
+        return txn.shadows_for(event_ids)
+
+    return store.read(job)
+
+
+def _evaluation(data: LogData, clip: float | None, *, bootstrap: int, seed: int) -> Evaluation:
     by_policy: dict[str, tuple[int, float]] = {}
     for name in sorted(set(data.logged_policies)):
         mask = np.fromiter((p == name for p in data.logged_policies), bool, data.n)
         by_policy[name] = (int(mask.sum()), float(data.reward[mask].mean()))
     return Evaluation(
-        policy=target.name,
+        policy=data.policy,
         n=data.n,
         logged=_logged_mean(data.reward),
         logged_by_policy=by_policy,
@@ -495,21 +570,6 @@ def _take(rounds: Iterable[Round], limit: int) -> Iterable[Round]:
         if i >= limit:
             return
         yield round_
-
-
-def _shadow_lookup(store: Store, policy: Policy) -> ShadowLookup:
-    """The policy's probabilities logged while it ran as a shadow, by event id."""
-
-    def lookup(event_ids: Sequence[str]) -> Mapping[str, ShadowRecord]:
-        found = store.read(lambda txn: txn.shadows_for(event_ids))
-        return {
-            event_id: record
-            for event_id, records in found.items()
-            for record in records
-            if record.policy == policy.name
-        }
-
-    return lookup
 
 
 # -- the promotion gate --------------------------------------------------------------------
@@ -561,10 +621,10 @@ def check_promotion(
         raise ValidationError("estimator", f"must be one of {', '.join(ESTIMATORS)}")
     if challenger == active:
         return PromotionCheck(True, "already active", estimator, challenger, active, 0, None, None)
-    results = {
-        name: evaluate(store, name, since_ms=since_ms, until_ms=until_ms, max_rounds=max_rounds)
-        for name in (challenger, active)
-    }
+    evaluated = evaluate_many(
+        store, [challenger, active], since_ms=since_ms, until_ms=until_ms, max_rounds=max_rounds
+    )
+    results = {result.policy: result for result in evaluated}
     rounds = results[challenger].n
     new = results[challenger].estimates.get(estimator)
     old = results[active].estimates.get(estimator)

@@ -96,7 +96,7 @@ from oo_ml.store.schema import (
     tip_feedback,
     users,
 )
-from oo_ml.types import Candidate, Context
+from oo_ml.types import Context, stored_candidate
 
 __all__ = ["SqlStore", "SqlTxn"]
 
@@ -145,7 +145,7 @@ def _loads(text: str) -> Any:
 
 def _decision_from_row(row: Any) -> DecisionRecord:
     parsed = _loads(row.candidates)
-    candidates = tuple(Candidate(c[0], bool(c[1]), c[2], c[3], c[4]) for c in parsed)
+    candidates = tuple([stored_candidate(c[0], bool(c[1]), c[2], c[3], c[4]) for c in parsed])
     k, d = row.n_candidates, row.dim
     return DecisionRecord(
         event_id=row.event_id,
