@@ -472,34 +472,10 @@ def _logged_mean(reward: FloatArray) -> Estimate | None:
     )
 
 
-def evaluate(
-    store: Store,
-    policy: str,
-    *,
-    since_ms: int = 0,
-    until_ms: int = END_OF_TIME_MS,
-    logged_policies: Sequence[str] | None = None,
-    reward_rule: RewardRule | None = None,
-    clip: float | None = None,
-    max_rounds: int | None = None,
-    bootstrap: int = 0,
-    seed: int = 0,
-) -> Evaluation:
-    """Evaluate the registered ``policy`` on decisions made in ``[since_ms, until_ms)``
-    (optionally only those served by ``logged_policies``; at most the first ``max_rounds``);
-    ``bootstrap`` and ``seed``: see :func:`estimate_all`."""
-    (result,) = evaluate_many(
-        store,
-        [policy],
-        since_ms=since_ms,
-        until_ms=until_ms,
-        logged_policies=logged_policies,
-        reward_rule=reward_rule,
-        clip=clip,
-        max_rounds=max_rounds,
-        bootstrap=bootstrap,
-        seed=seed,
-    )
+def evaluate(store: Store, policy: str, **options: Any) -> Evaluation:
+    """Evaluate the registered ``policy`` on the log: :func:`evaluate_many` of one policy,
+    with the same keyword options."""
+    (result,) = evaluate_many(store, [policy], **options)
     return result
 
 
@@ -516,8 +492,10 @@ def evaluate_many(
     bootstrap: int = 0,
     seed: int = 0,
 ) -> list[Evaluation]:
-    """:func:`evaluate` of each of ``policies``, in order, reading the log once for all: each
-    page of rounds, and their shadow records, is read once and given to every policy."""
+    """Evaluate each of the registered ``policies``, in order, on decisions made in
+    ``[since_ms, until_ms)`` (optionally only those served by ``logged_policies``; at most the
+    first ``max_rounds``); ``bootstrap`` and ``seed``: see :func:`estimate_all`. The log is read
+    once for all: each page of rounds, and their shadow records, is given to every policy."""
     targets = [get_policy(name) for name in policies]
     if max_rounds is not None and max_rounds < 1:
         raise ValidationError("max_rounds", "must be at least 1")
