@@ -204,6 +204,11 @@ def test_decision_page_shows_candidates_features_scores_and_feedback(
     assert "updates seen when it decided" in html
     candidates = html[html.index('id="candidates"') : html.index('id="features"')]
     assert candidates.count("<tr") == 4  # header and three candidates
+    assert '<th scope="col">Expected reward</th>' in candidates
+    # ε-greedy ranks by what its model expects: each row shows the same number twice.
+    for row in candidates.split("<tr")[2:]:
+        cells = [c.split("</td>")[0] for c in row.split('<td class="num">')[1:]]
+        assert cells[3] == cells[4] != "—", cells  # #, age, priority, expected, score
     features = html[html.index('id="features"') :]
     for label in ("hour_sin", "is_overdue", "priority", "dow_cos"):
         assert f"<code>{label}</code>" in features
