@@ -17,7 +17,7 @@ from oo_ml.store.base import ShadowRecord
 from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Action, Outcome
 
-from .world import expected_reward, play_engine, seeded_engine
+from .world import expected_reward, outcome_for, play_engine, round_inputs, seeded_engine
 
 
 def logged_engine(
@@ -231,3 +231,34 @@ def test_several_policies_read_from_one_pass_are_each_evaluated_as_alone() -> No
         {"replayed": 100},
         {"shadow": 100},
     ]
+
+
+def test_a_round_that_taught_nothing_still_starts_its_users_model_where_a_replay_would() -> None:
+    """A user's first answer came after a reset (not applied): an eager replay makes their
+    model at that round, with the population of then, and the lazy one must too, not later
+    with the population of when it is first needed."""
+    engine = seeded_engine(
+        MemoryStore(), "egreedy-v1", start=1_700_000_000, tick=0.001, seed=5, shadows=("ucb-pop1",)
+    )
+    rng = np.random.default_rng(3)
+    context, candidates = round_inputs(rng)
+    early = engine.rank("late-joiner", context, candidates)
+    engine.reset_user("late-joiner")
+    engine.feedback(early.event_id, outcome_for(candidates[early.chosen], rng))
+    play_engine(engine, users=8, rounds=25, seed=4)
+    for _ in range(3):
+        context, candidates = round_inputs(rng)
+        later = engine.rank("late-joiner", context, candidates)
+        engine.feedback(later.event_id, outcome_for(candidates[later.chosen], rng))
+    rounds = list(iter_rounds(engine.store))
+    assert rounds[0][1] is not None
+    assert not rounds[0][1].applied
+    policy, since = get_policy("ucb-pop1"), len(rounds) - 3
+    half = collect(
+        _without_means(rounds, since=since),
+        policy,
+        shadows=_shadow_lookup(engine, "ucb-pop1", since=since),
+    )
+    whole = collect(_without_means(rounds), policy, shadows=_shadow_lookup(engine, "ucb-pop1"))
+    assert half.q_sources == {"logged": since, "replayed": 3}
+    assert half.q_hat[since:].tobytes() == whole.q_hat[since:].tobytes()
