@@ -321,9 +321,14 @@ def _target(
 
 def _features(decision: DecisionRecord, policy: Policy) -> FloatArray:
     """The (k, d) features ``policy`` sees for ``decision``'s candidates."""
-    if decision.features.shape[1] == policy.dim and _same_encoder(decision.policy, policy):
+    if _logged_features_fit(decision, policy):
         return decision.features
     return policy.encoder.encode(decision.context, decision.candidates)
+
+
+def _logged_features_fit(decision: DecisionRecord, policy: Policy) -> bool:
+    """Whether ``decision``'s logged features are the ones ``policy``'s encoder makes."""
+    return decision.features.shape[1] == policy.dim and _same_encoder(decision.policy, policy)
 
 
 class _LazyReplay:
@@ -345,13 +350,12 @@ class _LazyReplay:
 
     def learn(self, decision: DecisionRecord, reward: float) -> None:
         """The round's update: its chosen candidate's features, as the policy encodes them."""
-        if decision.features.shape[1] == self._replay.policy.dim and _same_encoder(
-            decision.policy, self._replay.policy
-        ):
+        policy = self._replay.policy
+        if _logged_features_fit(decision, policy):
             x = decision.features[decision.chosen].copy()
         else:
             chosen = decision.candidates[decision.chosen : decision.chosen + 1]
-            x = self._replay.policy.encoder.encode(decision.context, chosen)[0]
+            x = policy.encoder.encode(decision.context, chosen)[0]
         self._queue.append((decision.user_id, x, reward))
 
     def state(self, user_id: str) -> RidgeState:
