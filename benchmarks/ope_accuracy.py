@@ -39,8 +39,8 @@ from oo_ml.store.memory import MemoryStore
 
 SECTION = "ope-accuracy"
 HEADER = (
-    "| policy | online mean reward [95% CI] | online expected | SNIPS, replayed | DR, replayed"
-    " | SNIPS, shadow | DR, shadow |\n|---|---|---|---|---|---|---|"
+    "| policy | online mean reward [95% CI] | online expected | online oracle | SNIPS, replayed"
+    " | DR, replayed | SNIPS, shadow | DR, shadow |\n|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -116,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         exact = evaluate(shadow_logs[policy], policy)
         results[policy] = (replayed, exact)
         lo, hi = _ci(rewards)
-        cells = [f"`{policy}`", f"{rewards.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]", f"{expected:+.3f}"]
+        oracle = float(np.mean([e.oracle_reward for e in events]))
+        cells = [
+            f"`{policy}`",
+            f"{rewards.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]",
+            f"{expected:+.3f}",
+            f"{oracle:+.3f}",
+        ]
         for result in (replayed, exact):
             for name in ("snips", "dr"):
                 e = result.estimates[name]
@@ -130,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if any(result.n != logged_rounds for result in pair):
             raise SystemExit(f"{policy} was evaluated on part of the log, not {logged_rounds}")
     logged_mean = float(np.mean([e.reward_milli / 1000 for e in logging_events]))
+    logged_oracle = float(np.mean([e.oracle_reward for e in logging_events]))
+    logged_random = float(np.mean([e.random_reward for e in logging_events]))
     online_order = sorted(
         policies,
         key=lambda p: -np.mean([e.chosen_expected for e in online_events if e.policy == p]),
@@ -146,24 +154,29 @@ of it). *Replayed*: probabilities
 recomputed by replaying the policy over the log; *shadow*: a second logging run with every
 other policy configured as a shadow, so its probabilities were logged exactly. ✓ marks an
 interval that covers the policy's online expected reward (the persona's expected reward of the
-tips it chose, averaged; the judge's noise removed). See `benchmarks/ope_accuracy.py`.
+tips it chose, averaged; the judge's noise removed); *online oracle* is the mean expected reward
+of the best tip in the pools the policy met online. See `benchmarks/ope_accuracy.py`.
 
 Command: `{command_line("benchmarks/ope_accuracy.py", argv)}` ({elapsed:.0f} s)
 
 {HEADER}
 {chr(10).join(rows)}
 
-The logging policy earned {logged_mean:+.3f} per decision. Order by online expected reward:
+Order by online expected reward:
 {", ".join(online_order)}; by the replayed DR estimate: {", ".join(ope_order)}.
 
-What the estimates measure is the policy *as the log taught it*: a replayed or shadow model
-learns from the logging policy's choices, not its own. That can make it worse than it would be
-online (its own exploration would have found better data) or better (the logging policy's data
-are more varied than what a confident policy gathers for itself): over a log this long the
-richer policies — the population ones and `ucb-ix2` — are estimated at about twice their
-online reward, beyond their intervals. So the estimates rank challengers against the logging
-policy (the population policies above the rest, as online); they do not predict a
-challenger's online reward to within their interval. Shadow and replay give the same numbers
+The logging policy earned {logged_mean:+.3f} per decision from pools whose best tip was worth
+{logged_oracle:+.3f} on average and a random one {logged_random:+.3f}. What the estimates measure is
+the policy on *those* pools, as the log taught it. Online, a policy meets other pools: a tip done
+leaves its pool, so a policy that finds what a person likes empties their pool of it, and the
+better it does the poorer its pools get (the online oracle column). Off-policy evaluation
+assumes that the contexts do not depend on the choices, which the simulator's pools (like a real
+person's task list) break. So the richer policies — the population ones and `ucb-ix2` — are
+estimated well above their online reward and beyond their intervals, though below what those
+richer pools allow; the estimates rank challengers against the logging policy (the population
+policies above the rest, as online), and do not predict a challenger's online reward to within
+their interval. A replayed or shadow model also learns from the logging policy's choices, not
+its own, which can make it worse or better than online. Shadow and replay give the same numbers
 for a policy without a population prior (the same model, learned from the same logged
 actions; `ts-ix1` differs by its Monte-Carlo draws only); a population policy's shadow refits
 its population live, on the engine's schedule, and its replay on its own. The intervals are
