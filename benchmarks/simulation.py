@@ -331,6 +331,37 @@ def _sim_steps(config: SimConfig) -> float:
     return config.total_steps / elapsed
 
 
+class _NoDecisions:
+    """A decision client that decides nothing: the first candidate, at once, reward 0. With it
+    a run measures the simulated world alone."""
+
+    def __init__(self) -> None:
+        self._made = 0
+
+    def rank(
+        self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
+    ) -> tuple[str, int, float]:
+        self._made += 1
+        return f"e{self._made}", 0, 1.0
+
+    def feedback(self, event_id: str, outcome: Outcome) -> int:
+        return 0
+
+
+def _world_steps(config: SimConfig) -> float:
+    """Steps/s of a run whose decisions cost nothing (:class:`_NoDecisions`): task pools,
+    personas, rule judge, oracle and events into a new SQLite database, as :func:`_sim_steps`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/sim.db"
+        upgrade(url)
+        store = SqlStore(url)
+        started = time.perf_counter()
+        SimRunner(store, client_factory=lambda _: _NoDecisions()).run(config)
+        elapsed = time.perf_counter() - started
+        store.close()
+    return config.total_steps / elapsed
+
+
 def _speed_rounds(config: SimConfig) -> list[Round]:
     """The core's rounds for a run like ``config``'s, as many as its steps, with what the
     run's users would teach: user ``u``'s rounds come from user ``u``'s own task stream (as
@@ -394,6 +425,8 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "simulated ÷ engine",
         "engine overhead µs",
         "world overhead µs",
+        "world alone µs",
+        "a step's budget µs",
     )
     _show("Simulator speed (medians)", header, rows)
     described = "; ".join(
@@ -415,7 +448,10 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
         "engine is the simulator's own share, the world's. All after "
         "`freeze_startup_heap()`, as `oo-ml sim` runs. Engine overhead: an engine round's time "
         "minus a core round's; world overhead: a simulated step's time minus an engine round's "
-        "(task pool, judge, oracle, events into SQLite).\n\n" + markdown_table(header, rows)
+        "(task pool, judge, oracle, events into SQLite). World alone: a step of the same run "
+        "with a decision client that decides nothing (the first candidate, at once); a step's "
+        "budget: the time a whole simulated step may take to meet the ratio's target, two "
+        "core rounds.\n\n" + markdown_table(header, rows)
     )
 
 
@@ -440,6 +476,7 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         "core": lambda: _core_rounds(policy, rounds, users, seed, prior=True),
         "engine": lambda: _engine_rounds(config, rounds),
         "sim": lambda: _sim_steps(config),
+        "world": lambda: _world_steps(config),
     }
     if has_prior:
         measures["bare"] = lambda: _core_rounds(policy, rounds, users, seed, prior=False)
@@ -451,7 +488,7 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
             runs[key].append(measures[key]())
     core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
-    engine = statistics.median(runs["engine"])
+    engine, world = statistics.median(runs["engine"]), statistics.median(runs["world"])
     bare = statistics.median(runs["bare"]) if has_prior else None
     # Each repeat's own ratio (its runs were measured back to back): their spread shows how
     # much of a difference the machine's noise alone makes.
@@ -472,6 +509,8 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         f"{simulated / engine:.2f}",
         f"{1e6 / engine - 1e6 / core:,.0f}",
         f"{1e6 / simulated - 1e6 / engine:,.0f}",
+        f"{1e6 / world:,.0f}",
+        f"{2e6 / core:,.0f}",
     )
 
 

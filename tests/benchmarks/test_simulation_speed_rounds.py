@@ -69,3 +69,15 @@ def test_rounds_are_reproducible_and_the_core_learns_from_them() -> None:
     assert simulation._core_rounds(policy, rounds, config.users, 1, prior=True) > 0
     engine_config = SimConfig(("ucb-pop3",), PERSONAS, config.users, config.steps, seed=5)
     assert simulation._engine_rounds(engine_config, rounds) > 0
+
+
+def test_the_speed_table_has_a_row_per_policy_with_the_world_alone_and_the_budget() -> None:
+    text = simulation.speed(["egreedy-v1"], ["small"], repeats=1, seed=1)
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    (row,) = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert header[-2:] == ["world alone µs", "a step's budget µs"]
+    assert row[:2] == ["small", "egreedy-v1"]
+    core = float(row[2].replace(",", ""))
+    assert float(row[-1].replace(",", "")) == pytest.approx(2e6 / core, abs=1)
+    assert float(row[-2].replace(",", "")) > 0
