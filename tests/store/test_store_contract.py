@@ -221,6 +221,11 @@ def test_logged_rounds_pages_oldest_first_with_feedback(store: Store) -> None:
     assert pages == ["e5", "e1", "e2", "e3", "e0", "e4"]
     only = store.read(lambda t: t.logged_rounds(0, 10_000, policies=["linucb-v1"]))
     assert [d.event_id for d, _ in only] == ["e2"]
+    both = store.read(
+        lambda t: t.logged_rounds(0, 10_000, after=(300, "e2"), policies=["egreedy-v1", "x"])
+    )
+    assert [d.event_id for d, _ in both] == ["e3", "e0", "e4"]
+    assert store.read(lambda t: t.logged_rounds(0, 10_000, policies=[])) == []
 
 
 def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
