@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from oo_ml.admin.auth import ConsoleRoute, Viewer, ViewerDep, admin_token, safe_next
 from oo_ml.admin.csrf import FIELD, FormError, csrf_matches, new_token, read_form
 from oo_ml.admin.render import base_path, render
-from oo_ml.admin.runs import ACTIVE, RunManager
+from oo_ml.admin.runs import ACTIVE, RunManager, console_runs
 from oo_ml.admin.sessions import (
     LOGIN_COOKIE,
     clear_session,
@@ -103,11 +103,6 @@ def _engine(request: Request) -> Engine:
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def _runs(request: Request) -> RunManager:
-    manager: RunManager = request.app.state.console_runs
-    return manager
 
 
 def _redirect(request: Request, path: str) -> RedirectResponse:
@@ -218,7 +213,7 @@ async def start_simulation(request: Request, viewer: ViewerDep) -> Response:
     config = form.config(baseline=active)
     if config is not None:
         try:
-            run = await run_in_threadpool(_runs(request).start, config)
+            run = await run_in_threadpool(console_runs(request).start, config)
         except ConfigurationError as exc:
             form.errors.append(str(exc))
         else:
@@ -286,7 +281,7 @@ def run_curve(request: Request, viewer: ViewerDep, run_id: str) -> Response:
 @router.post("/runs/{run_id}/cancel")
 async def cancel_run(request: Request, viewer: ViewerDep, run_id: str) -> Response:
     await read_form(request, viewer.expected_csrf)
-    outcome = await run_in_threadpool(_runs(request).cancel, run_id)
+    outcome = await run_in_threadpool(console_runs(request).cancel, run_id)
     if outcome == "missing":
         raise NotFoundError(f"no simulation run {run_id!r}")
     return _redirect(request, f"/runs/{quote(run_id)}?notice={outcome}")

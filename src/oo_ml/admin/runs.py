@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
+
 from oo_ml.errors import ConfigurationError
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import Judge, make_judge
@@ -41,6 +43,7 @@ __all__ = [
     "WORKERS",
     "ProcessIdentity",
     "RunManager",
+    "console_runs",
 ]
 
 log = logging.getLogger("oo_ml.admin")
@@ -359,3 +362,10 @@ def _finish_if(
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def console_runs(request: Request) -> RunManager:
+    """The app's run manager (set up by the console's lifespan), for the console's routes and
+    the API's ``/v1/sim/runs``."""
+    manager: RunManager = request.app.state.console_runs
+    return manager

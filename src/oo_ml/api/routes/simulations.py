@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from oo_ml.admin.runs import MAX_TOTAL_STEPS, RunManager
+from oo_ml.admin.runs import MAX_TOTAL_STEPS, console_runs
 from oo_ml.api.deps import AdminDep, EngineDep
 from oo_ml.api.routes._common import iso_time
 from oo_ml.errors import ConfigurationError, NotFoundError, ValidationError
@@ -90,11 +90,6 @@ class CancelOut(BaseModel):
     outcome: Literal["cancelling", "remote", "cancelled", "finished", "foreign"]
 
 
-def _manager(request: Request) -> RunManager:
-    manager: RunManager = request.app.state.console_runs
-    return manager
-
-
 def _run_json(run: RunRecord, *, summary: bool) -> dict[str, Any]:
     found: dict[str, Any] = {
         "run_id": run.run_id,
@@ -159,7 +154,7 @@ def start_run(request: Request, body: SimRunIn) -> JSONResponse:
     the queued run and its URL. Follow it with GET on that URL."""
     config = _config(body)
     try:
-        run = _manager(request).start(config)
+        run = console_runs(request).start(config)
     except ConfigurationError as exc:  # a run too large, or a judge this server lacks
         field = "steps" if config.total_steps > MAX_TOTAL_STEPS else "judge"
         raise ValidationError(field, str(exc)) from None
@@ -200,7 +195,7 @@ def cancel_run(request: Request, run_id: Annotated[str, Path(max_length=128)]) -
     """Ask a queued or running run to stop. ``outcome``: ``cancelling`` (this server stops it),
     ``remote`` (another worker does), ``cancelled`` (its server was gone), ``finished``
     (nothing to stop) or ``foreign`` (a command-line run: stop it where it runs)."""
-    outcome = _manager(request).cancel(run_id)
+    outcome = console_runs(request).cancel(run_id)
     if outcome == "missing":
         raise NotFoundError(f"no simulation run {run_id!r}")
     return {"run_id": run_id, "outcome": outcome}
