@@ -78,9 +78,14 @@ def first_random(seed: int) -> float:
     MAX_SEED``, bit for bit."""
     if 0 <= seed < _TWO_63:  # the engine's seeds: one word, passed as it is
         return _first_random(seed, 0)
-    # Two 64-bit words, each handed over as the signed integer of the same bits.
-    low, high = seed & _M64, seed >> 64
-    return _first_random(low - (low >> 63 << 64), high - (high >> 63 << 64))
+    high, low = _split(seed)  # two 64-bit words, each as the signed integer of the same bits
+    return _first_random(low, high)
+
+
+def _split(value: int) -> tuple[int, int]:
+    """A 128-bit number as the signed integers of its (high, low) 64-bit words."""
+    high, low = value >> 64, value & _M64
+    return high - (high >> 63 << 64), low - (low >> 63 << 64)
 
 
 @compiled
@@ -94,15 +99,40 @@ def _product(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
 
 
 @compiled
+def _times(
+    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """The product of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
+    high, low = _product(a_low, b_low)
+    return high + a_low * b_high + a_high * b_low, low
+
+
+@compiled
+def _plus(
+    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
+) -> tuple[np.uint64, np.uint64]:
+    """The sum of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
+    low = a_low + b_low
+    return a_high + b_high + (np.uint64(1) if low < a_low else np.uint64(0)), low
+
+
+@compiled
 def _step(
     high: np.uint64, low: np.uint64, inc_high: np.uint64, inc_low: np.uint64
 ) -> tuple[np.uint64, np.uint64]:
     """PCG64's LCG step of the 128-bit state (high, low): ``state * MULT + increment``."""
-    top, product_low = _product(low, _MULT_LOW)
-    top += low * _MULT_HIGH + high * _MULT_LOW  # the rest of the product, modulo 2^64
-    new_low = product_low + inc_low
-    carry = np.uint64(1) if new_low < product_low else np.uint64(0)
-    return top + inc_high + carry, new_low
+    product_high, product_low = _times(high, low, _MULT_HIGH, _MULT_LOW)
+    return _plus(product_high, product_low, inc_high, inc_low)
+
+
+@compiled
+def _output(high: np.uint64, low: np.uint64) -> float:
+    """What ``random()`` makes of the state (high, low) after a step: XSL-RR's 64-bit output,
+    its top 53 bits as a double in [0, 1)."""
+    xored = high ^ low
+    rotation = high >> np.uint64(58)
+    output = (xored >> rotation) | (xored << ((np.uint64(64) - rotation) & np.uint64(63)))
+    return float(output >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
 @compiled
@@ -130,20 +160,10 @@ def _first_random(low_word: int, high_word: int) -> float:
     inc_high = (inc_high << one) | (inc_low >> np.uint64(63))  # increment = (inc << 1) | 1
     inc_low = (inc_low << one) | one
     # pcg_setseq_128_srandom_r: state = (increment + initial) stepped once ...
-    low = inc_low + initial_low
-    high = inc_high + initial_high + (one if low < inc_low else np.uint64(0))
+    high, low = _plus(inc_high, inc_low, initial_high, initial_low)
     high, low = _step(high, low, inc_high, inc_low)
     high, low = _step(high, low, inc_high, inc_low)  # ... and the draw's own step
-    xored = high ^ low  # XSL-RR output
-    rotation = high >> np.uint64(58)
-    output = (xored >> rotation) | (xored << ((np.uint64(64) - rotation) & np.uint64(63)))
-    return float(output >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-def _split(value: int) -> tuple[int, int]:
-    """A 128-bit number as the signed integers of its (high, low) 64-bit words."""
-    high, low = value >> 64, value & _M64
-    return high - (high >> 63 << 64), low - (low >> 63 << 64)
+    return _output(high, low)
 
 
 def pcg64_words(state: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -151,24 +171,6 @@ def pcg64_words(state: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, i
     (high, low) words :func:`first_after` takes."""
     inner = state["state"]
     return _split(int(inner["state"])), _split(int(inner["inc"]))
-
-
-@compiled
-def _times(
-    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
-) -> tuple[np.uint64, np.uint64]:
-    """The product of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
-    high, low = _product(a_low, b_low)
-    return high + a_low * b_high + a_high * b_low, low
-
-
-@compiled
-def _plus(
-    a_high: np.uint64, a_low: np.uint64, b_high: np.uint64, b_low: np.uint64
-) -> tuple[np.uint64, np.uint64]:
-    """The sum of two 128-bit numbers modulo 2¹²⁸, as (high, low) words."""
-    low = a_low + b_low
-    return a_high + b_high + (np.uint64(1) if low < a_low else np.uint64(0)), low
 
 
 @compiled
@@ -197,7 +199,4 @@ def first_after(  # noqa: PLR0917 (a kernel takes arrays, not an object)
         high, low = _times(acc_high, acc_low, np.uint64(state_high[i]), np.uint64(state_low[i]))
         high, low = _plus(high, low, add_high, add_low)
         high, low = _step(high, low, np.uint64(inc_high[i]), np.uint64(inc_low[i]))
-        xored = high ^ low  # XSL-RR output
-        rotation = high >> np.uint64(58)
-        output = (xored >> rotation) | (xored << ((np.uint64(64) - rotation) & np.uint64(63)))
-        out[i] = float(output >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        out[i] = _output(high, low)
