@@ -139,8 +139,9 @@ class Candidate:
 
     def __post_init__(self) -> None:
         # The common case — exact built-in types, in range — is checked without conversions.
-        fields = (self.id, self.is_overdue, self.task_age_days, self.priority, self.source)
-        if _plain_candidate(*fields):
+        if _plain_candidate(
+            self.id, self.is_overdue, self.task_age_days, self.priority, self.source
+        ):
             return
         _text("id", self.id, MAX_ID_LENGTH)
         if not isinstance(self.is_overdue, bool | np.bool_):
