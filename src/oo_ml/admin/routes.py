@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from oo_ml.admin.auth import ConsoleRoute, Viewer, ViewerDep, admin_token, safe_next
 from oo_ml.admin.csrf import FIELD, FormError, csrf_matches, new_token, read_form
 from oo_ml.admin.render import base_path, render
-from oo_ml.admin.runs import ACTIVE, RunManager, console_runs
+from oo_ml.admin.runs import ACTIVE, RunManager, console_runs, on_server
 from oo_ml.admin.sessions import (
     LOGIN_COOKIE,
     clear_session,
@@ -259,7 +259,7 @@ def run_page(request: Request, viewer: ViewerDep, run_id: str, notice: str = "")
         persona_policies=personas_policies,
         personas=personas,
         measure=summary.get("curve", {}).get("measure", "reward"),
-        from_console="console" in run.config,
+        from_console=on_server(run),
         judged=judge_text(run),
     )
 

@@ -44,6 +44,8 @@ __all__ = [
     "ProcessIdentity",
     "RunManager",
     "console_runs",
+    "on_server",
+    "settings_of",
 ]
 
 log = logging.getLogger("oo_ml.admin")
@@ -57,6 +59,8 @@ SHUTDOWN_WAIT_S = 10.0
 RECOVER_LIMIT = 1000
 """How many of the newest runs a starting server checks for stale ones."""
 _CANCEL_PREFIX = "console.cancel."
+_OWNER = "console"
+"""The key of a run's config under which the server process that runs it is recorded."""
 
 
 def _proc_start(pid: int) -> int | None:
@@ -134,7 +138,18 @@ class ProcessIdentity:
 
 def owner_of(run: RunRecord) -> ProcessIdentity | None:
     """The console process that runs ``run``; ``None`` for runs started elsewhere."""
-    return ProcessIdentity.from_dict(run.config.get("console"))
+    return ProcessIdentity.from_dict(run.config.get(_OWNER))
+
+
+def on_server(run: RunRecord) -> bool:
+    """Whether a server process runs ``run`` (started from the console or the API), not a
+    command line."""
+    return _OWNER in run.config
+
+
+def settings_of(run: RunRecord) -> dict[str, Any]:
+    """``run``'s settings as stored, without which server process runs it."""
+    return {key: value for key, value in run.config.items() if key != _OWNER}
 
 
 @dataclass
@@ -239,7 +254,7 @@ class RunManager:
             config={
                 **config.to_dict(),
                 "judge": judge.name,
-                "console": self.identity.to_dict(),
+                _OWNER: self.identity.to_dict(),
             },
             total_steps=config.total_steps,
         )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from oo_ml.admin.runs import MAX_TOTAL_STEPS, console_runs
+from oo_ml.admin.runs import MAX_TOTAL_STEPS, console_runs, on_server, settings_of
 from oo_ml.api.deps import AdminDep, EngineDep
 from oo_ml.api.routes._common import iso_time
 from oo_ml.errors import ConfigurationError, NotFoundError, ValidationError
@@ -97,8 +97,8 @@ def _run_json(run: RunRecord, *, summary: bool) -> dict[str, Any]:
         "created": iso_time(run.created_ms),
         "updated": iso_time(run.updated_ms),
         # Which server process executes it is the service's own bookkeeping.
-        "config": {key: value for key, value in run.config.items() if key != "console"},
-        "on_server": "console" in run.config,
+        "config": settings_of(run),
+        "on_server": on_server(run),
         "done_steps": run.done_steps,
         "total_steps": run.total_steps,
         "error": run.error,
