@@ -40,7 +40,15 @@ from oo_ml.runtime import freeze_startup_heap
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg
-from oo_ml.sim.runner import Cohort, InProcessClient, Member, SimConfig, SimRunner, stream_seed
+from oo_ml.sim.runner import (
+    Cohort,
+    DecisionClient,
+    InProcessClient,
+    Member,
+    SimConfig,
+    SimRunner,
+    stream_seed,
+)
 from oo_ml.sim.tasks import Pools
 from oo_ml.store.base import SimEvent
 from oo_ml.store.memory import MemoryStore
@@ -318,14 +326,17 @@ def _engine_rounds(config: SimConfig, rounds: Sequence[Round]) -> float:
     return len(rounds) / (time.perf_counter() - started)
 
 
-def _sim_steps(config: SimConfig) -> float:
-    """Steps/s of a run, its events in a new SQLite database."""
+def _sim_steps(
+    config: SimConfig, client_factory: Callable[[SimConfig], DecisionClient] | None = None
+) -> float:
+    """Steps/s of a run, its events in a new SQLite database (decisions by ``client_factory``'s
+    client; the runner's in-process engine by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/sim.db"
         upgrade(url)
         store = SqlStore(url)
         started = time.perf_counter()
-        SimRunner(store).run(config)
+        SimRunner(store, client_factory=client_factory).run(config)
         elapsed = time.perf_counter() - started
         store.close()
     return config.total_steps / elapsed
@@ -351,15 +362,7 @@ class _NoDecisions:
 def _world_steps(config: SimConfig) -> float:
     """Steps/s of a run whose decisions cost nothing (:class:`_NoDecisions`): task pools,
     personas, rule judge, oracle and events into a new SQLite database, as :func:`_sim_steps`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/sim.db"
-        upgrade(url)
-        store = SqlStore(url)
-        started = time.perf_counter()
-        SimRunner(store, client_factory=lambda _: _NoDecisions()).run(config)
-        elapsed = time.perf_counter() - started
-        store.close()
-    return config.total_steps / elapsed
+    return _sim_steps(config, lambda _: _NoDecisions())
 
 
 def _speed_rounds(config: SimConfig) -> list[Round]:
