@@ -71,3 +71,17 @@ def test_cli_refuses_unknown_names_with_a_clear_message() -> None:
     result = CliRunner().invoke(app, ["rewards", "show", "dwell-v9"])
     assert result.exit_code == 2
     assert "unknown reward rule 'dwell-v9'" in result.output
+
+
+def test_cli_errors_print_brackets_as_written(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Error text is printed as is, never read as rich markup: a message that says
+    ``[from, to]`` keeps it."""
+    monkeypatch.setenv("OO_ML_DATABASE_URL", f"sqlite:///{tmp_path}/runs.db")
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\ndescription = "d"\n[[when]]\nhours = [3]\n')
+    result = CliRunner().invoke(
+        app, ["sim", "run", "--policy", "egreedy-v1", "--personas", str(path)], terminal_width=400
+    )
+    assert result.exit_code == 2
+    assert "hours: must be [from, to], two hours of 0 … 23" in result.output
+    assert not (tmp_path / "runs.db").exists()  # refused before a run was stored

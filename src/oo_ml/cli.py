@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import make_url
@@ -143,7 +144,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except PydanticValidationError as exc:
-        console.print(f"[red]invalid settings:[/red] {exc}")
+        console.print(f"[red]invalid settings:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -211,7 +212,7 @@ def _simulate(
         load_personas(config.personas)  # refused here, before a run is stored
         judge_impl = make_judge(judge, settings)
     except (OOMLError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     upgrade(settings.database_url)
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
@@ -244,7 +245,7 @@ def _simulate(
 
 def _report(run: RunRecord, plot: Path | None) -> None:
     if run.status == "failed":
-        console.print(f"[red]run {run.run_id} failed:[/red] {run.error}")
+        console.print(f"[red]run {run.run_id} failed:[/red] {escape(str(run.error))}")
         raise typer.Exit(1)
     console.print(summary_table(run))
     by_persona = persona_table(run)
@@ -335,7 +336,7 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
     finally:
         store.close()
     if run is None:
-        console.print(f"[red]no run {run_id!r}[/red]")
+        console.print(f"[red]no run {escape(repr(run_id))}[/red]")
         raise typer.Exit(1)
     _report(run, plot)
 
@@ -393,7 +394,7 @@ def ope(
             **window,
         )
     except OOMLError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     finally:
         store.close()

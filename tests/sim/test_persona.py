@@ -115,6 +115,52 @@ def test_user_persona_file_loads_and_may_drift_to_a_shipped_one(tmp_path) -> Non
     assert [p.name for p in both] == ["quick-wins", "night-nurse"]
 
 
+def test_a_drift_may_name_another_file_beside_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "owl.toml").write_text(
+        'name = "owl"\ndescription = "Late."\n[prefer]\npriority = -0.7\n'
+    )
+    (tmp_path / "lark.toml").write_text(
+        'name = "lark"\ndescription = "Early."\n[prefer]\npriority = 0.7\n'
+        '[drift]\nat_step = 20\npersona = "later/owl.toml"\n'
+    )
+    (lark,) = load_personas([str(tmp_path / "lark.toml")])
+    assert lark.at_step(19).name == "lark"
+    assert lark.at_step(20).name == "owl"
+    assert lark.at_step(20).prefer[FEATURES.index("priority")] == -0.7
+
+
+def test_drifts_in_a_circle_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name, other in (("a", "b"), ("b", "a")):
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\ndescription = "d"\n[drift]\nat_step = 5\npersona = "{other}.toml"\n'
+        )
+    with pytest.raises(ConfigurationError, match="leads back"):
+        load_personas([str(tmp_path / "a.toml")])
+
+
+@pytest.mark.parametrize(
+    ("hours", "inside"),
+    [
+        ([17, 19], {17, 18, 19}),
+        ([22, 2], {22, 23, 0, 1, 2}),  # from > to spans midnight
+        ([23, 0], {23, 0}),
+        ([5, 5], {5}),
+        ([0, 23], set(range(24))),
+    ],
+)
+def test_a_rule_holds_in_its_hours_only(tmp_path, hours: list[int], inside: set[int]) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "hours.toml"
+    path.write_text(
+        f'name = "h"\ndescription = "d"\n[[when]]\nhours = {hours}\nbias = 1.0\nweekend = false\n'
+    )
+    persona = load_persona(path)
+    bias = FEATURES.index("bias")
+    weekday = {h for h in range(24) if persona.weights(Context(h, 2))[bias] == 1.0}
+    assert weekday == inside
+    assert all(persona.weights(Context(h, 6))[bias] == 0.0 for h in range(24))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -122,11 +168,14 @@ def test_user_persona_file_loads_and_may_drift_to_a_shipped_one(tmp_path) -> Non
         ('name = "x"', "needs a description"),
         ('name = "x"\ndescription = "d"\n[prefer]\nmood = 1', "unknown feature 'mood'"),
         ('name = "x"\ndescription = "d"\n[prefer]\npriority = "high"', "finite number"),
-        ('name = "x"\ndescription = "d"\n[[when]]\nhours = [20, 5]', "hours"),
+        ('name = "x"\ndescription = "d"\n[[when]]\nhours = [20, 24]', "hours"),
+        ('name = "x"\ndescription = "d"\n[[when]]\nhours = [20]', "hours"),
+        ('name = "x"\ndescription = "d"\n[[when]]\nhours = [true, 5]', "hours"),
         ('name = "x"\ndescription = "d"\n[[when]]\ndays = [7]', "days"),
         ('name = "x"\ndescription = "d"\n[response]\nslope = -1', "must be > 0"),
         ('name = "x"\ndescription = "d"\n[response]\nsnooze_share = 2', "snooze_share"),
-        ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "nobody"', "drift"),
+        ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "nobody"', "'nobody'"),
+        ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "no.toml"', "no.toml"),
         ('name = "x"\ndescription = "d"\ncolour = "red"', "unknown keys"),
     ],
 )

@@ -13,8 +13,9 @@ Features a persona can weigh (all also visible to the service): ``bias``, ``prio
 ((p−1)/3), ``overdue`` (0/1), ``age`` (days overdue, /30, clipped), ``upcoming`` (days until due,
 /30, clipped) and ``source.todoist`` / ``source.calendar`` / ``source.email`` / ``source.other``.
 ``[prefer]`` weights always apply; each ``[[when]]`` table adds its weights when its conditions
-hold: ``hours = [from, to]`` (inclusive), ``weekend = true|false``, ``days = [0, …]``
-(Monday = 0). ``[drift]`` switches to another persona's preferences from a given step on.
+hold: ``hours = [from, to]`` (inclusive; ``[22, 2]`` spans midnight), ``weekend = true|false``,
+``days = [0, …]`` (Monday = 0). ``[drift]`` switches to another persona's preferences from a
+given step on.
 
 File layout::
 
@@ -258,7 +259,9 @@ class Rule:
     days: frozenset[int] | None = None
 
     def applies(self, context: Context) -> bool:
-        if not self.hours[0] <= context.hour_of_day <= self.hours[1]:
+        start, end, hour = self.hours[0], self.hours[1], context.hour_of_day
+        # [22, 2] spans midnight: 22, 23, 0, 1, 2.
+        if not (start <= hour <= end if start <= end else hour >= start or hour <= end):
             return False
         if self.weekend is not None and (context.day_of_week >= 5) != self.weekend:
             return False
@@ -428,10 +431,11 @@ def _rule(table: Mapping[str, Any], where: str) -> Rule:
     if (
         not isinstance(hours, list)
         or len(hours) != 2
-        or not all(isinstance(h, int) and 0 <= h <= 23 for h in hours)
-        or hours[0] > hours[1]
+        or not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in hours)
     ):
-        raise ConfigurationError(f"{where}.hours: must be [from, to] with 0 <= from <= to <= 23")
+        raise ConfigurationError(
+            f"{where}.hours: must be [from, to], two hours of 0 … 23 (from > to spans midnight)"
+        )
     weekend = table.get("weekend")
     if weekend is not None and not isinstance(weekend, bool):
         raise ConfigurationError(f"{where}.weekend: must be true or false")
@@ -490,7 +494,10 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
             continue
         target, at = drift.get("persona"), drift.get("at_step")
         if target not in personas or target == name:
-            raise ConfigurationError(f"{name}: drift.persona must name another persona")
+            raise ConfigurationError(
+                f"{name}: drift.persona must name another persona (shipped, loaded with it, or"
+                f" a .toml file beside it), not {target!r}"
+            )
         if not isinstance(at, int) or at < 1:
             raise ConfigurationError(f"{name}: drift.at_step must be a positive integer")
         personas[name] = Persona(
@@ -533,21 +540,39 @@ def load_persona(path: str | Path) -> Persona:
     return load_personas([path])[0]
 
 
+def _read_file(
+    path: Path, parsed: dict[str, tuple[Persona, Mapping[str, Any] | None]], reading: set[Path]
+) -> str:
+    """Parse the persona file at ``path`` into ``parsed`` and return its persona's name. A
+    drift to another ``*.toml`` file (relative to this one) is read too, and named by its
+    persona; ``reading`` holds the files being read, so that drifts in a circle are refused."""
+    where = path.resolve()
+    if where in reading:
+        raise ConfigurationError(f"{path}: drift.persona leads back to this file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
+    persona, drift = _parse(data, str(path))
+    target = None if drift is None else drift.get("persona")
+    if drift is not None and isinstance(target, str) and target.endswith(".toml"):
+        reading.add(where)
+        drift = {**drift, "persona": _read_file(path.parent / target, parsed, reading)}
+        reading.discard(where)
+    parsed[persona.name] = (persona, drift)
+    return persona.name
+
+
 def load_personas(names_or_paths: Iterable[str | Path]) -> list[Persona]:
-    """Shipped personas by name and user files by path (``*.toml``), in the given order."""
+    """Shipped personas by name and user files by path (``*.toml``), in the given order. A
+    file's ``drift.persona`` names a shipped persona, one loaded with it, or another file (a
+    path relative to the file)."""
     parsed = _shipped_tables()
     wanted: list[str] = []
     for item in names_or_paths:
         text = str(item)
         if text.endswith(".toml"):
-            path = Path(text)
-            try:
-                data = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigurationError(f"{path}: {exc}") from None
-            persona, drift = _parse(data, str(path))
-            parsed[persona.name] = (persona, drift)
-            wanted.append(persona.name)
+            wanted.append(_read_file(Path(text), parsed, set()))
         elif text in parsed:
             wanted.append(text)
         else:

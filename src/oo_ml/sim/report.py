@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from oo_ml.charts import line_chart
@@ -82,7 +83,7 @@ def persona_table(run: RunRecord) -> Table | None:
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
-            row["persona"],
+            escape(row["persona"]),
             *(
                 _num(cell["normalized"], ".3f") if modelled else _num(cell["mean_reward"], "+.3f")
                 for cell in row["cells"]
