@@ -6,6 +6,7 @@ command that produced it); ``quality`` also writes docs/img/sim-quality.svg.
     python benchmarks/simulation.py quality      # shipped personas, 150 steps per user
     python benchmarks/simulation.py seeds        # the last quarter under several seeds
     python benchmarks/simulation.py holdout      # the same on personas nobody tuned for
+    python benchmarks/simulation.py users        # the same with 6 to 48 users, not 119
     python benchmarks/simulation.py cold-start   # population prior vs none, new users' first 10
     python benchmarks/simulation.py drift        # discounted vs undiscounted after a flip
     python benchmarks/simulation.py speed        # simulator steps/s vs the core's rounds/s
@@ -160,6 +161,28 @@ def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int])
         f"### Learning quality across seeds\n\n`{command_line()}` — as the learning-quality "
         f"run ({users} users per policy, {steps} steps, shipped personas), once per seed; "
         f"normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
+        + markdown_table(header, rows)
+    )
+
+
+def users_sweep(
+    policies: Sequence[str], user_counts: Sequence[int], steps: int, seeds: Sequence[int]
+) -> str:
+    """The last-quarter normalized score of each policy with fewer users than the learning-
+    quality run: a population prior is fitted from the users there are, and an installation
+    starts with few."""
+    started = time.perf_counter()
+    rows = []
+    for users in user_counts:
+        scores = _last_quarters(policies, tuple(shipped_personas()), users, steps, seeds)
+        rows.extend((str(users), name, *_score_cells(values)) for name, values in scores.items())
+    elapsed = time.perf_counter() - started
+    header = ("users", "policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
+    _show("Last-quarter normalized score by number of users", header, rows)
+    return (
+        f"### Learning quality with fewer users\n\n`{command_line()}` — as the learning-quality "
+        f"run (shipped personas, round-robin, {steps} steps) with fewer users per policy, once "
+        f"per seed; normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
         + markdown_table(header, rows)
     )
 
@@ -530,13 +553,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "experiment",
-        choices=["quality", "seeds", "holdout", "cold-start", "drift", "speed", "all"],
+        choices=["quality", "seeds", "holdout", "users", "cold-start", "drift", "speed", "all"],
     )
     parser.add_argument("--policies", default=",".join(QUALITY_POLICIES))
     parser.add_argument("--users", type=int, default=119)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--seeds", default="1,2,3", help="for `seeds`: comma-separated")
+    parser.add_argument(
+        "--seeds", default="1,2,3", help="for `seeds`, `holdout` and `users`: comma-separated"
+    )
+    parser.add_argument(
+        "--user-counts", default="6,12,24,48", help="for `users`: comma-separated user counts"
+    )
     parser.add_argument(
         "--cold-policy",
         default="ucb-pop1-steady,ucb-pop5",
@@ -569,6 +597,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif experiment == "seeds":
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = seeds(args.policies.split(","), args.users, args.steps, seed_list)
+        elif experiment == "users":
+            counts = [int(count) for count in args.user_counts.split(",")]
+            seed_list = [int(seed) for seed in args.seeds.split(",")]
+            body = users_sweep(args.policies.split(","), counts, args.steps, seed_list)
         elif experiment == "holdout":
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = holdout(args.policies.split(","), args.users, args.steps, seed_list)
