@@ -60,7 +60,7 @@ console = Console()
 
 QUALITY_POLICIES = (
     "egreedy-v1", "linucb-v1", "ucb-ix1", "ucb-ix2", "ucb-pop1", "ucb-pop2", "ucb-pop3",
-    "ucb-pop4", "ucb-pop5",
+    "ucb-pop4", "ucb-pop5", "ucb-pop6",
 )  # fmt: skip
 """The learning-quality table's policies: the existing service's two, then ours."""
 

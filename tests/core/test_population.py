@@ -11,6 +11,9 @@ from oo_ml import ConfigurationError, RidgeModel
 from oo_ml.policies.population import (
     Population,
     PopulationModel,
+    UserData,
+    _Batch,
+    _effective_parameters,
     _misfit,
     _misfits,
     information_criterion,
@@ -243,9 +246,52 @@ def test_a_chosen_cluster_count_is_the_number_of_kinds_of_user(kinds: int) -> No
 
 
 def test_the_criterion_is_the_misfit_over_the_noise_plus_two_per_parameter() -> None:
-    assert information_criterion(30.0, 3, 4, 0.5) == 30.0 / 0.5 + 2 * 3 * 4
-    # One more cluster must buy more than 2·d of misfit / σ² to be kept.
-    assert information_criterion(10.0, 2, 4, 1.0) < information_criterion(3.0, 3, 4, 1.0)
+    assert information_criterion(30.0, 3 * 4, 0.5) == 30.0 / 0.5 + 2 * 3 * 4
+    # One more cluster of d = 4 must buy more than 2·d of misfit / σ² to be kept.
+    assert information_criterion(10.0, 2 * 4, 1.0) < information_criterion(3.0, 3 * 4, 1.0)
+
+
+def _batch(data: list[UserData], lam: float, cluster_lam: float) -> _Batch:
+    datas = np.array([u.D for u in data])
+    inverses = np.linalg.inv(np.eye(D) * lam + datas)
+    cs = np.array([u.c for u in data])
+    estimates = np.einsum("nij,nj->ni", inverses, cs)
+    weights = np.array([float(u.n) for u in data])
+    return _Batch(np.eye(D) * cluster_lam, lam, datas, cs, inverses, estimates, weights, {})
+
+
+def test_effective_parameters_are_each_ridge_fits_degrees_of_freedom() -> None:
+    data = [user_data(simulated_user(THETA_A if s < 3 else THETA_B, 20, s), 1.0) for s in range(6)]
+    assignment = np.array([0, 0, 0, 1, 1, 1])
+    found = _effective_parameters(_batch(data, 1.0, 4.0), assignment, 2)
+    # tr(S (λ_c I + S)⁻¹) per cluster, written out.
+    expected = 0.0
+    for members in ([0, 1, 2], [3, 4, 5]):
+        pooled = sum(data[i].D for i in members)
+        expected += np.trace(pooled @ np.linalg.inv(np.eye(D) * 4.0 + pooled))
+    assert found == pytest.approx(expected, rel=1e-12)
+    assert 0 < found < 2 * D
+    # Little data and a strong ridge spend little; lots of data spends nearly all d per cluster.
+    assert _effective_parameters(_batch(data, 1.0, 1e6), assignment, 2) < 0.01
+    many = [user_data(simulated_user(THETA_A, 2000, s), 1.0) for s in range(2)]
+    assert _effective_parameters(_batch(many, 1.0, 1e-3), np.array([0, 1]), 2) == pytest.approx(
+        2 * D, rel=1e-4
+    )
+
+
+def test_effective_parameters_let_fewer_users_keep_more_clusters() -> None:
+    """Four kinds of user, two of each with three rewards apiece, and a strong cluster ridge:
+    counting d per cluster merges them all; counting what each regularised fit spends keeps
+    two clusters."""
+    thetas = [THETA_A, THETA_B, -THETA_A, -THETA_B]
+    data = [user_data(simulated_user(thetas[s % 4], 3, s), 1.0) for s in range(8)]
+    settings = {"clusters": 4, "min_clusters": 1, "noise": 0.3, "restarts": 3, "cluster_lam": 40.0}
+    plain = PopulationModel.fit(data, 1.0, Population(**settings))
+    effective = PopulationModel.fit(data, 1.0, Population(**settings, effective_parameters=True))
+    assert plain is not None
+    assert effective is not None
+    assert plain.means.shape[0] == 1
+    assert effective.means.shape[0] == 2
 
 
 def test_without_min_clusters_the_fit_keeps_the_cluster_count_it_is_given() -> None:

@@ -28,3 +28,18 @@ def test_ucb_pop5_is_ucb_pop4_choosing_its_number_of_clusters() -> None:
     assert (new.population.min_clusters, new.population.clusters) == (4, 12)
     assert new.population == dataclasses.replace(old.population, clusters=12, min_clusters=4)
     assert (new.encoder, new.exploration, new.model) == (old.encoder, old.exploration, old.model)
+
+
+def test_ucb_pop6_is_ucb_pop5_counting_effective_parameters() -> None:
+    """ADR 0011: the criterion counts each cluster's effective degrees of freedom; everything
+    else is ucb-pop5's."""
+    old, new = get_policy("ucb-pop5"), get_policy("ucb-pop6")
+    assert new.population is not None
+    assert old.population is not None
+    assert (old.population.effective_parameters, new.population.effective_parameters) == (
+        False,
+        True,
+    )
+    assert new.population == dataclasses.replace(old.population, effective_parameters=True)
+    assert (new.encoder, new.exploration, new.model) == (old.encoder, old.exploration, old.model)
+    assert new.params()["population_effective_parameters"] is True

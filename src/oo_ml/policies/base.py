@@ -126,6 +126,9 @@ class Policy:
             "population_min_clusters": (
                 None if self.population is None else self.population.min_clusters
             ),
+            "population_effective_parameters": (
+                None if self.population is None else self.population.effective_parameters
+            ),
             **self.exploration.params(),
         }
 

@@ -66,6 +66,12 @@ class Population:
     from ``min_clusters`` to ``clusters`` and keeps the one with the lowest AIC (see
     :func:`information_criterion`). ``None``: always ``clusters``."""
 
+    effective_parameters: bool = False
+    """With ``min_clusters``: count each cluster's parameters as the effective degrees of
+    freedom of its pooled ridge fit, tr(S (λ_c I + S)⁻¹) for its members' pooled data S, not as
+    d (see :func:`information_criterion`). A cluster's fit regularised by λ_c spends fewer
+    than d numbers on its data, most of all where its users are few (docs/adr/0011)."""
+
     def __post_init__(self) -> None:
         if self.min_clusters is not None and not 1 <= self.min_clusters <= self.clusters:
             raise ConfigurationError(
@@ -151,7 +157,12 @@ class PopulationModel:
                 if best is None or total < best[0]:
                     best = (total, centres, assignment)
             assert best is not None
-            score = information_criterion(best[0], len(best[1]), d, population.noise)
+            parameters = (
+                _effective_parameters(batch, best[2], len(best[1]))
+                if population.effective_parameters
+                else float(len(best[1]) * d)
+            )
+            score = information_criterion(best[0], parameters, population.noise)
             if chosen is None or score < chosen[0]:
                 chosen = (score, best[1], best[2])
         assert chosen is not None
@@ -196,15 +207,32 @@ def refit_after(every: int, users: int) -> int:
     return max(every, users)
 
 
-def information_criterion(total_misfit: float, clusters: int, dim: int, noise: float) -> float:
-    """Akaike's criterion of a fit with ``clusters`` means of ``dim`` numbers each, up to a
-    constant shared by every fit of the same users: −2 log-likelihood is Σ misfit / σ² (the
-    misfit is −2σ² log p(data | mean) less a constant per user), plus 2 per parameter.
+def information_criterion(total_misfit: float, parameters: float, noise: float) -> float:
+    """Akaike's criterion of a fit with ``parameters`` free numbers (``clusters × dim`` cluster
+    means, or their effective count, :func:`_effective_parameters`), up to a constant shared by
+    every fit of the same users: −2 log-likelihood is Σ misfit / σ² (the misfit is
+    −2σ² log p(data | mean) less a constant per user), plus 2 per parameter.
 
     Chosen over BIC (ln(users) per parameter, 4.8 for 119 users), which on the simulator's
     personas kept five or six clusters for eleven habits and scored below a fixed six
     (docs/adr/0009)."""
-    return total_misfit / noise + 2.0 * clusters * dim
+    return total_misfit / noise + 2.0 * parameters
+
+
+def _effective_parameters(batch: _Batch, assignment: FloatArray, clusters: int) -> float:
+    """Σ over clusters of tr(S (λ_c I + S)⁻¹) = d − λ_c tr((λ_c I + S)⁻¹), S the pooled data of
+    the cluster's members: the effective degrees of freedom of each cluster's ridge fit
+    (Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*, §3.4.1). Each lies
+    between 0 (no data) and d (data in every direction, far beyond λ_c)."""
+    n = len(assignment)
+    members = np.zeros((clusters, n))
+    members[assignment, np.arange(n)] = 1.0
+    pooled = (members @ batch.datas.reshape(n, -1)).reshape(clusters, *batch.eye.shape)
+    regularised = pooled + batch.eye
+    lam_c = float(batch.eye[0, 0])
+    d = batch.eye.shape[0]
+    traces = np.trace(np.linalg.inv(regularised), axis1=1, axis2=2)
+    return float((d - lam_c * traces).sum())
 
 
 def _misfits(centres: FloatArray, cs: FloatArray, inverses: FloatArray, lam: float) -> FloatArray:

@@ -155,3 +155,19 @@ register_policy(
         "that more habits get more clusters (ADR 0009).",
     )
 )
+register_policy(
+    # ucb-pop5 but for what AIC counts as a cluster's parameters (ADR 0011).
+    get_policy("ucb-pop5").clone(
+        name="ucb-pop6",
+        population=Population(
+            clusters=12,
+            min_clusters=4,
+            noise=0.25,
+            restarts=4,
+            cluster_lam=4.0,
+            effective_parameters=True,
+        ),
+        description="ucb-pop5 whose AIC counts each cluster's effective degrees of freedom, "
+        "not d=64: with few users it keeps more clusters (ADR 0011).",
+    )
+)
