@@ -195,3 +195,15 @@ def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_open_bandit_pipelines_one_slot_layout_is_the_same_matrix() -> None:
+    """OBP's action_dist and reward-model arrays are rounds × K × slots; one slot gives the
+    same estimates as the rounds × K matrix."""
+    logs = random_logs(3)
+    pi, q = logs["target_dist"], logs["q_hat"]
+    assert dm(pi[:, :, None], q[:, :, None]) == dm(pi, q)
+    three = dr(logs["reward"], logs["pscore"], pi[:, :, None], q[:, :, None], logs["action"])
+    assert three == dr(logs["reward"], logs["pscore"], pi, q, logs["action"])
+    drawn = sample_actions(pi[:, :, None], seed=5)
+    assert np.array_equal(drawn, sample_actions(pi, seed=5))

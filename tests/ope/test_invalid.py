@@ -112,6 +112,14 @@ CASES = [
     ),
     # target_dist
     Case("target_dist-1d", "target_dist", [0.5, 0.5], "target_dist", "must be a 2-d array"),
+    Case(
+        "target_dist-slots",
+        "target_dist",
+        np.full((4, 2, 2), 0.5),
+        "target_dist",
+        "has 2 slots (rounds × K × slots); rankings are not supported",
+    ),
+    Case("target_dist-4d", "target_dist", np.full((4, 2, 1, 1), 0.5), "target_dist", "got 4-d"),
     Case("target_dist-empty", "target_dist", np.zeros((0, 3)), "target_dist", "at least one round"),
     Case(
         "target_dist-no-columns",

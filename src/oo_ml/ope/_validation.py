@@ -40,6 +40,16 @@ def _numeric(name: str, value: object, ndim: int) -> npt.NDArray[np.generic]:
         raise ValidationError(name, f"must be a rectangular numeric array ({exc})") from None
     if array.dtype.kind not in "biuf":
         raise ValidationError(name, f"must hold numbers, not {array.dtype}")
+    if ndim == 2 and array.ndim == 3:
+        # Open Bandit Pipeline's layout, rounds × K × slots (its action_dist and
+        # estimated_rewards_by_reg_model): one slot is a rounds × K matrix.
+        if array.shape[2] != 1:
+            raise ValidationError(
+                name,
+                f"has {array.shape[2]} slots (rounds × K × slots); rankings are not "
+                "supported: pass one slot, e.g. action_dist[:, :, 0]",
+            )
+        array = array[:, :, 0]
     if array.ndim != ndim:
         shape = "a 1-d array (one value per round)" if ndim == 1 else "a 2-d array (rounds × K)"
         raise ValidationError(name, f"must be {shape}, got {array.ndim}-d")

@@ -28,7 +28,9 @@ few rounds carrying huge weights (see ``Estimate.ess``) it under-covers, and
 These are the textbook definitions, the same as Open Bandit Pipeline's
 ``InverseProbabilityWeighting`` (its ``lambda_`` is our ``clip``),
 ``SelfNormalizedInverseProbabilityWeighting``, ``DirectMethod``, ``DoublyRobust`` and
-``ReplayMethod``, whose intervals are bootstrap ones.
+``ReplayMethod``, whose intervals are bootstrap ones. Its rounds × K × slots arrays
+(``action_dist``, ``estimated_rewards_by_reg_model``) are taken as they are when they have one
+slot (``len_list = 1``); a ranking of several slots is refused.
 
 Padding: a zero in ``target_dist`` cannot be told from a real candidate the target never picks;
 both contribute nothing to DM and DR, whatever ``q_hat`` holds there. The only padding check
