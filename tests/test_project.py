@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 import oo_ml
 from oo_ml.cli import app
+from oo_ml.sim.persona import FEATURES, load_persona
+from oo_ml.types import Context
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,3 +87,15 @@ def test_cli_errors_print_brackets_as_written(tmp_path: Path, monkeypatch) -> No
     assert result.exit_code == 2
     assert "hours: must be [from, to], two hours of 0 … 23" in result.output
     assert not (tmp_path / "runs.db").exists()  # refused before a run was stored
+
+
+def test_readme_persona_example_loads(tmp_path: Path) -> None:
+    path = tmp_path / "owl.toml"
+    path.write_text(readme_blocks("toml")[0])
+    persona = load_persona(path)
+    assert persona.name == "night-owl"
+    assert persona.prefer[FEATURES.index("source.email")] == -1.0
+    priority = FEATURES.index("priority")
+    assert persona.weights(Context(1, 2))[priority] == 0.5  # 01:00 is inside [21, 2]
+    assert persona.weights(Context(12, 2))[priority] == 0.0
+    assert persona.at_step(75).name == "evening-focused"
