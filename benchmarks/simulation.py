@@ -166,25 +166,44 @@ def seeds(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int])
 
 
 def users_sweep(
-    policies: Sequence[str], user_counts: Sequence[int], steps: int, seeds: Sequence[int]
+    policies: Sequence[str],
+    user_counts: Sequence[int],
+    steps: int,
+    seeds: Sequence[int],
+    persona_set: str = "shipped",
 ) -> str:
     """The last-quarter normalized score of each policy with fewer users than the learning-
     quality run: a population prior is fitted from the users there are, and an installation
-    starts with few."""
+    starts with few. ``persona_set``: ``shipped``, ``held-out`` or ``mixed``
+    (:func:`persona_sets`)."""
+    personas = persona_sets()[persona_set]
     started = time.perf_counter()
     rows = []
     for users in user_counts:
-        scores = _last_quarters(policies, tuple(shipped_personas()), users, steps, seeds)
+        scores = _last_quarters(policies, personas, users, steps, seeds)
         rows.extend((str(users), name, *_score_cells(values)) for name, values in scores.items())
     elapsed = time.perf_counter() - started
     header = ("users", "policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
     _show("Last-quarter normalized score by number of users", header, rows)
+    described = {
+        "shipped": "shipped personas",
+        "held-out": "the held-out personas",
+        "mixed": "the shipped and held-out personas",
+    }[persona_set]
+    title = "" if persona_set == "shipped" else f", {described}"
     return (
-        f"### Learning quality with fewer users\n\n`{command_line()}` — as the learning-quality "
-        f"run (shipped personas, round-robin, {steps} steps) with fewer users per policy, once "
-        f"per seed; normalized score over the last quarter of the steps; {elapsed:.0f} s.\n\n"
-        + markdown_table(header, rows)
+        f"### Learning quality with fewer users{title}\n\n`{command_line()}` — as the "
+        f"learning-quality run ({described}, round-robin, {steps} steps) with fewer users per "
+        f"policy, once per seed; normalized score over the last quarter of the steps; "
+        f"{elapsed:.0f} s.\n\n" + markdown_table(header, rows)
     )
+
+
+def persona_sets() -> dict[str, tuple[str, ...]]:
+    """The persona sets the experiments run: the shipped seven, the held-out ones
+    (:data:`HOLDOUT`) and both."""
+    shipped = tuple(shipped_personas())
+    return {"shipped": shipped, "held-out": HOLDOUT, "mixed": (*shipped, *HOLDOUT)}
 
 
 HOLDOUT = tuple(sorted(str(path) for path in (Path(__file__).parent / "personas").glob("*.toml")))
@@ -195,13 +214,11 @@ shipped personas taught us holds for people we did not have in mind."""
 def holdout(policies: Sequence[str], users: int, steps: int, seeds: Sequence[int]) -> str:
     """The last-quarter normalized score of each policy on the held-out personas alone and
     mixed with the shipped ones (more habits than a population prior has clusters)."""
-    persona_sets = {
-        "held-out": HOLDOUT,
-        "shipped + held-out": (*shipped_personas(), *HOLDOUT),
-    }
+    sets = persona_sets()
+    labelled = {"held-out": sets["held-out"], "shipped + held-out": sets["mixed"]}
     started = time.perf_counter()
     rows = []
-    for label, personas in persona_sets.items():
+    for label, personas in labelled.items():
         scores = _last_quarters(policies, personas, users, steps, seeds)
         for name, values in scores.items():
             rows.append((label, str(len(personas)), name, *_score_cells(values)))
@@ -566,6 +583,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--user-counts", default="6,12,24,48", help="for `users`: comma-separated user counts"
     )
     parser.add_argument(
+        "--user-personas",
+        default="shipped",
+        choices=["shipped", "held-out", "mixed"],
+        help="for `users`: the persona set (its own docs section unless shipped)",
+    )
+    parser.add_argument(
         "--cold-policy",
         default="ucb-pop1-steady,ucb-pop5",
         help="for `cold-start`: comma-separated policies with a population prior",
@@ -600,7 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif experiment == "users":
             counts = [int(count) for count in args.user_counts.split(",")]
             seed_list = [int(seed) for seed in args.seeds.split(",")]
-            body = users_sweep(args.policies.split(","), counts, args.steps, seed_list)
+            body = users_sweep(
+                args.policies.split(","), counts, args.steps, seed_list, args.user_personas
+            )
         elif experiment == "holdout":
             seed_list = [int(seed) for seed in args.seeds.split(",")]
             body = holdout(args.policies.split(","), args.users, args.steps, seed_list)
@@ -613,7 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.speed_policy.split(","), args.speed_runs.split(","), args.repeats, args.seed
             )
         if not args.no_write:
-            write_section(f"sim-{experiment}", body)
+            suffix = (
+                f"-{args.user_personas}"
+                if experiment == "users" and args.user_personas != "shipped"
+                else ""
+            )
+            write_section(f"sim-{experiment}{suffix}", body)
     return 0
 
 
