@@ -27,8 +27,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from oo_ml.errors import ConfigurationError
 from oo_ml.policies.kernels import mixture_prior, posterior_mean
@@ -224,11 +226,7 @@ def _effective_parameters(batch: _Batch, assignment: FloatArray, clusters: int) 
     the cluster's members: the effective degrees of freedom of each cluster's ridge fit
     (Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*, §3.4.1). Each lies
     between 0 (no data) and d (data in every direction, far beyond λ_c)."""
-    n = len(assignment)
-    members = np.zeros((clusters, n))
-    members[assignment, np.arange(n)] = 1.0
-    pooled = (members @ batch.datas.reshape(n, -1)).reshape(clusters, *batch.eye.shape)
-    regularised = pooled + batch.eye
+    regularised = _pooled_data(_membership(assignment, clusters), batch.datas) + batch.eye
     lam_c = float(batch.eye[0, 0])
     d = batch.eye.shape[0]
     traces = np.trace(np.linalg.inv(regularised), axis1=1, axis2=2)
@@ -288,20 +286,33 @@ def _hard_em(
         # Each non-empty cluster's pooled ridge fit, (λ_c I + Σ D)⁻¹ Σ c over its members.
         assignment = np.unique(assignment, return_inverse=True)[1]
         groups = int(assignment.max()) + 1
-        members = np.zeros((groups, n))
-        members[assignment, np.arange(n)] = 1.0
+        members = _membership(assignment, groups)
         keys = [row.tobytes() for row in np.packbits(members > 0, axis=1)]
         new_groups = [j for j, key in enumerate(keys) if key not in batch.pooled]
         if new_groups:
             chosen = members[new_groups]
-            pooled_d = (chosen @ datas.reshape(n, -1)).reshape(len(new_groups), *eye.shape)
-            solved = _solve(pooled_d + eye, (chosen @ cs)[:, :, None])[:, :, 0]
+            solved = _solve(_pooled_data(chosen, datas) + eye, (chosen @ cs)[:, :, None])[:, :, 0]
             for j, centre in zip(new_groups, solved, strict=True):
                 batch.pooled[keys[j]] = centre
         centres = np.array([batch.pooled[key] for key in keys])
         costs = _misfits(centres, cs, inverses, batch.lam)
     total = float(costs[np.arange(n), assignment].sum())
     return centres, assignment, total
+
+
+def _membership(assignment: npt.NDArray[Any], groups: int) -> FloatArray:
+    """(groups, n): row g is 1 for the users assigned to group g, else 0."""
+    members = np.zeros((groups, len(assignment)))
+    members[assignment, np.arange(len(assignment))] = 1.0
+    return members
+
+
+def _pooled_data(members: FloatArray, datas: FloatArray) -> FloatArray:
+    """Σ D over each row's members: (groups, d, d) from a (groups, n) membership and the users'
+    (n, d, d) data."""
+    n, d = datas.shape[0], datas.shape[1]
+    pooled: FloatArray = (members @ datas.reshape(n, -1)).reshape(members.shape[0], d, d)
+    return pooled
 
 
 def _pooled(eye: FloatArray, users: Sequence[UserData]) -> FloatArray:
