@@ -185,11 +185,7 @@ def users_sweep(
     elapsed = time.perf_counter() - started
     header = ("users", "policy", *(f"seed {seed}" for seed in seeds), "mean", "min")
     _show("Last-quarter normalized score by number of users", header, rows)
-    described = {
-        "shipped": "shipped personas",
-        "held-out": "the held-out personas",
-        "mixed": "the shipped and held-out personas",
-    }[persona_set]
+    described = PERSONA_SETS[persona_set]
     title = "" if persona_set == "shipped" else f", {described}"
     return (
         f"### Learning quality with fewer users{title}\n\n`{command_line()}` — as the "
@@ -199,9 +195,17 @@ def users_sweep(
     )
 
 
+PERSONA_SETS = {
+    "shipped": "shipped personas",
+    "held-out": "the held-out personas",
+    "mixed": "the shipped and held-out personas",
+}
+"""The persona sets :func:`persona_sets` gives, as the tables describe them."""
+
+
 def persona_sets() -> dict[str, tuple[str, ...]]:
-    """The persona sets the experiments run: the shipped seven, the held-out ones
-    (:data:`HOLDOUT`) and both."""
+    """The persona sets the experiments run (:data:`PERSONA_SETS`): the shipped seven, the
+    held-out ones (:data:`HOLDOUT`) and both."""
     shipped = tuple(shipped_personas())
     return {"shipped": shipped, "held-out": HOLDOUT, "mixed": (*shipped, *HOLDOUT)}
 
@@ -585,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--user-personas",
         default="shipped",
-        choices=["shipped", "held-out", "mixed"],
+        choices=list(PERSONA_SETS),
         help="for `users`: the persona set (its own docs section unless shipped)",
     )
     parser.add_argument(
