@@ -419,7 +419,10 @@ def _speed_rounds(config: SimConfig) -> list[Round]:
     personas = load_personas(config.personas)
     users = range(config.users)
     pools = Pools(
-        [stream_seed(config.seed, u) for u in users], [f"u{u}" for u in users], config.pool_size
+        [stream_seed(config.seed, u) for u in users],
+        [f"u{u}" for u in users],
+        config.pool_size,
+        awake=[personas[u % len(personas)].awake for u in users],
     )
     rule = get_reward_rule(config.reward_rule)
     judge = RuleJudge()

@@ -94,6 +94,7 @@ def test_readme_persona_example_loads(tmp_path: Path) -> None:
     path.write_text(readme_blocks("toml")[0])
     persona = load_persona(path)
     assert persona.name == "night-owl"
+    assert persona.awake == (10, 2)
     assert persona.prefer[FEATURES.index("source.email")] == -1.0
     priority = FEATURES.index("priority")
     assert persona.weights(Context(1, 2))[priority] == 0.5  # 01:00 is inside [21, 2]

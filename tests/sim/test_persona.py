@@ -130,6 +130,18 @@ def test_a_drift_may_name_another_file_beside_it(tmp_path) -> None:  # type: ign
     assert lark.at_step(20).prefer[FEATURES.index("priority")] == -0.7
 
 
+def test_waking_hours_default_to_the_day_and_may_span_midnight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert {p.awake for p in shipped_personas().values()} == {(7, 22)}
+    (tmp_path / "owl.toml").write_text('name = "owl"\ndescription = "Late."\nawake = [18, 3]\n')
+    (tmp_path / "lark.toml").write_text(
+        'name = "lark"\ndescription = "Early."\nawake = [5, 20]\n'
+        '[drift]\nat_step = 20\npersona = "owl.toml"\n'
+    )
+    (lark,) = load_personas([str(tmp_path / "lark.toml")])
+    assert lark.awake == (5, 20)
+    assert lark.at_step(20).awake == (18, 3)
+
+
 def test_drifts_in_a_circle_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     for name, other in (("a", "b"), ("b", "a")):
         (tmp_path / f"{name}.toml").write_text(
@@ -177,6 +189,10 @@ def test_a_rule_holds_in_its_hours_only(tmp_path, hours: list[int], inside: set[
         ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "nobody"', "'nobody'"),
         ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = "no.toml"', "no.toml"),
         ('name = "x"\ndescription = "d"\ncolour = "red"', "unknown keys"),
+        ('name = "x"\ndescription = "d"\nawake = [7, 24]', r"awake: must be \[from, to\]"),
+        ('name = "x"\ndescription = "d"\nawake = "mornings"', r"awake: must be \[from, to\]"),
+        ('name = "x"\ndescription = "d"\nawake = [23, 0]', "covers 2 hour"),
+        ('name = "x"\ndescription = "d"\nawake = [9, 9]', "covers 1 hour"),
     ],
 )
 def test_bad_persona_files_are_refused_precisely(tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]

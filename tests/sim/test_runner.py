@@ -15,13 +15,13 @@ import oo_ml.engine as engine_module
 from oo_ml import ConfigurationError
 from oo_ml.rewards import get_reward_rule
 from oo_ml.sim.judges import Judgement, JudgeRequest, RuleJudge
-from oo_ml.sim.persona import load_personas
+from oo_ml.sim.persona import FEATURES, load_personas
 from oo_ml.sim.runner import Cohort, InProcessClient, Member, SimConfig, SimRunner, _Seeds
 from oo_ml.sim.summary import summarize
 from oo_ml.store.memory import MemoryStore
 from oo_ml.store.migrate import upgrade
 from oo_ml.store.sql import SqlStore
-from oo_ml.types import Action
+from oo_ml.types import Action, Context
 
 SMALL = SimConfig(
     policies=("egreedy-v1", "ucb-ix1"),
@@ -336,3 +336,36 @@ def test_warm_up_compiles_every_kernel_of_the_simulated_world() -> None:
     before, after = done.stdout.splitlines()
     assert before == "[0, 0, 0]"
     assert after == "[1, 1, 1]"
+
+
+def test_a_simulated_user_is_asked_in_its_own_waking_hours_across_midnight_and_a_drift(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A night owl is asked between 18:00 and 03:59, so its rule for 22:00–02:59 applies;
+    after its drift to an early bird it is asked between 05:00 and 12:59. Playing a step at
+    once and in two halves (the non-rule judges' way) meet the same clock."""
+    (tmp_path / "lark.toml").write_text('name = "lark"\ndescription = "Early."\nawake = [5, 12]\n')
+    (tmp_path / "owl.toml").write_text(
+        'name = "owl"\ndescription = "Late."\nawake = [18, 3]\n'
+        "[[when]]\nhours = [22, 2]\npriority = 1.0\n"
+        '[drift]\nat_step = 40\npersona = "lark.toml"\n'
+    )
+    (owl,) = load_personas([str(tmp_path / "owl.toml")])
+    members = [Member("egreedy-v1", f"u{u}", u, owl) for u in range(3)]
+    fast, halves = Cohort(members, seed=4), Cohort(members, seed=4)
+    rule, judge = get_reward_rule("dwell-v1"), RuleJudge()
+    fast_client, halves_client = InProcessClient("dwell-v1", 4), InProcessClient("dwell-v1", 4)
+    hours: dict[bool, set[int]] = {False: set(), True: set()}
+    for step in range(80):
+        played = fast.play(fast_client, rule, step)
+        asked = halves.ask(halves_client, step)
+        verdicts = [halves.judge(judge, m, question) for m, question in enumerate(asked)]
+        answered = halves.answer(halves_client, asked, verdicts)
+        assert [e.hour_of_day for e in played] == [e.hour_of_day for e in answered]
+        assert [e.day_of_week for e in played] == [e.day_of_week for e in answered]
+        hours[step >= 40] |= {e.hour_of_day for e in played}
+    night = {18, 19, 20, 21, 22, 23, 0, 1, 2, 3}
+    assert hours[False] <= night
+    assert hours[False] >= {23, 0, 1, 2}
+    assert hours[True] <= set(range(5, 13))
+    assert owl.weights(Context(1, 2))[FEATURES.index("priority")] == 1.0

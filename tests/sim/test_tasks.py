@@ -13,7 +13,7 @@ import pytest
 
 from oo_ml import Candidate, Context, ValidationError
 from oo_ml import types as types_module
-from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream
+from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream, waking_span
 
 
 def test_same_seed_same_stream() -> None:
@@ -138,10 +138,12 @@ class _Reference:
     KEY_WEIGHTS = (0.3, 0.2, 0.12, 0.08, 0.18, 0.12)
     PRIORITY_WEIGHTS = (0.55, 0.25, 0.13, 0.07)
 
-    def __init__(self, seed: int, label: str, size: int) -> None:
+    def __init__(self, seed: int, label: str, size: int, awake: tuple[int, int] = (7, 22)) -> None:
         self.rng = np.random.default_rng(seed)
         self.label, self.size, self.number = label, size, 0
-        self.day, self.hour = 0, 7
+        self.awake = awake
+        # The clock as the day the member last woke up and the hours it has been awake since.
+        self.woke_on, self.awake_for = 0, 0
         self.pool: list[SimTask] = []  # due_in_days holds the due date on the clock here
         for _ in range(size):
             self.arrive()
@@ -168,13 +170,30 @@ class _Reference:
             )
         )
 
+    @property
+    def day(self) -> int:
+        return self.woke_on + (self.awake[0] + self.awake_for) // 24
+
+    @property
+    def hour(self) -> int:
+        return (self.awake[0] + self.awake_for) % 24
+
+    def wake_at(self, awake: tuple[int, int]) -> None:
+        """New waking hours: the clock stays where it is, counted from the new waking time."""
+        day, hour = self.day, self.hour
+        self.awake = awake
+        self.awake_for = (hour - awake[0]) % 24
+        self.woke_on = day - (awake[0] + self.awake_for) // 24
+
     def advance(self) -> None:
-        later = self.hour + int(self.rng.integers(3, 9))
-        if later <= 22:
-            self.hour = later
+        first, last = self.awake
+        awake_hours = last - first + 1 if first <= last else 24 - first + last + 1
+        later = self.awake_for + int(self.rng.integers(3, 9))
+        if later < awake_hours:
+            self.awake_for = later
         else:
-            self.hour = 7 + int(self.rng.integers(0, 3))
-            self.day += 1
+            self.awake_for = int(self.rng.integers(0, 3))
+            self.woke_on += 1
         for _ in range(int(self.rng.poisson(0.6)) + max(0, 4 - len(self.pool))):
             if len(self.pool) < 2 * self.size:
                 self.arrive()
@@ -206,6 +225,48 @@ def test_pools_draw_every_members_stream_as_the_specification_does() -> None:
             reference.advance()
     assert max(len(r.pool) for r in references) == 10  # full pools stop arrivals
     assert pools.flat()[0].tolist() == [len(r.pool) for r in references]
+
+
+def test_every_member_asks_within_its_own_waking_hours_as_the_specification_does() -> None:
+    """Waking hours across midnight, all day, the shortest allowed, and one member's changed
+    halfway (a drift): each member's clock and tasks are the reference's to the bit."""
+    windows = [(18, 3), (0, 23), (5, 7), (7, 22), (22, 21)]
+    seeds = [11, 12, 13, 14, 15]
+    labels = ["a", "b", "c", "d", "e"]
+    pools = Pools(seeds, labels, pool_size=6, awake=windows)
+    references = [
+        _Reference(seed, label, 6, window)
+        for seed, label, window in zip(seeds, labels, windows, strict=True)
+    ]
+    hours: list[set[int]] = [set() for _ in windows]
+    for step in range(200):
+        if step == 100:  # the night owl turns early bird, the early bird night owl
+            for m, window in ((0, (6, 21)), (3, (20, 4))):
+                pools.set_awake(m, window)
+                references[m].wake_at(window)
+        for m, reference in enumerate(references):
+            assert pools.context(m) == Context(reference.hour, reference.day % 7)
+            assert pools.tasks(m) == reference.tasks()
+            hours[m].add(reference.hour)
+        pools.advance()
+        for reference in references:
+            reference.advance()
+    assert hours[0] >= {23, 0, 1, 2, 3, 18}  # the night owl is asked after midnight
+    assert hours[1] >= {0, 3, 12, 23}
+    assert hours[2] == {5, 6, 7}
+    assert hours[3] >= {7, 22, 23, 0, 4}  # and the early bird becomes one
+
+
+def test_waking_hours_are_checked() -> None:
+    pools = Pools([1], ["a"])
+    for bad in ((3, 4), (10, 10), (-1, 5), (7, 24)):
+        with pytest.raises(ValueError, match="waking hours"):
+            pools.set_awake(0, bad)
+    with pytest.raises(ValueError, match="one waking window per seed"):
+        Pools([1, 2], ["a", "b"], awake=[(7, 22)])
+    assert waking_span((7, 22)) == 16
+    assert waking_span((18, 3)) == 10
+    assert waking_span((22, 21)) == 24
 
 
 def test_a_member_is_a_task_stream_of_the_same_seed() -> None:

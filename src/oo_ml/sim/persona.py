@@ -14,13 +14,16 @@ Features a persona can weigh (all also visible to the service): ``bias``, ``prio
 /30, clipped) and ``source.todoist`` / ``source.calendar`` / ``source.email`` / ``source.other``.
 ``[prefer]`` weights always apply; each ``[[when]]`` table adds its weights when its conditions
 hold: ``hours = [from, to]`` (inclusive; ``[22, 2]`` spans midnight), ``weekend = true|false``,
-``days = [0, …]`` (Monday = 0). ``[drift]`` switches to another persona's preferences from a
+``days = [0, …]`` (Monday = 0). ``awake = [from, to]`` are the hours the person asks for tips
+(inclusive, by default ``[7, 22]``; ``[18, 3]`` spans midnight): the simulated world's clock
+follows them. ``[drift]`` switches to another persona's preferences, and waking hours, from a
 given step on.
 
 File layout::
 
     name = "morning-focused"
     description = "One or two sentences an LLM judge can role-play from."
+    awake = [7, 22]  # optional
     [response]
     threshold = 0.3
     slope = 5.0
@@ -39,6 +42,7 @@ File layout::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import tomllib
@@ -52,7 +56,7 @@ import numpy as np
 
 from oo_ml.errors import ConfigurationError, NotFoundError
 from oo_ml.rewards import RewardRule
-from oo_ml.sim.tasks import TEMPLATE_SOURCES, Pools, SimTask
+from oo_ml.sim.tasks import AWAKE, MIN_AWAKE_HOURS, TEMPLATE_SOURCES, Pools, SimTask, waking_span
 from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
@@ -288,6 +292,9 @@ class Persona:
     rules: tuple[Rule, ...] = ()
     drift_at: int | None = None
     drift_to: Persona | None = field(default=None, compare=False)
+    awake: tuple[int, int] = AWAKE
+    """The hours this person asks for tips, first and last, both included (``(18, 3)`` spans
+    midnight)."""
     _weights: dict[int, tuple[FloatArray, tuple[float, ...]]] = field(
         init=False, repr=False, compare=False
     )
@@ -428,11 +435,7 @@ def _weights(table: Mapping[str, Any], where: str) -> FloatArray:
 
 def _rule(table: Mapping[str, Any], where: str) -> Rule:
     hours = table.get("hours", [0, 23])
-    if (
-        not isinstance(hours, list)
-        or len(hours) != 2
-        or not all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in hours)
-    ):
+    if not _hours(hours):
         raise ConfigurationError(
             f"{where}.hours: must be [from, to], two hours of 0 … 23 (from > to spans midnight)"
         )
@@ -452,6 +455,29 @@ def _rule(table: Mapping[str, Any], where: str) -> Rule:
     )
 
 
+def _hours(value: Any) -> bool:
+    """Whether ``value`` is ``[from, to]``: two hours of 0 … 23."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in value)
+    )
+
+
+def _awake(value: Any, where: str) -> tuple[int, int]:
+    if not _hours(value):
+        raise ConfigurationError(
+            f"{where}: must be [from, to], two hours of 0 … 23 (from > to spans midnight)"
+        )
+    awake = (value[0], value[1])
+    if waking_span(awake) < MIN_AWAKE_HOURS:
+        raise ConfigurationError(
+            f"{where}: {value} covers {waking_span(awake)} hour(s); at least {MIN_AWAKE_HOURS}"
+            " are needed (the first tip of a day comes up to 2 hours after waking)"
+        )
+    return awake
+
+
 def _response(table: Mapping[str, Any], where: str) -> Response:
     allowed = set(Response.__dataclass_fields__)
     unknown = set(table) - allowed
@@ -466,7 +492,7 @@ def _response(table: Mapping[str, Any], where: str) -> Response:
 
 
 def _parse(data: Mapping[str, Any], origin: str) -> tuple[Persona, Mapping[str, Any] | None]:
-    unknown = set(data) - {"name", "description", "response", "prefer", "when", "drift"}
+    unknown = set(data) - {"name", "description", "awake", "response", "prefer", "when", "drift"}
     if unknown:
         raise ConfigurationError(f"{origin}: unknown keys {sorted(unknown)}")
     name = data.get("name")
@@ -483,6 +509,7 @@ def _parse(data: Mapping[str, Any], origin: str) -> tuple[Persona, Mapping[str, 
         rules=tuple(
             _rule(table, f"{origin}: when[{i}]") for i, table in enumerate(data.get("when", []))
         ),
+        awake=_awake(data.get("awake", list(AWAKE)), f"{origin}: awake"),
     )
     return persona, data.get("drift")
 
@@ -500,15 +527,7 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
             )
         if not isinstance(at, int) or at < 1:
             raise ConfigurationError(f"{name}: drift.at_step must be a positive integer")
-        personas[name] = Persona(
-            persona.name,
-            persona.description,
-            persona.response,
-            persona.prefer,
-            persona.rules,
-            drift_at=at,
-            drift_to=personas[str(target)],
-        )
+        personas[name] = dataclasses.replace(persona, drift_at=at, drift_to=personas[str(target)])
     return personas
 
 

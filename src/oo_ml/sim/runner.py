@@ -396,7 +396,14 @@ class Cohort:
             [stream_seed(seed, m.index) for m in self.members],
             [f"u{m.index}" for m in self.members],
             pool_size,
+            awake=[m.persona.awake for m in self.members],
         )
+        self._wakings: dict[int, list[tuple[int, tuple[int, int]]]] = {}
+        """By step: the members whose waking hours change then (a drift), and to what."""
+        for m, member in enumerate(self.members):
+            persona, at = member.persona, member.persona.drift_at
+            if at is not None and persona.at_step(at).awake != persona.awake:
+                self._wakings.setdefault(at, []).append((m, persona.at_step(at).awake))
         self._randomness = [_StepRandom(seed, m.index) for m in self.members]
         words = [r.words() for r in self._randomness]
         self._words = tuple(
@@ -404,6 +411,12 @@ class Cohort:
             for part in (0, 1)
             for half in (0, 1)
         )
+
+    def _wake_for(self, step: int) -> None:
+        """Members whose waking hours change at ``step`` get them now, before the clocks move
+        on to it at the end of the step before."""
+        for m, awake in self._wakings.get(step, ()):
+            self.pools.set_awake(m, awake)
 
     def _firsts(self, step: int) -> list[float]:
         """Every member's first number at ``step``, as :meth:`_StepRandom.at` would draw it."""
@@ -421,6 +434,7 @@ class Cohort:
         moments = []
         chosen = []
         firsts = self._firsts(step)
+        self._wake_for(step + 1)
         for m, member in enumerate(self.members):
             persona = member.persona.at_step(step)
             context = pools.context(m)
@@ -457,6 +471,7 @@ class Cohort:
         """The first half of every member's step: the tip is ranked and shown; what the judge
         is to answer."""
         pools = self.pools
+        self._wake_for(step + 1)
         ranked = _rank_all(
             client,
             [

@@ -27,7 +27,22 @@ from oo_ml.types import (
     shared_context,
 )
 
-__all__ = ["TEMPLATES", "TEMPLATE_SOURCES", "Pools", "SimTask", "TaskStream"]
+__all__ = [
+    "AWAKE",
+    "MIN_AWAKE_HOURS",
+    "TEMPLATES",
+    "TEMPLATE_SOURCES",
+    "Pools",
+    "SimTask",
+    "TaskStream",
+    "waking_span",
+]
+
+AWAKE = (7, 22)
+"""The hours a simulated user asks for tips when its persona does not say: 07:00 to 22:59."""
+MIN_AWAKE_HOURS = 3
+"""The fewest waking hours a simulated user may have: its first request of a day comes 0 to 2
+hours after it wakes up."""
 
 # (source, category) → task texts. Sources match the v3 encoder's one-hot.
 TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -160,23 +175,30 @@ def _advance(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     target: int,
     day: Any,
     hour: Any,
+    wake: Any,
+    span: Any,
     next_id: Any,
     count: Any,
     pool: Any,
     due_at: Any,
     version: Any,
 ) -> None:
-    """Every member's clock to its next tip request (3 to 8 hours later, or 07:00–09:00 the
-    next morning after 22:59), then the arrivals: Poisson(0.6), plus enough to bring a pool
-    back to 4 tasks, none beyond twice the target size."""
+    """Every member's clock to its next tip request: 3 to 8 hours later if that is still
+    within its waking hours (``span`` hours from ``wake``, perhaps past midnight), else 0 to 2
+    hours after it wakes up next. Then the arrivals: Poisson(0.6), plus enough to bring a
+    pool back to 4 tasks, none beyond twice the target size."""
     for m in range(len(rngs)):
         rng = rngs[m]
-        later = hour[m] + rng.integers(3, 9)
-        if later <= 22:
-            hour[m] = later
+        awake_for = (hour[m] - wake[m]) % 24  # hours since it woke up
+        woke_on = day[m] - (wake[m] + awake_for) // 24  # the day it woke up
+        later = awake_for + rng.integers(3, 9)
+        if later < span[m]:
+            awake_for = later
         else:  # the next request comes after a night's sleep
-            hour[m] = 7 + rng.integers(0, 3)
-            day[m] += 1
+            awake_for = rng.integers(0, 3)
+            woke_on += 1
+        day[m] = woke_on + (wake[m] + awake_for) // 24
+        hour[m] = (wake[m] + awake_for) % 24
         arrivals = rng.poisson(0.6) + max(0, 4 - count[m])
         now = day[m] + hour[m] / 24.0
         for _ in range(arrivals):
@@ -184,6 +206,12 @@ def _advance(  # noqa: PLR0917 (a kernel takes arrays, not an object)
                 _arrive(rng, m, now, next_id, count, pool, due_at)
         if arrivals > 0:
             version[m] += 1
+
+
+def waking_span(awake: tuple[int, int]) -> int:
+    """How many hours ``awake = (first, last)`` covers, both included (``(18, 3)`` spans
+    midnight: 10 hours)."""
+    return (awake[1] - awake[0]) % 24 + 1
 
 
 class Pools:
@@ -198,10 +226,18 @@ class Pools:
     """
 
     def __init__(
-        self, seeds: Sequence[int], labels: Sequence[str], pool_size: int = 10, start_day: int = 0
+        self,
+        seeds: Sequence[int],
+        labels: Sequence[str],
+        pool_size: int = 10,
+        start_day: int = 0,
+        awake: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if len(seeds) != len(labels):
             raise ValueError("one label per seed")
+        windows = [AWAKE] * len(seeds) if awake is None else list(awake)
+        if len(windows) != len(seeds):
+            raise ValueError("one waking window per seed")
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
         for label in set(labels):  # a label that makes a bad task id is refused here
@@ -213,7 +249,12 @@ class Pools:
         self._generators = [np.random.default_rng(seed) for seed in seeds]
         self._rngs = TypedList(self._generators)
         self.day = np.full(members, start_day, dtype=np.int64)
-        self.hour = np.full(members, 7, dtype=np.int64)
+        self.wake = np.zeros(members, dtype=np.int64)
+        self.span = np.zeros(members, dtype=np.int64)
+        """Member ``m`` asks for tips from ``wake[m]`` o'clock for ``span[m]`` hours."""
+        for m, window in enumerate(windows):
+            self.set_awake(m, window)
+        self.hour = self.wake.copy()  # every stream starts as its member wakes up
         self.version = np.zeros(members, dtype=np.int64)
         """Goes up by one each time a member's task arrives or leaves: views of a pool that do
         not depend on the clock (:meth:`pool_fields`) are kept until it changes."""
@@ -240,6 +281,20 @@ class Pools:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def set_awake(self, m: int, awake: tuple[int, int]) -> None:
+        """Member ``m`` asks for tips from hour ``awake[0]`` to hour ``awake[1]`` (both
+        included; ``(18, 3)`` spans midnight) from its next request on."""
+        first, last = awake
+        if not (0 <= first <= 23 and 0 <= last <= 23):
+            raise ValueError(f"waking hours must be two hours of 0 … 23, got {awake}")
+        if waking_span(awake) < MIN_AWAKE_HOURS:
+            raise ValueError(
+                f"waking hours {awake} cover {waking_span(awake)} hours; at least"
+                f" {MIN_AWAKE_HOURS} are needed (the first request comes up to 2 hours after"
+                " waking)"
+            )
+        self.wake[m], self.span[m] = first, waking_span(awake)
 
     def now_days(self, m: int) -> float:
         """Member ``m``'s clock, in days since its stream started."""
@@ -353,8 +408,8 @@ class Pools:
     def advance(self) -> None:
         """Move every member's clock to its next tip request; let new tasks arrive."""
         _advance(
-            self._rngs, self.target, self.day, self.hour, self._next_id, self.count, self._pool,
-            self._due_at, self.version,
+            self._rngs, self.target, self.day, self.hour, self.wake, self.span, self._next_id,
+            self.count, self._pool, self._due_at, self.version,
         )  # fmt: skip
 
 
@@ -362,12 +417,20 @@ class TaskStream:
     """One user's tasks and clock (a :class:`Pools` of one). ``advance`` moves time to the
     next tip request.
 
-    Tip requests happen during waking hours (07:00–22:59), 1 to 4 per day, so one simulated
-    step is on average about a third of a day.
+    Tip requests happen during waking hours (``awake``, by default 07:00–22:59): the first 0
+    to 2 hours after waking, the next 3 to 8 hours after the last while still awake, so one
+    simulated step is on average about a third of a day.
     """
 
-    def __init__(self, seed: int, user: str, pool_size: int = 10, start_day: int = 0) -> None:
-        self._pools = Pools([seed], [user], pool_size, start_day)
+    def __init__(
+        self,
+        seed: int,
+        user: str,
+        pool_size: int = 10,
+        start_day: int = 0,
+        awake: tuple[int, int] = AWAKE,
+    ) -> None:
+        self._pools = Pools([seed], [user], pool_size, start_day, [awake])
 
     @property
     def day(self) -> int:
