@@ -147,3 +147,4 @@ def test_unknown_runs_are_404_and_personas_are_listed(client: httpx.Client) -> N
     assert {"morning-focused", "quick-wins", "shift-change"} <= names
     assert all(p["description"] for p in personas)
     assert next(p for p in personas if p["name"] == "shift-change")["drift_at"] == 75
+    assert all(p["awake"] == [7, 22] for p in personas)

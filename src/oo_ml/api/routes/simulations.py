@@ -79,6 +79,10 @@ class PersonaOut(BaseModel):
     name: str
     description: str
     drift_at: int | None = Field(description="The step its preferences change at, if they do.")
+    awake: tuple[int, int] = Field(
+        description="The hours it asks for tips, first and last, both included (from > to spans"
+        " midnight)."
+    )
 
 
 class PersonasOut(BaseModel):
@@ -137,7 +141,7 @@ def list_personas() -> dict[str, Any]:
     """The shipped personas a run can simulate, with what each is like."""
     return {
         "personas": [
-            {"name": p.name, "description": p.description, "drift_at": p.drift_at}
+            {"name": p.name, "description": p.description, "drift_at": p.drift_at, "awake": p.awake}
             for p in shipped_personas().values()
         ]
     }
