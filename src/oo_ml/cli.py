@@ -17,7 +17,6 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from oo_ml.api.app import engine_config
 from oo_ml.engine import Engine
 from oo_ml.errors import NotFoundError, OOMLError
 from oo_ml.features import ENCODERS, get_encoder
@@ -27,8 +26,7 @@ from oo_ml.ope.log import END_OF_TIME_MS, parse_time
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.runtime import freeze_startup_heap
-from oo_ml.serve import run_server
-from oo_ml.settings import Settings
+from oo_ml.settings import Settings, engine_config
 from oo_ml.sim.judges import make_judge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg, judge_text, persona_table, summary_table
@@ -172,6 +170,8 @@ def serve(
     )
     console.print(f"  API docs: {base}/docs")
     console.print(f"  console:  {base}/admin (sign in with the admin token)")
+    from oo_ml.serve import run_server  # noqa: PLC0415 (the web stack is for this command only)
+
     run_server(host, port, workers, settings.log_level)
 
 

@@ -63,12 +63,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oo_ml.engine import check_shadow_policies
+from oo_ml.engine import EngineConfig, check_shadow_policies
 from oo_ml.errors import NotFoundError, ValidationError
 from oo_ml.policies import get_policy
 from oo_ml.rewards import get_reward_rule
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "engine_config"]
 
 _WEAK_TOKENS = {"changeme", "admin", "password", "secret", "token", "test"}
 
@@ -170,3 +170,20 @@ class Settings(BaseSettings):
         except NotFoundError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's part of the settings."""
+    return EngineConfig(
+        default_policy=settings.active_policy,
+        reward_rule=settings.reward_rule,
+        max_candidates=settings.max_candidates,
+        store_content=settings.store_content,
+        default_reward=settings.default_reward,
+        reward_wait_ms=int(settings.reward_wait_seconds * 1000),
+        promotion_gate=None if settings.promotion_gate == "off" else settings.promotion_gate,
+        promotion_window_ms=int(settings.promotion_window_days * 86_400_000),
+        promotion_min_rounds=settings.promotion_min_rounds,
+        promotion_max_rounds=settings.promotion_max_rounds,
+        shadow_policies=settings.shadow_policies,
+    )

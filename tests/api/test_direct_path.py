@@ -27,12 +27,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.types import Message
 
-from oo_ml.api.app import create_app, engine_config
+from oo_ml.api.app import create_app
 from oo_ml.api.deps import ApiDep, require_api
 from oo_ml.api.fast import DirectRoute, ServiceApp, exact_json
 from oo_ml.api.routes import compat
 from oo_ml.api.schemas import FeedbackIn, ScoreIn
 from oo_ml.engine import Engine, FeedbackResult
+from oo_ml.settings import engine_config
 from oo_ml.store.base import DecisionRecord
 from oo_ml.store.memory import MemoryStore
 from oo_ml.types import Candidate, Context

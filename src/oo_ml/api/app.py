@@ -25,7 +25,7 @@ from oo_ml.admin import routes as admin_routes
 from oo_ml.api.fast import ServiceApp
 from oo_ml.api.metrics import Metrics
 from oo_ml.api.routes import compat, decisions, ops, policies, simulations, users
-from oo_ml.engine import Engine, EngineConfig
+from oo_ml.engine import Engine
 from oo_ml.errors import (
     ConflictError,
     NotFoundError,
@@ -35,7 +35,7 @@ from oo_ml.errors import (
     ValidationError,
 )
 from oo_ml.policies.kernels import warm_up
-from oo_ml.settings import Settings
+from oo_ml.settings import Settings, engine_config
 from oo_ml.store.base import Store
 from oo_ml.store.migrate import upgrade
 from oo_ml.store.sql import SqlStore
@@ -43,23 +43,6 @@ from oo_ml.store.sql import SqlStore
 __all__ = ["create_app"]
 
 log = logging.getLogger("oo_ml.api")
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    """The engine's part of the settings."""
-    return EngineConfig(
-        default_policy=settings.active_policy,
-        reward_rule=settings.reward_rule,
-        max_candidates=settings.max_candidates,
-        store_content=settings.store_content,
-        default_reward=settings.default_reward,
-        reward_wait_ms=int(settings.reward_wait_seconds * 1000),
-        promotion_gate=None if settings.promotion_gate == "off" else settings.promotion_gate,
-        promotion_window_ms=int(settings.promotion_window_days * 86_400_000),
-        promotion_min_rounds=settings.promotion_min_rounds,
-        promotion_max_rounds=settings.promotion_max_rounds,
-        shadow_policies=settings.shadow_policies,
-    )
 
 
 async def _settle_forever(engine: Engine, interval: float) -> None:
