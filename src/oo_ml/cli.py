@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError as PydanticValidationError
@@ -28,8 +28,15 @@ from oo_ml.rewards import REWARD_RULES, get_reward_rule
 from oo_ml.runtime import freeze_startup_heap
 from oo_ml.settings import Settings, engine_config
 from oo_ml.sim.judges import make_judge
-from oo_ml.sim.persona import load_personas, shipped_personas
-from oo_ml.sim.report import curve_svg, judge_text, persona_table, summary_table
+from oo_ml.sim.persona import load_personas, persona_data, shipped_personas
+from oo_ml.sim.report import (
+    curve_svg,
+    judge_text,
+    persona_table,
+    persona_text,
+    personas_table,
+    summary_table,
+)
 from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, HttpClient, SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
 from oo_ml.store.migrate import head_revision, upgrade
@@ -44,6 +51,12 @@ app = typer.Typer(
 console = Console()
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _refuse(exc: Exception) -> NoReturn:
+    """Bad input: its message in red (as written: brackets are not markup), exit status 2."""
+    console.print(f"[red]{escape(str(exc))}[/red]")
+    raise typer.Exit(2) from None
 
 
 @app.command()
@@ -212,8 +225,7 @@ def _simulate(
         load_personas(config.personas)  # refused here, before a run is stored
         judge_impl = make_judge(judge, settings)
     except (OOMLError, ValueError) as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+        _refuse(exc)
     upgrade(settings.database_url)
     store = SqlStore(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
@@ -341,6 +353,32 @@ def sim_show(run_id: str, plot: PlotOption = None) -> None:
     _report(run, plot)
 
 
+@sim_app.command("personas")
+def sim_personas(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Shipped persona names or .toml files to show in full (every shipped persona,"
+            " in brief, if none): a check of a persona file before a run.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The shipped personas, or what persona files say."""
+    try:
+        personas = load_personas(names) if names else list(shipped_personas().values())
+    except OOMLError as exc:
+        _refuse(exc)
+    if as_json:
+        typer.echo(json.dumps([persona_data(p) for p in personas], indent=2))
+    elif names:
+        for persona in personas:
+            console.print(persona_text(persona))
+    else:
+        console.print(personas_table(personas))
+
+
 @app.command()
 def ope(
     policy: Annotated[
@@ -394,8 +432,7 @@ def ope(
             **window,
         )
     except OOMLError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+        _refuse(exc)
     finally:
         store.close()
     if as_json:

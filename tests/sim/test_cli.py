@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -10,8 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import oo_ml
+from oo_ml.cli import app
+from oo_ml.sim.persona import shipped_personas
 
 SMALL = ["--personas", "morning-focused,quick-wins", "--users", "2", "--steps", "12"]
 
@@ -135,3 +139,77 @@ def test_a_run_with_a_judge_that_can_fail_says_what_it_did(tmp_path: Path) -> No
         "judge command: 6 judgements: 0 from the cache, 6 asked, 0 retries, 0 invalid replies, "
         "0 unanswered (counted as dismissed)"
     ) in " ".join(done.stdout.split())
+
+
+OWL = """name = "owl"
+description = "Late; [really] late."
+awake = [18, 3]
+[response]
+threshold = 0.1
+[prefer]
+source.email = -1.0
+[[when]]
+hours = [22, 2]
+priority = 0.5
+[[when]]
+days = [5, 6]
+weekend = true
+overdue = 0.25
+[drift]
+at_step = 40
+persona = "quick-wins"
+"""
+
+
+def test_personas_lists_the_shipped_ones_in_brief() -> None:
+    result = CliRunner().invoke(app, ["sim", "personas"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in shipped_personas():
+        assert name in result.output
+    assert re.search(
+        r"shift-change\s*│\s*07:00–22:59\s*│\s*from step 75: evening-focused", result.output
+    )
+
+
+def test_personas_shows_what_a_file_says_in_words_and_as_json(tmp_path: Path) -> None:
+    (tmp_path / "owl.toml").write_text(OWL)
+    runner = CliRunner()
+    words = runner.invoke(
+        app, ["sim", "personas", str(tmp_path / "owl.toml")], env={"COLUMNS": "200"}
+    )
+    assert words.exit_code == 0, words.output
+    assert "owl: Late; [really] late." in words.output
+    for line in (
+        "asks for tips 18:00–03:59",
+        "p(done) = sigmoid(5 · (utility − 0.1)); snoozes 50% of the rest",
+        "always: source.email -1",
+        "when 22:00–02:59: priority +0.5",
+        "when weekends, Sat Sun: overdue +0.25",
+        "from step 40: quick-wins",
+    ):
+        assert line in words.output
+    as_json = runner.invoke(app, ["sim", "personas", "--json", str(tmp_path / "owl.toml")])
+    assert as_json.exit_code == 0, as_json.output
+    (data,) = json.loads(as_json.output)
+    assert data == {
+        "name": "owl",
+        "description": "Late; [really] late.",
+        "awake": [18, 3],
+        "response": {"threshold": 0.1, "slope": 5.0, "snooze_share": 0.5,
+                     "dwell_median_s": 60.0, "dwell_sigma": 0.8},
+        "prefer": {"source.email": -1.0},
+        "when": [
+            {"hours": [22, 2], "weights": {"priority": 0.5}},
+            {"hours": [0, 23], "weekend": True, "days": [5, 6], "weights": {"overdue": 0.25}},
+        ],
+        "drift": {"at_step": 40, "persona": "quick-wins"},
+    }  # fmt: skip
+
+
+def test_personas_refuses_a_bad_file_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(OWL.replace("awake = [18, 3]", "awake = [18, 25]"))
+    result = CliRunner().invoke(
+        app, ["sim", "personas", str(tmp_path / "bad.toml")], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2
+    assert "awake: must be [from, to]" in result.output

@@ -68,6 +68,7 @@ __all__ = [
     "features_at",
     "load_persona",
     "load_personas",
+    "persona_data",
     "pools_oracle",
     "response_expectation",
     "shipped_personas",
@@ -411,6 +412,36 @@ class Persona:
         r = self.response
         seconds = r.dwell_median_s * math.exp(r.dwell_sigma * float(rng.standard_normal()))
         return int(min(seconds, 6 * 3600.0) * 1000)
+
+
+def _weights_data(weights: FloatArray) -> dict[str, float]:
+    return {name: float(w) for name, w in zip(FEATURES, weights.tolist(), strict=True) if w}
+
+
+def persona_data(persona: Persona) -> dict[str, Any]:
+    """What ``persona`` says, laid out as its file is (``awake``, ``response``, ``prefer``,
+    ``when``, ``drift``; weights by feature name, zeros left out): for people checking that a
+    file says what they meant, and for JSON."""
+    rules = []
+    for rule in persona.rules:
+        conditions: dict[str, Any] = {"hours": list(rule.hours)}
+        if rule.weekend is not None:
+            conditions["weekend"] = rule.weekend
+        if rule.days is not None:
+            conditions["days"] = sorted(rule.days)
+        rules.append({**conditions, "weights": _weights_data(rule.weights)})
+    drift = None
+    if persona.drift_at is not None and persona.drift_to is not None:
+        drift = {"at_step": persona.drift_at, "persona": persona.drift_to.name}
+    return {
+        "name": persona.name,
+        "description": persona.description,
+        "awake": list(persona.awake),
+        "response": dataclasses.asdict(persona.response),
+        "prefer": _weights_data(persona.prefer),
+        "when": rules,
+        "drift": drift,
+    }
 
 
 def _weights(table: Mapping[str, Any], where: str) -> FloatArray:

@@ -3,16 +3,27 @@ SVG."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from oo_ml.charts import line_chart
+from oo_ml.sim.persona import Persona, persona_data
 from oo_ml.store.base import RunRecord
 
-__all__ = ["curve_svg", "judge_text", "persona_rows", "persona_table", "summary_table"]
+__all__ = [
+    "curve_svg",
+    "judge_text",
+    "persona_rows",
+    "persona_table",
+    "persona_text",
+    "personas_table",
+    "summary_table",
+]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -126,3 +137,57 @@ def curve_svg(run: RunRecord) -> str:
         title=f"Mean {curve.get('measure', 'reward')} per step",
         y_label=curve.get("measure", "reward"),
     )
+
+
+def _hours(hours: Sequence[int]) -> str:
+    """``[21, 2]`` as ``21:00–02:59``."""
+    return f"{hours[0]:02d}:00–{hours[1]:02d}:59"
+
+
+def _drift(data: Mapping[str, Any]) -> str:
+    drift = data["drift"]
+    return "—" if drift is None else f"from step {drift['at_step']}: {drift['persona']}"
+
+
+def personas_table(personas: Sequence[Persona]) -> Table:
+    """One line per persona: when it asks for tips, its drift and its description."""
+    table = Table(title="Personas")
+    for column in ("persona", "asks for tips", "drift", "description"):
+        table.add_column(column)
+    for persona in personas:
+        data = persona_data(persona)
+        table.add_row(
+            escape(persona.name), _hours(data["awake"]), escape(_drift(data)),
+            escape(persona.description),
+        )  # fmt: skip
+    return table
+
+
+def _weights_text(weights: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {w:+g}" for name, w in weights.items()) or "nothing"
+
+
+def persona_text(persona: Persona) -> str:
+    """Everything ``persona`` says, in words, as rich markup: what a persona file's author
+    checks before a run."""
+    data = persona_data(persona)
+    response = data["response"]
+    lines = [
+        f"[bold]{escape(persona.name)}[/bold]: {escape(persona.description)}",
+        f"  asks for tips {_hours(data['awake'])}",
+        f"  p(done) = sigmoid({response['slope']:g} · (utility − {response['threshold']:g}));"
+        f" snoozes {response['snooze_share']:.0%} of the rest; dwell median"
+        f" {response['dwell_median_s']:g} s (log-sd {response['dwell_sigma']:g})",
+        f"  always: {_weights_text(data['prefer'])}",
+    ]
+    for rule in data["when"]:
+        conditions = [] if rule["hours"] == [0, 23] else [_hours(rule["hours"])]
+        if "weekend" in rule:
+            conditions.append("weekends" if rule["weekend"] else "weekdays")
+        if "days" in rule:
+            conditions.append(" ".join(_DAYS[d] for d in rule["days"]))
+        when = ", ".join(conditions) or "always"
+        lines.append(f"  when {when}: {_weights_text(rule['weights'])}")
+    if data["drift"] is not None:
+        lines.append(f"  {escape(_drift(data))}")
+    return "\n".join(lines)
