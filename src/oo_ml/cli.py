@@ -222,7 +222,7 @@ def _simulate(
     names = list(shipped_personas()) if personas == "all" else personas.split(",")
     try:
         config = SimConfig(tuple(policies), tuple(names), users, steps, judge=judge, seed=seed)
-        load_personas(config.personas)  # refused here, before a run is stored
+        config = config.with_files_defined()  # refused here, before a run is stored
         judge_impl = make_judge(judge, settings)
     except (OOMLError, ValueError) as exc:
         _refuse(exc)

@@ -24,6 +24,18 @@ BODY = {
 }
 
 
+OWL: dict[str, Any] = {
+    "name": "owl",
+    "description": "Asks late at night and does what is urgent then.",
+    "awake": [18, 3],
+    "response": {"threshold": 0.2},
+    "prefer": {"source.email": -0.5},
+    "when": [{"hours": [22, 2], "priority": 0.8}],
+    "drift": {"at_step": 10, "persona": "lark"},
+}
+LARK: dict[str, Any] = {"name": "lark", "description": "Up at dawn.", "awake": [5, 12]}
+
+
 def wait_done(client: httpx.Client, url: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -81,6 +93,20 @@ def test_a_script_starts_a_comparison_follows_it_and_reads_the_results(
         ({"judge": "llm"}, ["body", "judge"]),  # not configured on this server
         ({"users": 100_000, "steps": 100}, ["body", "steps"]),  # more than a server run does
         ({"extra": 1}, ["body", "extra"]),
+        ({"personas": ["owl"]}, ["body", "personas", 0]),  # defined nowhere
+        ({"persona_definitions": [3]}, ["body", "persona_definitions", 0]),
+        ({"persona_definitions": [{**OWL, "awake": [7, 24]}]}, ["body", "persona_definitions"]),
+        ({"persona_definitions": [{**OWL, "name": "quick-wins"}]}, ["body", "persona_definitions"]),
+        ({"persona_definitions": [{**OWL, "name": "owl.toml"}]}, ["body", "persona_definitions"]),
+        (
+            {"persona_definitions": [{**OWL, "drift": {"at_step": 2, "persona": "lark.toml"}}]},
+            ["body", "persona_definitions"],
+        ),
+        (
+            {"persona_definitions": [{**OWL, "response": {"slope": "steep"}}]},
+            ["body", "persona_definitions"],
+        ),
+        ({"persona_definitions": [OWL] * 65}, ["body", "persona_definitions"]),
     ],
 )
 def test_refused_settings_name_the_field_and_store_nothing(
@@ -148,3 +174,20 @@ def test_unknown_runs_are_404_and_personas_are_listed(client: httpx.Client) -> N
     assert all(p["description"] for p in personas)
     assert next(p for p in personas if p["name"] == "shift-change")["drift_at"] == 75
     assert all(p["awake"] == [7, 22] for p in personas)
+
+
+def test_a_run_simulates_personas_defined_in_the_request_and_stores_them(
+    client: httpx.Client,
+) -> None:
+    """Left out, the personas are the shipped ones and those defined; the run's settings keep
+    the definitions, so they say all that was simulated."""
+    body = {**BODY, "personas": None, "persona_definitions": [OWL, LARK], "users": 9}
+    started = client.post("/v1/sim/runs", json=body, headers=ADMIN)
+    assert started.status_code == 202, started.text
+    config = started.json()["config"]
+    assert config["personas"][-2:] == ["owl", "lark"]
+    assert config["persona_definitions"] == [OWL, LARK]
+    run = wait_done(client, started.headers["location"])
+    assert run["status"] == "done", run
+    assert {"owl", "lark"} <= set(run["summary"]["personas"])
+    assert SimConfig.from_dict(run["config"]).load_personas()[-2].at_step(10).name == "lark"

@@ -199,8 +199,8 @@ def test_personas_shows_what_a_file_says_in_words_and_as_json(tmp_path: Path) ->
                      "dwell_median_s": 60.0, "dwell_sigma": 0.8},
         "prefer": {"source.email": -1.0},
         "when": [
-            {"hours": [22, 2], "weights": {"priority": 0.5}},
-            {"hours": [0, 23], "weekend": True, "days": [5, 6], "weights": {"overdue": 0.25}},
+            {"hours": [22, 2], "priority": 0.5},
+            {"hours": [0, 23], "weekend": True, "days": [5, 6], "overdue": 0.25},
         ],
         "drift": {"at_step": 40, "persona": "quick-wins"},
     }  # fmt: skip

@@ -195,6 +195,25 @@ def test_a_rule_holds_in_its_hours_only(tmp_path, hours: list[int], inside: set[
         ('name = "x"\ndescription = "d"\nawake = "mornings"', r"awake: must be \[from, to\]"),
         ('name = "x"\ndescription = "d"\nawake = [23, 0]', "covers 2 hour"),
         ('name = "x"\ndescription = "d"\nawake = [9, 9]', "covers 1 hour"),
+        (
+            'name = "x"\ndescription = "d"\n[response]\nthreshold = nan',
+            "threshold: must be a finite",
+        ),
+        ('name = "x"\ndescription = "d"\n[response]\nslope = "5"', "slope: must be a finite"),
+        ('name = "x"\ndescription = "d"\nresponse = 3', "response: must be a table"),
+        ('name = "x"\ndescription = "d"\nprefer = [1]', "prefer: must be a table"),
+        ('name = "x"\ndescription = "d"\nwhen = 3', "when must be a list"),
+        ('name = "x"\ndescription = "d"\nwhen = [1]', r"when\[0\]: must be a table"),
+        ('name = "x"\ndescription = "d"\ndrift = 3', "drift: must be a table"),
+        ('name = "x"\ndescription = "d"\n[[when]]\ndays = [true]', "days"),
+        (
+            'name = "x"\ndescription = "d"\n[drift]\nat_step = true\npersona = "quick-wins"',
+            "at_step",
+        ),
+        ('name = "x.toml"\ndescription = "d"', "not end in .toml"),
+        ('name = "a\\nb"\ndescription = "d"', "printable"),
+        (f'name = "{"x" * 65}"\ndescription = "d"', "at most 64"),
+        (f'name = "x"\ndescription = "{"d" * 2001}"', "at most 2000"),
     ],
 )
 def test_bad_persona_files_are_refused_precisely(tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -334,7 +353,7 @@ def _toml(data: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"weekend = {str(rule['weekend']).lower()}")
         if "days" in rule:
             lines.append(f"days = {rule['days']}")
-        lines += [f"{key} = {w!r}" for key, w in rule["weights"].items()]
+        lines += [f"{k} = {w!r}" for k, w in rule.items() if k not in {"hours", "weekend", "days"}]
     if data["drift"] is not None:
         lines += ["[drift]", f"at_step = {data['drift']['at_step']}",
                   f"persona = {json.dumps(data['drift']['persona'])}"]  # fmt: skip

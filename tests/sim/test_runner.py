@@ -369,3 +369,38 @@ def test_a_simulated_user_is_asked_in_its_own_waking_hours_across_midnight_and_a
     assert hours[False] >= {23, 0, 1, 2}
     assert hours[True] <= set(range(5, 13))
     assert owl.weights(Context(1, 2))[FEATURES.index("priority")] == 1.0
+
+
+def test_a_runs_persona_files_are_stored_as_definitions_and_replay_without_the_files(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """A run stores what its persona files said: run again from the stored settings, with the
+    files gone, it gives the same events."""
+    (tmp_path / "lark.toml").write_text('name = "lark"\ndescription = "Early."\nawake = [5, 12]\n')
+    (tmp_path / "owl.toml").write_text(
+        'name = "owl"\ndescription = "Late."\nawake = [18, 3]\n[prefer]\npriority = 0.4\n'
+        '[drift]\nat_step = 8\npersona = "lark.toml"\n'
+    )
+    config = dataclasses.replace(SMALL, personas=(str(tmp_path / "owl.toml"), "quick-wins"))
+    store = MemoryStore()
+    first = SimRunner(store).run(config)
+    stored = SimConfig.from_dict(first.config)
+    assert stored.personas == ("owl", "quick-wins")
+    assert [d["name"] for d in stored.persona_definitions] == ["owl", "lark"]
+    (tmp_path / "owl.toml").unlink()
+    (tmp_path / "lark.toml").unlink()
+    again = SimRunner(store).run(stored)
+    events = [store.read(lambda t, r=r: t.sim_events(r.run_id)) for r in (first, again)]
+    assert [dataclasses.replace(e, run_id="") for e in events[0]] == [
+        dataclasses.replace(e, run_id="") for e in events[1]
+    ]
+    assert {e.persona for e in events[0]} == {"owl", "quick-wins"}
+
+
+def test_a_persona_file_may_not_take_a_shipped_name_in_a_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "fake.toml").write_text('name = "quick-wins"\ndescription = "Not the real one."\n')
+    config = dataclasses.replace(SMALL, personas=(str(tmp_path / "fake.toml"),))
+    store = MemoryStore()
+    with pytest.raises(ConfigurationError, match="'quick-wins' is taken"):
+        SimRunner(store).run(config)
+    assert store.read(lambda t: t.list_runs(10)) == []

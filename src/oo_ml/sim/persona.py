@@ -64,6 +64,7 @@ __all__ = [
     "Persona",
     "Response",
     "Rule",
+    "definitions_of",
     "feature_matrix",
     "features_at",
     "load_persona",
@@ -75,6 +76,11 @@ __all__ = [
     "static_features",
     "utilities",
 ]
+
+MAX_NAME_LENGTH = 64
+"""The longest persona name (it is stored with every simulated step)."""
+MAX_DESCRIPTION_LENGTH = 2_000
+"""The longest persona description (an LLM judge reads it at every step)."""
 
 FEATURES = (
     "bias",
@@ -420,8 +426,9 @@ def _weights_data(weights: FloatArray) -> dict[str, float]:
 
 def persona_data(persona: Persona) -> dict[str, Any]:
     """What ``persona`` says, laid out as its file is (``awake``, ``response``, ``prefer``,
-    ``when``, ``drift``; weights by feature name, zeros left out): for people checking that a
-    file says what they meant, and for JSON."""
+    ``when``, ``drift``; weights by feature name, zeros left out), so that it reads back as the
+    same persona (:func:`load_personas`' ``definitions``): for people checking that a file
+    says what they meant, for JSON, and for a run's stored settings."""
     rules = []
     for rule in persona.rules:
         conditions: dict[str, Any] = {"hours": list(rule.hours)}
@@ -429,7 +436,7 @@ def persona_data(persona: Persona) -> dict[str, Any]:
             conditions["weekend"] = rule.weekend
         if rule.days is not None:
             conditions["days"] = sorted(rule.days)
-        rules.append({**conditions, "weights": _weights_data(rule.weights)})
+        rules.append({**conditions, **_weights_data(rule.weights)})
     drift = None
     if persona.drift_at is not None and persona.drift_to is not None:
         drift = {"at_step": persona.drift_at, "persona": persona.drift_to.name}
@@ -444,7 +451,19 @@ def persona_data(persona: Persona) -> dict[str, Any]:
     }
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number (``true`` is not a number here)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{where}: must be a table of keys and values")
+    return value
+
+
 def _weights(table: Mapping[str, Any], where: str) -> FloatArray:
+    table = _table(table, where)
     w = np.zeros(len(FEATURES))
     flat: dict[str, Any] = {}
     for key, value in table.items():
@@ -456,15 +475,14 @@ def _weights(table: Mapping[str, Any], where: str) -> FloatArray:
         if key not in FEATURES:
             known = ", ".join(FEATURES)
             raise ConfigurationError(f"{where}: unknown feature {key!r}; known: {known}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigurationError(f"{where}.{key}: weight must be a finite number")
-        if not math.isfinite(value):
+        if not _finite(value):
             raise ConfigurationError(f"{where}.{key}: weight must be a finite number")
         w[FEATURES.index(key)] = float(value)
     return w
 
 
 def _rule(table: Mapping[str, Any], where: str) -> Rule:
+    table = _table(table, where)
     hours = table.get("hours", [0, 23])
     if not _hours(hours):
         raise ConfigurationError(
@@ -475,7 +493,8 @@ def _rule(table: Mapping[str, Any], where: str) -> Rule:
         raise ConfigurationError(f"{where}.weekend: must be true or false")
     days = table.get("days")
     if days is not None and not (
-        isinstance(days, list) and all(isinstance(d, int) and 0 <= d <= 6 for d in days)
+        isinstance(days, list)
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in days)
     ):
         raise ConfigurationError(f"{where}.days: must be a list of 0 (Monday) … 6 (Sunday)")
     return Rule(
@@ -510,10 +529,14 @@ def _awake(value: Any, where: str) -> tuple[int, int]:
 
 
 def _response(table: Mapping[str, Any], where: str) -> Response:
+    table = _table(table, where)
     allowed = set(Response.__dataclass_fields__)
     unknown = set(table) - allowed
     if unknown:
         raise ConfigurationError(f"{where}: unknown keys {sorted(unknown)}")
+    for key, value in table.items():
+        if not _finite(value):
+            raise ConfigurationError(f"{where}.{key}: must be a finite number")
     response = Response(**{k: float(v) for k, v in table.items()})
     if not 0 <= response.snooze_share <= 1:
         raise ConfigurationError(f"{where}.snooze_share: must be in [0, 1]")
@@ -529,20 +552,38 @@ def _parse(data: Mapping[str, Any], origin: str) -> tuple[Persona, Mapping[str, 
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{origin}: needs a name")
+    if (
+        len(name) > MAX_NAME_LENGTH
+        or not name.isprintable()
+        or name != name.strip()
+        or name.endswith(".toml")
+    ):
+        raise ConfigurationError(
+            f"{origin}: name must be at most {MAX_NAME_LENGTH} printable characters, without"
+            " spaces at either end, and not end in .toml (that names a file)"
+        )
     description = data.get("description", "")
     if not isinstance(description, str) or not description.strip():
         raise ConfigurationError(f"{origin}: needs a description")
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise ConfigurationError(
+            f"{origin}: description must be at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
+    rules = data.get("when", [])
+    if not isinstance(rules, list):
+        raise ConfigurationError(f"{origin}: when must be a list of tables ([[when]])")
+    drift = data.get("drift")
+    if drift is not None:
+        drift = _table(drift, f"{origin}: drift")
     persona = Persona(
         name=name,
         description=description.strip(),
         response=_response(data.get("response", {}), f"{origin}: response"),
         prefer=_weights(data.get("prefer", {}), f"{origin}: prefer"),
-        rules=tuple(
-            _rule(table, f"{origin}: when[{i}]") for i, table in enumerate(data.get("when", []))
-        ),
+        rules=tuple(_rule(table, f"{origin}: when[{i}]") for i, table in enumerate(rules)),
         awake=_awake(data.get("awake", list(AWAKE)), f"{origin}: awake"),
     )
-    return persona, data.get("drift")
+    return persona, drift
 
 
 def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> dict[str, Persona]:
@@ -556,7 +597,7 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
                 f"{name}: drift.persona must name another persona (shipped, loaded with it, or"
                 f" a .toml file beside it), not {target!r}"
             )
-        if not isinstance(at, int) or at < 1:
+        if not isinstance(at, int) or isinstance(at, bool) or at < 1:
             raise ConfigurationError(f"{name}: drift.at_step must be a positive integer")
         personas[name] = dataclasses.replace(persona, drift_at=at, drift_to=personas[str(target)])
     return personas
@@ -613,11 +654,26 @@ def _read_file(
     return persona.name
 
 
-def load_personas(names_or_paths: Iterable[str | Path]) -> list[Persona]:
-    """Shipped personas by name and user files by path (``*.toml``), in the given order. A
-    file's ``drift.persona`` names a shipped persona, one loaded with it, or another file (a
-    path relative to the file)."""
+def load_personas(
+    names_or_paths: Iterable[str | Path], definitions: Iterable[Mapping[str, Any]] = ()
+) -> list[Persona]:
+    """Shipped personas by name, user files by path (``*.toml``) and ``definitions`` by name,
+    in the given order. A definition is a persona file's data (:func:`persona_data`'s layout);
+    its drift names a shipped persona or another definition, never a file. A file's
+    ``drift.persona`` names a shipped persona, one loaded with it, or another file (a path
+    relative to the file)."""
     parsed = _shipped_tables()
+    for i, data in enumerate(definitions):
+        where = f"persona_definitions[{i}]"
+        persona, drift = _parse(_table(data, where), where)
+        if persona.name in parsed:
+            raise ConfigurationError(
+                f"{where}: the name {persona.name!r} is taken (a shipped persona or an earlier"
+                " definition)"
+            )
+        if drift is not None and str(drift.get("persona", "")).endswith(".toml"):
+            raise ConfigurationError(f"{where}: drift.persona must name a persona, not a file")
+        parsed[persona.name] = (persona, drift)
     wanted: list[str] = []
     for item in names_or_paths:
         text = str(item)
@@ -626,6 +682,22 @@ def load_personas(names_or_paths: Iterable[str | Path]) -> list[Persona]:
         elif text in parsed:
             wanted.append(text)
         else:
-            raise NotFoundError(f"unknown persona {text!r}; shipped: {', '.join(sorted(parsed))}")
+            raise NotFoundError(f"unknown persona {text!r}; known: {', '.join(sorted(parsed))}")
     resolved = _resolve(parsed)
     return [resolved[name] for name in wanted]
+
+
+def definitions_of(personas: Iterable[Persona]) -> list[dict[str, Any]]:
+    """The definitions (:func:`persona_data`) that, with the shipped personas, load
+    ``personas`` again: those not shipped as they are, and the personas they drift to."""
+    shipped = {name: persona_data(p) for name, p in shipped_personas().items()}
+    found: dict[str, dict[str, Any]] = {}
+    for persona in personas:
+        at: Persona | None = persona
+        while at is not None and at.name not in found:
+            data = persona_data(at)
+            if shipped.get(at.name) == data:
+                break
+            found[at.name] = data
+            at = at.drift_to
+    return list(found.values())

@@ -187,7 +187,8 @@ def persona_text(persona: Persona) -> str:
         if "days" in rule:
             conditions.append(" ".join(_DAYS[d] for d in rule["days"]))
         when = ", ".join(conditions) or "always"
-        lines.append(f"  when {when}: {_weights_text(rule['weights'])}")
+        weights = {k: w for k, w in rule.items() if k not in {"hours", "weekend", "days"}}
+        lines.append(f"  when {when}: {_weights_text(weights)}")
     if data["drift"] is not None:
         lines.append(f"  {escape(_drift(data))}")
     return "\n".join(lines)

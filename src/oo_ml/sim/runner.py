@@ -17,7 +17,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -33,7 +33,13 @@ from oo_ml.policies.pcg import first_after, pcg64_words
 from oo_ml.rewards import RewardRule, get_reward_rule
 from oo_ml.sim.judges import Judge, Judgement, JudgeRequest, RuleJudge
 from oo_ml.sim.llm_judge import JudgeStats
-from oo_ml.sim.persona import Persona, load_personas, pools_oracle, shipped_personas
+from oo_ml.sim.persona import (
+    Persona,
+    definitions_of,
+    load_personas,
+    pools_oracle,
+    shipped_personas,
+)
 from oo_ml.sim.summary import SummaryBuilder
 from oo_ml.sim.tasks import Pools
 from oo_ml.store.base import RunRecord, SimEvent, Store
@@ -43,6 +49,7 @@ from oo_ml.types import Action, Candidate, Context, Outcome
 __all__ = [
     "DEFAULT_STEPS",
     "DEFAULT_USERS",
+    "MAX_PERSONA_DEFINITIONS",
     "Cohort",
     "DecisionClient",
     "HttpClient",
@@ -62,6 +69,9 @@ DEFAULT_USERS = 12
 DEFAULT_STEPS = 150
 """Tips per simulated user when a run does not say: the learning-quality runs' length."""
 
+MAX_PERSONA_DEFINITIONS = 64
+"""The most personas a run may define for itself (beside the shipped ones)."""
+
 EVENT_BATCH = 500
 """Events are written to the run store in batches of at least this many (one transaction
 each), at the end of the step that reached it."""
@@ -70,7 +80,10 @@ each), at the end of the step that reached it."""
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """What to simulate. ``users`` is the number of simulated users per policy; personas are
-    assigned to users round-robin."""
+    assigned to users round-robin. ``personas`` are names: shipped personas, those defined in
+    ``persona_definitions`` (persona files' data, :func:`~oo_ml.sim.persona.persona_data`, so
+    that a run's stored settings say everything it simulated) or, until a run is stored,
+    ``.toml`` files (:meth:`with_files_defined` turns them into definitions)."""
 
     policies: tuple[str, ...]
     personas: tuple[str, ...]
@@ -80,6 +93,7 @@ class SimConfig:
     seed: int = 0
     reward_rule: str = "dwell-v1"
     pool_size: int = 10
+    persona_definitions: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.policies:
@@ -97,6 +111,27 @@ class SimConfig:
         if not 2 <= self.pool_size <= 200:
             raise ConfigurationError("pool_size must be between 2 and 200")
         get_reward_rule(self.reward_rule)
+        if len(self.persona_definitions) > MAX_PERSONA_DEFINITIONS:
+            raise ConfigurationError(
+                f"at most {MAX_PERSONA_DEFINITIONS} persona definitions, got"
+                f" {len(self.persona_definitions)}"
+            )
+
+    def load_personas(self) -> list[Persona]:
+        """The run's personas, in order (refused with the reason if any is not well made)."""
+        return load_personas(self.personas, self.persona_definitions)
+
+    def with_files_defined(self) -> SimConfig:
+        """These settings with every persona named by name, files read into definitions (with
+        any persona they drift to): what a run stores, whatever becomes of the files."""
+        personas = self.load_personas()
+        defined = dataclasses.replace(
+            self,
+            personas=tuple(p.name for p in personas),
+            persona_definitions=tuple(definitions_of(personas)),
+        )
+        defined.load_personas()  # a file may not take a shipped persona's name, say
+        return defined
 
     @property
     def total_steps(self) -> int:
@@ -106,6 +141,7 @@ class SimConfig:
         data = dataclasses.asdict(self)
         data["policies"] = list(self.policies)
         data["personas"] = list(self.personas)
+        data["persona_definitions"] = [dict(d) for d in self.persona_definitions]
         return data
 
     @classmethod
@@ -117,6 +153,7 @@ class SimConfig:
         values = dict(data)
         values["policies"] = tuple(values.get("policies", ()))
         values["personas"] = tuple(values.get("personas", ()))
+        values["persona_definitions"] = tuple(values.get("persona_definitions", ()))
         return cls(**values)
 
 
@@ -634,8 +671,8 @@ class SimRunner:
             )
 
     def create(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
-        """Record a queued run."""
-        return self._record(config, run_id, "queued")
+        """Record a queued run (its personas' files read into definitions)."""
+        return self._record(config.with_files_defined(), run_id, "queued")
 
     def _record(self, config: SimConfig, run_id: str | None, status: str) -> RunRecord:
         now = int(time.time() * 1000)
@@ -651,7 +688,10 @@ class SimRunner:
         return run
 
     def run(self, config: SimConfig, run_id: str | None = None) -> RunRecord:
-        """Create and execute a run; returns it finished (done, failed or cancelled)."""
+        """Create and execute a run; returns it finished (done, failed or cancelled). Persona
+        files are read once, into the settings the run stores (refused before anything is
+        stored if one is not well made)."""
+        config = config.with_files_defined()
         # Recorded as running from the start: nobody could have seen it queued in between.
         return self._execute(self._record(config, run_id, "running").run_id, config)
 
@@ -662,7 +702,7 @@ class SimRunner:
 
     def _execute(self, run_id: str, config: SimConfig) -> RunRecord:
         try:
-            personas = load_personas(config.personas)
+            personas = config.load_personas()
             client = (
                 self.client_factory(config)
                 if self.client_factory is not None

@@ -20,7 +20,7 @@ from oo_ml.api.routes._common import iso_time
 from oo_ml.errors import ConfigurationError, NotFoundError, ValidationError
 from oo_ml.policies import POLICIES
 from oo_ml.sim.persona import shipped_personas
-from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, SimConfig
+from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, MAX_PERSONA_DEFINITIONS, SimConfig
 from oo_ml.store.base import RunRecord
 
 router = APIRouter(prefix="/v1/sim", tags=["simulation"], dependencies=[AdminDep])
@@ -41,7 +41,16 @@ class SimRunIn(BaseModel):
         None,
         min_length=1,
         max_length=64,
-        description="Shipped personas (GET /v1/sim/personas); all of them when left out.",
+        description="Personas by name: shipped (GET /v1/sim/personas) or defined in"
+        " persona_definitions; when left out, every shipped persona and every one defined.",
+    )
+    persona_definitions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=MAX_PERSONA_DEFINITIONS,
+        description="Personas of your own, each a persona file's data as JSON (the layout of"
+        " `oo-ml sim personas --json`: name, description, awake, response, prefer, when,"
+        " drift); a drift names a shipped persona or another one defined here. Stored with"
+        " the run.",
     )
     users: int = Field(DEFAULT_USERS, ge=1, le=100_000, description="Simulated users per policy.")
     steps: int = Field(DEFAULT_STEPS, ge=1, le=100_000, description="Tips per user.")
@@ -119,21 +128,28 @@ def _config(body: SimRunIn) -> SimConfig:
             raise ValidationError(f"policies[{i}]", f"unknown policy {name!r}")
         if name in body.policies[:i]:
             raise ValidationError(f"policies[{i}]", f"{name!r} is listed twice")
-    shipped = shipped_personas()
-    personas = list(shipped) if body.personas is None else body.personas
+    defined = [d.get("name") for d in body.persona_definitions]
+    known = [*shipped_personas(), *(name for name in defined if isinstance(name, str))]
+    personas = known if body.personas is None else body.personas
     for i, name in enumerate(personas):
-        if name not in shipped:
+        if name not in known:  # nor a file: the service reads none
             raise ValidationError(
-                f"personas[{i}]", f"unknown persona {name!r}; shipped: {', '.join(shipped)}"
+                f"personas[{i}]", f"unknown persona {name!r}; known: {', '.join(known)}"
             )
-    return SimConfig(
+    config = SimConfig(
         tuple(body.policies),
         tuple(personas),
         body.users,
         body.steps,
         judge=body.judge,
         seed=body.seed,
+        persona_definitions=tuple(body.persona_definitions),
     )
+    try:
+        config.load_personas()
+    except ConfigurationError as exc:
+        raise ValidationError("persona_definitions", str(exc)) from None
+    return config
 
 
 @router.get("/personas", response_model=PersonasOut)
