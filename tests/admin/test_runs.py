@@ -309,3 +309,54 @@ def test_a_running_run_shows_its_curve_so_far_and_serves_it_for_the_live_page(
     assert "The curve appears after the first steps." in fresh
     assert client.get("/admin/runs/run-new/curve.svg", headers=BEARER).status_code == 204
     assert client.get("/admin/runs/run-gone/curve.svg", headers=BEARER).status_code == 404
+
+
+OWN_PERSONA = """name = "night-shift"
+description = "Works nights; urgent things only."
+awake = [20, 6]
+[prefer]
+overdue = 0.7
+[drift]
+at_step = 10
+persona = "quick-wins"
+"""
+
+
+def test_a_persona_typed_into_the_form_is_simulated_and_kept_with_the_run(
+    server: LiveServer, csrf: str
+) -> None:
+    run_id = start_run(server.client, csrf, personas=["morning-focused"], own_persona=OWN_PERSONA)
+    assert wait_for_run(server.client, run_id)["status"] == "done"
+    run = server.engine.store.read(lambda txn: txn.get_run(run_id))
+    assert run is not None
+    assert run.config["personas"] == ["morning-focused", "night-shift"]
+    (definition,) = run.config["persona_definitions"]
+    assert (definition["name"], definition["awake"]) == ("night-shift", [20, 6])
+    events = server.engine.store.read(lambda txn: txn.sim_events(run_id))
+    night = [e.hour_of_day for e in events if e.persona == "night-shift" and e.step < 10]
+    assert night
+    assert all(h >= 20 or h <= 6 for h in night)
+    page = server.client.get(f"/admin/runs/{run_id}").text
+    assert "night-shift, defined with the run" in page
+    assert '"awake": [\n    20,\n    6\n  ]' in page
+
+
+def test_a_persona_typed_badly_is_shown_again_with_the_reason(
+    server: LiveServer, csrf: str
+) -> None:
+    for typed, reason in (
+        (
+            'name = "x"\ndescription = "d"\nawake = [7, 25]',
+            "Your persona: awake: must be [from, to]",
+        ),
+        ('name = "x"\ndescription = ', "Your persona is not valid TOML"),
+        ('name = "quick-wins"\ndescription = "d"', "the name &#39;quick-wins&#39; is taken"),
+    ):
+        response = server.client.post(
+            "/admin/simulations",
+            data={"csrf_token": csrf, "policies": ["egreedy-v1"], "personas": ["quick-wins"],
+                  "users": "2", "steps": "5", "judge": "rule", "seed": "1", "own_persona": typed},
+        )  # fmt: skip
+        assert response.status_code == 422, typed
+        assert reason in response.text, response.text
+    assert server.engine.store.read(lambda txn: txn.list_runs(10)) == []

@@ -208,6 +208,7 @@ async def start_simulation(request: Request, viewer: ViewerDep) -> Response:
         steps=posted.get("steps"),
         judge=posted.get("judge"),
         seed=posted.get("seed"),
+        own_persona=posted.get("own_persona"),
     )
     active = await run_in_threadpool(lambda: _engine(request).active_policy().name)
     config = form.config(baseline=active)

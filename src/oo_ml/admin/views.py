@@ -3,6 +3,7 @@ form. Plain functions of data, so they are tested without a server."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from oo_ml.errors import OOMLError
 from oo_ml.policies import POLICIES
 from oo_ml.settings import Settings
 from oo_ml.sim.judges import JUDGES
-from oo_ml.sim.persona import shipped_personas
+from oo_ml.sim.persona import load_personas, persona_data, shipped_personas
 from oo_ml.sim.runner import DEFAULT_STEPS, DEFAULT_USERS, SimConfig
 from oo_ml.store.base import RunRecord
 
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 MAX_SEED = 2**63 - 1
+MAX_PERSONA_TEXT = 20_000
+"""The longest persona file the run form takes."""
 
 
 def _interval(row: Mapping[str, Any], key: str = "ci95") -> tuple[float | None, float | None]:
@@ -156,6 +159,9 @@ class RunForm:
     steps: str = str(DEFAULT_STEPS)
     judge: str = "rule"
     seed: str = "0"
+    own_persona: str = ""
+    """A persona file of the user's own, as TOML text (optional): simulated beside the
+    personas chosen."""
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -187,7 +193,9 @@ class RunForm:
             self.errors.append(f"unknown names: {', '.join(unknown)}")
         if not policies:
             self.errors.append("Choose at least one policy.")
-        if not personas:
+        definitions = self._own_persona()
+        personas += [str(d["name"]) for d in definitions]
+        if not personas and not self.errors:
             self.errors.append("Choose at least one persona.")
         users = self._integer("Users", self.users, 1, 100_000)
         steps = self._integer("Steps", self.steps, 1, 100_000)
@@ -197,12 +205,34 @@ class RunForm:
         if self.errors or users is None or steps is None or seed is None:
             return None
         try:
-            return SimConfig(
-                tuple(policies), tuple(personas), users, steps, judge=self.judge, seed=seed
-            )
+            config = SimConfig(
+                tuple(policies), tuple(personas), users, steps, judge=self.judge, seed=seed,
+                persona_definitions=tuple(definitions),
+            )  # fmt: skip
+            config.load_personas()  # a drift to a persona that is not there, say
+            return config
         except OOMLError as exc:
             self.errors.append(str(exc))
             return None
+
+    def _own_persona(self) -> list[dict[str, Any]]:
+        """The persona typed in, as a definition (none if the field is empty)."""
+        text = self.own_persona.strip()
+        if not text:
+            return []
+        if len(text) > MAX_PERSONA_TEXT:
+            self.errors.append(f"Your persona is longer than {MAX_PERSONA_TEXT:,} characters.")
+            return []
+        try:
+            data = tomllib.loads(text)
+            (persona,) = load_personas([data.get("name", "")], [data])
+        except tomllib.TOMLDecodeError as exc:
+            self.errors.append(f"Your persona is not valid TOML: {exc}.")
+            return []
+        except OOMLError as exc:
+            self.errors.append(f"Your persona: {str(exc).removeprefix('persona_definitions[0]: ')}")
+            return []
+        return [persona_data(persona)]
 
     def _integer(self, label: str, text: str, low: int, high: int) -> int | None:
         try:
