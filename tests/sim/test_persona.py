@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oo_ml import Action, ConfigurationError, Context, NotFoundError, get_reward_rule
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
@@ -211,6 +213,7 @@ def test_a_rule_holds_in_its_hours_only(tmp_path, hours: list[int], inside: set[
             "at_step",
         ),
         ('name = "x.toml"\ndescription = "d"', "not end in .toml"),
+        ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = ["y"]', "drift.persona"),
         ('name = "a\\nb"\ndescription = "d"', "printable"),
         (f'name = "{"x" * 65}"\ndescription = "d"', "at most 64"),
         (f'name = "x"\ndescription = "{"d" * 2001}"', "at most 2000"),
@@ -380,3 +383,38 @@ def test_persona_data_says_everything_a_persona_is(tmp_path, name: str) -> None:
             again.weights(Context(hour, day)).tolist()
             == persona.weights(Context(hour, day)).tolist()
         )
+
+
+_KEYS = ("awake", "response", "prefer", "when", "drift", "hours", "weekend", "days", "at_step",
+         "persona", "priority", "source", "email", "slope", "threshold", "snooze_share",
+         "dwell_median_s", "dwell_sigma", "bias", "name")  # fmt: skip
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["quick-wins", "x", "a.toml", ""])
+)
+_JSON = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=6)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    st.fixed_dictionaries(
+        {"name": st.sampled_from(["x", "y"]), "description": st.just("d")},
+        optional=dict.fromkeys(_KEYS[:-1], _JSON),
+    )
+)
+def test_any_json_definition_loads_or_is_refused_with_a_configuration_error(data: dict) -> None:  # type: ignore[type-arg]
+    """What a request's persona_definitions can hold never escapes as another error (a 500)."""
+    try:
+        load_personas([], [data])
+    except ConfigurationError as exc:
+        message = str(exc)
+        assert message  # any refusal passes, but it must say why

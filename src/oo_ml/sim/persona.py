@@ -592,7 +592,7 @@ def _resolve(parsed: Mapping[str, tuple[Persona, Mapping[str, Any] | None]]) -> 
         if drift is None:
             continue
         target, at = drift.get("persona"), drift.get("at_step")
-        if target not in personas or target == name:
+        if not isinstance(target, str) or target not in personas or target == name:
             raise ConfigurationError(
                 f"{name}: drift.persona must name another persona (shipped, loaded with it, or"
                 f" a .toml file beside it), not {target!r}"
