@@ -213,6 +213,7 @@ def test_a_rule_holds_in_its_hours_only(tmp_path, hours: list[int], inside: set[
             "at_step",
         ),
         ('name = "x.toml"\ndescription = "d"', "not end in .toml"),
+        ('name = "x"\ndescription = "d"\n' + "[[when]]\nbias = 1\n" * 65, "at most 64"),
         ('name = "x"\ndescription = "d"\n[drift]\nat_step = 3\npersona = ["y"]', "drift.persona"),
         ('name = "a\\nb"\ndescription = "d"', "printable"),
         (f'name = "{"x" * 65}"\ndescription = "d"', "at most 64"),

@@ -79,6 +79,8 @@ __all__ = [
 
 MAX_NAME_LENGTH = 64
 """The longest persona name (it is stored with every simulated step)."""
+MAX_RULES = 64
+"""The most ``[[when]]`` tables a persona may have."""
 MAX_DESCRIPTION_LENGTH = 2_000
 """The longest persona description (an LLM judge reads it at every step)."""
 
@@ -572,6 +574,8 @@ def _parse(data: Mapping[str, Any], origin: str) -> tuple[Persona, Mapping[str, 
     rules = data.get("when", [])
     if not isinstance(rules, list):
         raise ConfigurationError(f"{origin}: when must be a list of tables ([[when]])")
+    if len(rules) > MAX_RULES:
+        raise ConfigurationError(f"{origin}: at most {MAX_RULES} [[when]] tables")
     drift = data.get("drift")
     if drift is not None:
         drift = _table(drift, f"{origin}: drift")
