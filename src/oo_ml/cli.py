@@ -266,6 +266,12 @@ def _report(run: RunRecord, plot: Path | None) -> None:
     judged = judge_text(run)
     if judged is not None:
         console.print(f"judge {run.config.get('judge')}: {judged}")
+    definitions = run.config.get("persona_definitions") or []
+    if definitions:
+        names = [str(d.get("name")) for d in definitions]
+        console.print("Personas defined with the run:")
+        for persona in load_personas(names, definitions):
+            console.print(persona_text(persona))
     if plot is not None and run.summary is not None:
         plot.write_text(curve_svg(run))
         console.print(f"reward curves written to {plot}")

@@ -213,3 +213,25 @@ def test_personas_refuses_a_bad_file_with_its_reason(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "awake: must be [from, to]" in result.output
+
+
+def test_a_run_with_a_persona_file_shows_it_after_the_file_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "owl.toml").write_text(
+        OWL.replace('persona = "quick-wins"', 'persona = "lark.toml"')
+    )
+    (tmp_path / "lark.toml").write_text('name = "lark"\ndescription = "Early."\nawake = [5, 12]\n')
+    args = ("--personas", "owl.toml,quick-wins", "--users", "2", "--steps", "5")
+    done = oo_ml_cli(tmp_path, "a.db", "sim", "run", "--policy", "egreedy-v1", *args)
+    assert done.returncode == 0, done.stderr
+    run_id = re.search(r"Run (run-[0-9a-f-]+) \(done\)", done.stdout)
+    assert run_id is not None, done.stdout
+    (tmp_path / "owl.toml").unlink()
+    (tmp_path / "lark.toml").unlink()
+    shown = oo_ml_cli(tmp_path, "a.db", "sim", "show", run_id[1])
+    assert shown.returncode == 0, shown.stderr
+    for output in (done.stdout, shown.stdout):
+        assert "Personas defined with the run:" in output
+        assert "owl: Late; [really] late." in output
+        assert "asks for tips 18:00–03:59" in output
+        assert "from step 40: lark" in output
+        assert "lark: Early." in output
