@@ -235,3 +235,13 @@ def test_a_run_with_a_persona_file_shows_it_after_the_file_is_gone(tmp_path: Pat
         assert "asks for tips 18:00–03:59" in output
         assert "from step 40: lark" in output
         assert "lark: Early." in output
+
+
+def test_personas_points_out_rule_hours_the_persona_is_never_asked_in() -> None:
+    result = CliRunner().invoke(app, ["sim", "personas", "evening-focused"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "when 05:00–11:59" in result.output
+    assert "not asked at 05:00, 06:00: outside its waking hours" in result.output
+    assert "not asked at 23:00: outside its waking hours" in result.output
+    inside = CliRunner().invoke(app, ["sim", "personas", "quick-wins"], env={"COLUMNS": "200"})
+    assert "not asked" not in inside.output

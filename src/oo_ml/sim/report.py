@@ -11,6 +11,7 @@ from rich.table import Table
 
 from oo_ml.charts import line_chart
 from oo_ml.sim.persona import Persona, persona_data
+from oo_ml.sim.tasks import waking_span
 from oo_ml.store.base import RunRecord
 
 __all__ = [
@@ -144,6 +145,11 @@ def _hours(hours: Sequence[int]) -> str:
     return f"{hours[0]:02d}:00–{hours[1]:02d}:59"
 
 
+def _hour_set(hours: Sequence[int]) -> set[int]:
+    """The hours ``[from, to]`` covers (``[22, 2]``: 22, 23, 0, 1, 2)."""
+    return {(hours[0] + i) % 24 for i in range(waking_span((hours[0], hours[1])))}
+
+
 def _drift(data: Mapping[str, Any]) -> str:
     drift = data["drift"]
     return "—" if drift is None else f"from step {drift['at_step']}: {drift['persona']}"
@@ -189,6 +195,10 @@ def persona_text(persona: Persona) -> str:
         when = ", ".join(conditions) or "always"
         weights = {k: w for k, w in rule.items() if k not in {"hours", "weekend", "days"}}
         lines.append(f"  when {when}: {_weights_text(weights)}")
+        asleep = sorted(_hour_set(rule["hours"]) - _hour_set(data["awake"]))
+        if asleep and rule["hours"] != [0, 23]:
+            never = ", ".join(f"{h:02d}:00" for h in asleep)
+            lines.append(f"    [yellow]not asked at {never}: outside its waking hours[/yellow]")
     if data["drift"] is not None:
         lines.append(f"  {escape(_drift(data))}")
     return "\n".join(lines)
