@@ -195,7 +195,7 @@ class RunForm:
             self.errors.append("Choose at least one policy.")
         definitions = self._own_persona()
         personas += [str(d["name"]) for d in definitions]
-        if not personas and not self.errors:
+        if not personas and not self.own_persona.strip():  # a refused one has its reason
             self.errors.append("Choose at least one persona.")
         users = self._integer("Users", self.users, 1, 100_000)
         steps = self._integer("Steps", self.steps, 1, 100_000)
