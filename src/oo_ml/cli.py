@@ -270,8 +270,11 @@ def _report(run: RunRecord, plot: Path | None) -> None:
     if definitions:
         names = [str(d.get("name")) for d in definitions]
         console.print("Personas defined with the run:")
-        for persona in load_personas(names, definitions):
-            console.print(persona_text(persona))
+        try:
+            for persona in load_personas(names, definitions):
+                console.print(persona_text(persona))
+        except OOMLError as exc:  # stored by another version, say
+            console.print(f"[red]{escape(str(exc))}[/red]")
     if plot is not None and run.summary is not None:
         plot.write_text(curve_svg(run))
         console.print(f"reward curves written to {plot}")
