@@ -176,11 +176,13 @@ def test_unknown_runs_are_404_and_personas_are_listed(client: httpx.Client) -> N
     assert all(p["awake"] == [7, 22] for p in personas)
 
 
+@BOTH_DATABASES
 def test_a_run_simulates_personas_defined_in_the_request_and_stores_them(
-    client: httpx.Client,
+    start_server: ServerFactory,
 ) -> None:
     """Left out, the personas are the shipped ones and those defined; the run's settings keep
     the definitions, so they say all that was simulated."""
+    client = start_server().client
     body = {**BODY, "personas": None, "persona_definitions": [OWL, LARK], "users": 9}
     started = client.post("/v1/sim/runs", json=body, headers=ADMIN)
     assert started.status_code == 202, started.text
