@@ -13,7 +13,7 @@ import pytest
 
 from oo_ml import Candidate, Context, ValidationError
 from oo_ml import types as types_module
-from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream, waking_span
+from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream, hours_span, in_hours
 
 
 def test_same_seed_same_stream() -> None:
@@ -264,9 +264,10 @@ def test_waking_hours_are_checked() -> None:
             pools.set_awake(0, bad)
     with pytest.raises(ValueError, match="one waking window per seed"):
         Pools([1, 2], ["a", "b"], awake=[(7, 22)])
-    assert waking_span((7, 22)) == 16
-    assert waking_span((18, 3)) == 10
-    assert waking_span((22, 21)) == 24
+    assert hours_span((7, 22)) == 16
+    assert hours_span((18, 3)) == 10
+    assert hours_span((22, 21)) == 24
+    assert [h for h in range(24) if in_hours((22, 2), h)] == [0, 1, 2, 22, 23]
 
 
 def test_a_member_is_a_task_stream_of_the_same_seed() -> None:

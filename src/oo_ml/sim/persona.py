@@ -56,7 +56,14 @@ import numpy as np
 
 from oo_ml.errors import ConfigurationError, NotFoundError
 from oo_ml.rewards import RewardRule
-from oo_ml.sim.tasks import AWAKE, MIN_AWAKE_HOURS, TEMPLATE_SOURCES, Pools, SimTask, waking_span
+from oo_ml.sim.tasks import (
+    AWAKE,
+    TEMPLATE_SOURCES,
+    Pools,
+    SimTask,
+    awake_problem,
+    in_hours,
+)
 from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
@@ -272,9 +279,7 @@ class Rule:
     days: frozenset[int] | None = None
 
     def applies(self, context: Context) -> bool:
-        start, end, hour = self.hours[0], self.hours[1], context.hour_of_day
-        # [22, 2] spans midnight: 22, 23, 0, 1, 2.
-        if not (start <= hour <= end if start <= end else hour >= start or hour <= end):
+        if not in_hours(self.hours, context.hour_of_day):  # [22, 2]: 22, 23, 0, 1, 2
             return False
         if self.weekend is not None and (context.day_of_week >= 5) != self.weekend:
             return False
@@ -522,11 +527,9 @@ def _awake(value: Any, where: str) -> tuple[int, int]:
             f"{where}: must be [from, to], two hours of 0 … 23 (from > to spans midnight)"
         )
     awake = (value[0], value[1])
-    if waking_span(awake) < MIN_AWAKE_HOURS:
-        raise ConfigurationError(
-            f"{where}: {value} covers {waking_span(awake)} hour(s); at least {MIN_AWAKE_HOURS}"
-            " are needed (the first tip of a day comes up to 2 hours after waking)"
-        )
+    problem = awake_problem(awake)
+    if problem is not None:
+        raise ConfigurationError(f"{where}: {problem}")
     return awake
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from oo_ml.charts import line_chart
 from oo_ml.sim.persona import Persona, persona_data
-from oo_ml.sim.tasks import waking_span
+from oo_ml.sim.tasks import in_hours
 from oo_ml.store.base import RunRecord
 
 __all__ = [
@@ -140,14 +140,14 @@ def curve_svg(run: RunRecord) -> str:
     )
 
 
-def _hours(hours: Sequence[int]) -> str:
+def _hours_text(hours: Sequence[int]) -> str:
     """``[21, 2]`` as ``21:00–02:59``."""
     return f"{hours[0]:02d}:00–{hours[1]:02d}:59"
 
 
 def _hour_set(hours: Sequence[int]) -> set[int]:
     """The hours ``[from, to]`` covers (``[22, 2]``: 22, 23, 0, 1, 2)."""
-    return {(hours[0] + i) % 24 for i in range(waking_span((hours[0], hours[1])))}
+    return {hour for hour in range(24) if in_hours((hours[0], hours[1]), hour)}
 
 
 def _drift(data: Mapping[str, Any]) -> str:
@@ -163,7 +163,7 @@ def personas_table(personas: Sequence[Persona]) -> Table:
     for persona in personas:
         data = persona_data(persona)
         table.add_row(
-            escape(persona.name), _hours(data["awake"]), escape(_drift(data)),
+            escape(persona.name), _hours_text(data["awake"]), escape(_drift(data)),
             escape(persona.description),
         )  # fmt: skip
     return table
@@ -180,14 +180,14 @@ def persona_text(persona: Persona) -> str:
     response = data["response"]
     lines = [
         f"[bold]{escape(persona.name)}[/bold]: {escape(persona.description)}",
-        f"  asks for tips {_hours(data['awake'])}",
+        f"  asks for tips {_hours_text(data['awake'])}",
         f"  p(done) = sigmoid({response['slope']:g} · (utility − {response['threshold']:g}));"
         f" snoozes {response['snooze_share']:.0%} of the rest; dwell median"
         f" {response['dwell_median_s']:g} s (log-sd {response['dwell_sigma']:g})",
         f"  always: {_weights_text(data['prefer'])}",
     ]
     for rule in data["when"]:
-        conditions = [] if rule["hours"] == [0, 23] else [_hours(rule["hours"])]
+        conditions = [] if rule["hours"] == [0, 23] else [_hours_text(rule["hours"])]
         if "weekend" in rule:
             conditions.append("weekends" if rule["weekend"] else "weekdays")
         if "days" in rule:

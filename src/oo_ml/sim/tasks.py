@@ -35,7 +35,9 @@ __all__ = [
     "Pools",
     "SimTask",
     "TaskStream",
-    "waking_span",
+    "awake_problem",
+    "hours_span",
+    "in_hours",
 ]
 
 AWAKE = (7, 22)
@@ -208,10 +210,29 @@ def _advance(  # noqa: PLR0917 (a kernel takes arrays, not an object)
             version[m] += 1
 
 
-def waking_span(awake: tuple[int, int]) -> int:
-    """How many hours ``awake = (first, last)`` covers, both included (``(18, 3)`` spans
-    midnight: 10 hours)."""
-    return (awake[1] - awake[0]) % 24 + 1
+def hours_span(hours: tuple[int, int]) -> int:
+    """How many hours ``(first, last)`` covers, both included (``(18, 3)`` spans midnight:
+    10 hours)."""
+    return (hours[1] - hours[0]) % 24 + 1
+
+
+def in_hours(hours: tuple[int, int], hour: int) -> bool:
+    """Whether ``hour`` is one of ``(first, last)``'s, both included (``(22, 2)``: 22, 23,
+    0, 1 and 2)."""
+    return (hour - hours[0]) % 24 < hours_span(hours)
+
+
+def awake_problem(awake: tuple[int, int]) -> str | None:
+    """What is wrong with ``awake`` as a simulated user's waking hours, or ``None``."""
+    first, last = awake
+    if not (0 <= first <= 23 and 0 <= last <= 23):
+        return f"{list(awake)} must be two hours of 0 … 23"
+    if hours_span(awake) < MIN_AWAKE_HOURS:
+        return (
+            f"{list(awake)} covers {hours_span(awake)} hour(s); at least {MIN_AWAKE_HOURS} are"
+            " needed (the first tip of a day comes up to 2 hours after waking)"
+        )
+    return None
 
 
 class Pools:
@@ -285,16 +306,10 @@ class Pools:
     def set_awake(self, m: int, awake: tuple[int, int]) -> None:
         """Member ``m`` asks for tips from hour ``awake[0]`` to hour ``awake[1]`` (both
         included; ``(18, 3)`` spans midnight) from its next request on."""
-        first, last = awake
-        if not (0 <= first <= 23 and 0 <= last <= 23):
-            raise ValueError(f"waking hours must be two hours of 0 … 23, got {awake}")
-        if waking_span(awake) < MIN_AWAKE_HOURS:
-            raise ValueError(
-                f"waking hours {awake} cover {waking_span(awake)} hours; at least"
-                f" {MIN_AWAKE_HOURS} are needed (the first request comes up to 2 hours after"
-                " waking)"
-            )
-        self.wake[m], self.span[m] = first, waking_span(awake)
+        problem = awake_problem(awake)
+        if problem is not None:
+            raise ValueError(f"waking hours {problem}")
+        self.wake[m], self.span[m] = awake[0], hours_span(awake)
 
     def now_days(self, m: int) -> float:
         """Member ``m``'s clock, in days since its stream started."""
