@@ -205,12 +205,10 @@ class RunForm:
         if self.errors or users is None or steps is None or seed is None:
             return None
         try:
-            config = SimConfig(
+            return SimConfig(
                 tuple(policies), tuple(personas), users, steps, judge=self.judge, seed=seed,
                 persona_definitions=tuple(definitions),
             )  # fmt: skip
-            config.load_personas()  # a drift to a persona that is not there, say
-            return config
         except OOMLError as exc:
             self.errors.append(str(exc))
             return None
