@@ -14,6 +14,7 @@ from oo_ml import Action, ConfigurationError, Context, NotFoundError, get_reward
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import (
     FEATURES,
+    RULE_CONDITIONS,
     _feature_row,
     feature_matrix,
     features_at,
@@ -357,7 +358,7 @@ def _toml(data: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"weekend = {str(rule['weekend']).lower()}")
         if "days" in rule:
             lines.append(f"days = {rule['days']}")
-        lines += [f"{k} = {w!r}" for k, w in rule.items() if k not in {"hours", "weekend", "days"}]
+        lines += [f"{k} = {w!r}" for k, w in rule.items() if k not in RULE_CONDITIONS]
     if data["drift"] is not None:
         lines += ["[drift]", f"at_step = {data['drift']['at_step']}",
                   f"persona = {json.dumps(data['drift']['persona'])}"]  # fmt: skip

@@ -68,6 +68,7 @@ from oo_ml.types import Action, Context, FloatArray
 
 __all__ = [
     "FEATURES",
+    "RULE_CONDITIONS",
     "Persona",
     "Response",
     "Rule",
@@ -84,6 +85,8 @@ __all__ = [
     "utilities",
 ]
 
+RULE_CONDITIONS = frozenset({"hours", "weekend", "days"})
+"""The keys of a ``[[when]]`` table that say when it applies; the others are weights."""
 MAX_NAME_LENGTH = 64
 """The longest persona name (it is stored with every simulated step)."""
 MAX_RULES = 64
@@ -476,7 +479,7 @@ def _weights(table: Mapping[str, Any], where: str) -> FloatArray:
     for key, value in table.items():
         if key == "source" and isinstance(value, Mapping):
             flat.update({f"source.{k}": v for k, v in value.items()})
-        elif key not in {"hours", "weekend", "days"}:
+        elif key not in RULE_CONDITIONS:
             flat[key] = value
     for key, value in flat.items():
         if key not in FEATURES:

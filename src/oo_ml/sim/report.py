@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oo_ml.charts import line_chart
-from oo_ml.sim.persona import Persona, persona_data
+from oo_ml.sim.persona import RULE_CONDITIONS, Persona, persona_data
 from oo_ml.sim.tasks import in_hours
 from oo_ml.store.base import RunRecord
 
@@ -193,7 +193,7 @@ def persona_text(persona: Persona) -> str:
         if "days" in rule:
             conditions.append(" ".join(_DAYS[d] for d in rule["days"]))
         when = ", ".join(conditions) or "always"
-        weights = {k: w for k, w in rule.items() if k not in {"hours", "weekend", "days"}}
+        weights = {k: w for k, w in rule.items() if k not in RULE_CONDITIONS}
         lines.append(f"  when {when}: {_weights_text(weights)}")
         asleep = sorted(_hour_set(rule["hours"]) - _hour_set(data["awake"]))
         if asleep and rule["hours"] != [0, 23]:
