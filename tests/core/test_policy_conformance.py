@@ -281,3 +281,27 @@ def test_maintained_inverse_matches_numpy_after_10000_updates(
         policy.learn(state, x, float(r))
     np.testing.assert_allclose(state.A_inv, np.linalg.inv(state.A), rtol=0, atol=1e-8)
     np.testing.assert_allclose(state.theta, np.linalg.solve(state.A, state.b), atol=1e-8)
+
+
+@policies
+def test_choose_is_decides_choice_and_probability(policy: Policy) -> None:
+    """``Policy.choose`` (the simulator's own decisions) chooses what ``decide`` chooses,
+    with its probability and the same numbers drawn, for a learned state and ties alike."""
+    state = trained_state(policy, seed=3)
+    rng = np.random.default_rng(9)
+    for k in (1, 2, 7):
+        features = policy.encoder.encode(make_context(rng), make_candidates(rng, k))
+        for tied in (False, True):
+            x = np.repeat(features[:1], k, axis=0) if tied else features
+            seed = int(rng.integers(2**62))
+            decided = policy.decide(
+                state, x, tuple(f"t{i}" for i in range(k)), np.random.default_rng(seed)
+            )
+            chosen_rng = np.random.default_rng(seed)
+            assert policy.choose(state, x, chosen_rng) == (
+                decided.chosen,
+                float(decided.probabilities[decided.chosen]),
+            )
+            after = np.random.default_rng(seed)
+            policy.decide(state, x, tuple(f"t{i}" for i in range(k)), after)
+            assert chosen_rng.random() == after.random()

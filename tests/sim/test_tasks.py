@@ -10,10 +10,20 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oo_ml import Candidate, Context, ValidationError
 from oo_ml import types as types_module
-from oo_ml.sim.tasks import TEMPLATES, Pools, SimTask, TaskStream, hours_span, in_hours
+from oo_ml.sim.tasks import (
+    TEMPLATES,
+    Pools,
+    SimTask,
+    TaskStream,
+    hours_span,
+    in_hours,
+    round_3,
+)
 
 
 def test_same_seed_same_stream() -> None:
@@ -278,3 +288,24 @@ def test_a_member_is_a_task_stream_of_the_same_seed() -> None:
         assert pools.pool_fields(1) == alone.pool_fields()
         pools.advance()
         alone.advance()
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-36500.0, 36500.0, allow_nan=False),
+            # Half-way points of the third decimal and their neighbours, where 1000·v rounds
+            # onto, or next to, the half.
+            st.integers(-(10**7), 10**7).map(lambda n: (n + 0.5) / 1000.0),
+            st.tuples(st.integers(-(10**7), 10**7), st.sampled_from([-math.inf, math.inf])).map(
+                lambda pair: math.nextafter((pair[0] + 0.5) / 1000.0, pair[1])
+            ),
+            st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 0.0005, -0.0005, 2.0005, 1e-300]),
+        ),
+        max_size=40,
+    )
+)
+def test_round_3_is_pythons_round_bit_for_bit(values: list[float]) -> None:
+    got = round_3(np.array(values, dtype=np.float64))
+    assert got.tobytes() == np.array([round(v, 3) for v in values], dtype=np.float64).tobytes()

@@ -187,6 +187,17 @@ class Policy:
                 "features", f"must have shape (k>0, {self.dim}), got {features.shape}"
             )
 
+    def choose(
+        self, state: RidgeState, features: FloatArray, rng: np.random.Generator
+    ) -> tuple[int, float]:
+        """:meth:`decide`'s choice and its probability alone, for a caller whose state and
+        features are this policy's by construction (the simulator's own decisions, which
+        log no :class:`~oo_ml.types.Decision`): nothing is checked."""
+        means = features.dot(state.theta)
+        probs = self.exploration.distribution(features, means, state, rng)[1]
+        chosen = _draw(probs, rng)
+        return chosen, float(probs[chosen])
+
     def _choose(
         self,
         state: RidgeState,
@@ -194,7 +205,7 @@ class Policy:
         candidate_ids: tuple[str, ...],
         rng: np.random.Generator,
     ) -> Decision:
-        """:meth:`decide` on a checked state and features."""
+        """:meth:`decide` on a checked state and features (as :meth:`choose` decides)."""
         means = features.dot(state.theta)
         scores, probs, draws = self.exploration.distribution(features, means, state, rng)
         chosen = _draw(probs, rng)

@@ -31,6 +31,7 @@ from oo_ml.errors import ConfigurationError
 from oo_ml.policies import get_policy
 from oo_ml.policies.pcg import first_after, pcg64_words
 from oo_ml.rewards import RewardRule, get_reward_rule
+from oo_ml.sim.direct import DirectDecisions, takes
 from oo_ml.sim.judges import Judge, Judgement, JudgeRequest, RuleJudge
 from oo_ml.sim.llm_judge import JudgeStats
 from oo_ml.sim.persona import (
@@ -225,6 +226,20 @@ class _Seeds:
             self._pending = self._rng.integers(0, 2**63 - 1, size=1024).tolist()
             self._pending.reverse()
         return self._pending.pop()
+
+
+def _seed_streams(seed: int) -> Callable[[str], int]:
+    """A policy's next decision seed, from its :class:`_Seeds` stream in a run seeded
+    ``seed``: the seeds :class:`InProcessClient` gives the engine."""
+    streams: dict[str, _Seeds] = {}
+
+    def next_seed(policy: str) -> int:
+        stream = streams.get(policy)
+        if stream is None:
+            stream = streams[policy] = _Seeds(seed, policy)
+        return stream()
+
+    return next_seed
 
 
 @dataclass
@@ -463,24 +478,41 @@ class Cohort:
             first_after(state_high, state_low, inc_high, inc_low, step << 32, out)
         return out.tolist()
 
-    def play(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
+    def play(
+        self,
+        client: DecisionClient,
+        rule: RewardRule,
+        step: int,
+        direct: DirectDecisions | None = None,
+    ) -> list[SimEvent]:
         """Step ``step`` of every member, judged by each persona's own response model (the
-        rule judge), with the oracle's numbers; then the world moves on."""
+        rule judge), with the oracle's numbers; then the world moves on. Members that
+        ``direct`` decides for are decided there, the others by ``client``."""
         pools = self.pools
         played = []
         moments = []
         chosen = []
         firsts = self._firsts(step)
+        rows = direct.see(pools) if direct is not None else [None] * len(self.members)
         self._wake_for(step + 1)
-        for m, member in enumerate(self.members):
+        for m, (member, x) in enumerate(zip(self.members, rows, strict=True)):
             persona = member.persona.at_step(step)
             context = pools.context(m)
-            event_id, index, probability = client.rank(
-                member.user_id, context, pools.candidates(m), member.policy
-            )
+            if x is not None:
+                assert direct is not None
+                index, probability = direct.rank(m, x)
+            else:
+                event_id, index, probability = client.rank(
+                    member.user_id, context, pools.candidates(m), member.policy
+                )
             request = JudgeRequest(persona, context, pools.task_at(m, index), step)
             verdict = self._rule_verdict(m, request, firsts[m])
-            milli = client.feedback(event_id, Outcome(verdict.action, verdict.dwell_ms))
+            outcome = Outcome(verdict.action, verdict.dwell_ms)
+            if x is not None:
+                assert direct is not None
+                milli = direct.feedback(m, x[index], outcome)
+            else:
+                milli = client.feedback(event_id, outcome)
             played.append(self._fields(member, request, probability, verdict, milli))
             moments.append((persona, context))
             chosen.append(index)
@@ -658,6 +690,11 @@ class SimRunner:
     progress: Callable[[int, int], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     judge_concurrency: int = 4
+    direct: bool = True
+    """In this process (no ``client_factory``) with the rule judge, decide for policies
+    without a population prior by :class:`~oo_ml.sim.direct.DirectDecisions`: the same
+    events as through the serving engine, without its per-request records. ``False``: every
+    decision through the engine."""
     live_every_s: float = 2.0
     """How often, at most, a running run's summary so far is stored with its progress (the
     console draws its curve while it runs); ``math.inf``: only when it is done."""
@@ -770,6 +807,14 @@ class SimRunner:
         )
         judge = self.judge
         at_once = hasattr(client, "rank_many")  # a service over HTTP: a step's users together
+        direct = (
+            DirectDecisions([m.policy for m in cohort.members], rule, _seed_streams(config.seed))
+            if self.direct
+            and self.client_factory is None
+            and isinstance(judge, RuleJudge)
+            and any(takes(get_policy(name)) for name in config.policies)
+            else None
+        )
         shown = time.monotonic()
         batch: list[SimEvent] = []
 
@@ -800,7 +845,7 @@ class SimRunner:
                 if pool is None and at_once:
                     events = cohort.play_at_once(client, rule, step)
                 elif pool is None:
-                    events = cohort.play(client, rule, step)
+                    events = cohort.play(client, rule, step, direct)
                 else:
                     events = self._step_at_once(pool, client, cohort, step)
                 summary.add(events)

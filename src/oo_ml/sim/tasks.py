@@ -235,6 +235,20 @@ def awake_problem(awake: tuple[int, int]) -> str | None:
     return None
 
 
+def round_3(values: FloatArray) -> FloatArray:
+    """Python's ``round(v, 3)`` of every value, bit for bit (numpy's ``round`` differs in the
+    last bit): ``rint(1000·v) / 1000``, the division rounding once to the nearest double as
+    Python's does, wherever 1000·v, rounded to a double, is far enough from a half-way point
+    that its rounding cannot have moved it across one; Python's own ``round`` for the rest."""
+    scaled = values * 1000.0
+    whole = np.rint(scaled)
+    rounded: FloatArray = whole / 1000.0
+    near = np.abs(np.abs(scaled - whole) - 0.5) <= 4.0 * np.abs(np.spacing(scaled))
+    for i in np.flatnonzero(near).tolist():
+        rounded[i] = round(float(values[i]), 3)
+    return rounded
+
+
 class Pools:
     """The task pools and clocks of many simulated users (*members*) at once, as arrays.
 
