@@ -22,6 +22,7 @@ from oo_ml.sim.persona import (
     load_personas,
     persona_data,
     pools_oracle,
+    pools_utilities,
     shipped_personas,
     static_features,
     utilities,
@@ -330,6 +331,24 @@ def test_oracle_numbers_are_the_personas_expected_rewards() -> None:
         assert best == expected.max()
         assert shown == expected[chosen[m]]
         assert average == pytest.approx(expected.mean(), rel=1e-12)
+
+
+def test_pools_utilities_give_the_rule_judges_done_probability_bit_for_bit() -> None:
+    """A step's utilities, computed for every pool at once, give each task the probability
+    of being done that the rule judge computes for the task alone: the judge of a simulated
+    step reads them instead."""
+    pools = oracle_pools(list(range(50)), 30)
+    moments, _ = oracle_questions(len(pools), seed=10)
+    seen = pools_utilities(pools, moments, RULE)
+    assert seen.utility.shape == (int(pools.count.sum()),)
+    assert not seen.utility.flags.writeable
+    checked = set()
+    for m, (persona, context) in enumerate(moments):
+        for index, task in enumerate(pools.tasks(m)):
+            done = persona.done_of(seen.of(m, index))
+            assert done == persona.done_probability(task, context)
+            checked.add(round(done, 1))
+    assert len(checked) >= 5  # not one number throughout
 
 
 def test_utilities_are_the_dot_products_of_features_and_weights() -> None:

@@ -66,6 +66,10 @@ class Judgement:
     dwell_ms: int | None
 
 
+_SNOOZED = Judgement(Action.SNOOZE, None)
+_DISMISSED = Judgement(Action.DISMISS, None)
+
+
 class Judge(Protocol):
     name: str
 
@@ -88,12 +92,20 @@ class RuleJudge:
         """The verdict for the step's first uniform ``u``; ``then`` gives the step's generator
         just after that number, for a done task's dwell (asked for only then)."""
         persona = request.persona
-        done = persona.done_probability(request.task, request.context)
+        return RuleJudge.verdict(
+            persona, persona.done_probability(request.task, request.context), u, then
+        )
+
+    @staticmethod
+    def verdict(
+        persona: Persona, done: float, u: float, then: Callable[[], np.random.Generator]
+    ) -> Judgement:
+        """:meth:`answer` for a task that ``persona`` does with probability ``done``."""
         if u < done:
             return Judgement(Action.DONE, persona.sample_dwell_ms(then()))
         if u < done + (1.0 - done) * persona.response.snooze_share:
-            return Judgement(Action.SNOOZE, None)
-        return Judgement(Action.DISMISS, None)
+            return _SNOOZED
+        return _DISMISSED
 
 
 def make_judge(name: str, settings: Settings) -> Judge:

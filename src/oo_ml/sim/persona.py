@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -70,6 +71,7 @@ __all__ = [
     "FEATURES",
     "RULE_CONDITIONS",
     "Persona",
+    "PoolsUtilities",
     "Response",
     "Rule",
     "definitions_of",
@@ -79,6 +81,7 @@ __all__ = [
     "load_personas",
     "persona_data",
     "pools_oracle",
+    "pools_utilities",
     "response_expectation",
     "shipped_personas",
     "static_features",
@@ -209,19 +212,49 @@ def response_expectation(
     return utility
 
 
-def pools_oracle(
-    pools: Pools,
-    moments: Sequence[tuple[Persona, Context]],
-    chosen: Sequence[int],
-    rule: RewardRule,
-) -> list[tuple[float, float, float]]:
-    """(best, average, shown) expected reward over every member's pool of ``pools`` as it
-    stands now, all at once: member ``m`` has the persona and moment ``moments[m]`` and was
-    shown its task ``chosen[m]``.
+@dataclass(frozen=True, slots=True)
+class PoolsUtilities:
+    """Every task's utility in every member's pool of a :class:`Pools` at one moment, each
+    under its member's persona and context (:func:`pools_utilities`), with what the oracle
+    needs beside them."""
 
-    The same numbers, bit for bit, as one member at a time (:meth:`Persona.expected_rewards`
-    of its tasks): every operation is element-wise per task, and each member's maximum and sum
-    are reduced over its own tasks only.
+    utility: FloatArray
+    """x·w of every task, member after member, tasks in pool order (read-only)."""
+    starts: list[int]
+    """Where each member's tasks start in :attr:`utility`."""
+    counts: list[int]
+    per_task: FloatArray
+    """Each task's member's response and reward constants (rows: slope, threshold, base,
+    gain)."""
+
+    def of(self, m: int, index: int) -> float:
+        """Task ``index`` of member ``m``'s utility."""
+        return float(self.utility[self.starts[m] + index])
+
+    def oracle(self, chosen: Sequence[int]) -> list[tuple[float, float, float]]:
+        """(best, average, shown) expected reward of each member's pool, shown its task
+        ``chosen[m]``."""
+        per_task = self.per_task
+        expected = response_expectation(
+            self.utility.copy(), per_task[0], per_task[1], per_task[2], per_task[3]
+        )
+        starts, counts = np.array(self.starts), self.counts
+        best = np.maximum.reduceat(expected, starts).tolist()
+        total = np.add.reduceat(expected, starts).tolist()
+        shown = expected[starts + chosen].tolist()
+        return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
+
+
+def pools_utilities(
+    pools: Pools, moments: Sequence[tuple[Persona, Context]], rule: RewardRule
+) -> PoolsUtilities:
+    """Every task's utility in every member's pool of ``pools`` as it stands now, member
+    ``m`` having the persona and moment ``moments[m]``; with ``rule``'s reward terms for the
+    oracle.
+
+    The same numbers, bit for bit, as one member at a time (:meth:`Persona.utilities` of its
+    tasks) and as the rule judge's one task (:meth:`Persona.done_probability`): every
+    operation is element-wise per task, the features summed in :data:`FEATURES` order.
     """
     counts_array, priorities, templates, due_at, clocks = pools.flat()
     xt = _STATIC_TABLE_T.take((priorities - 1) * 4 + _TEMPLATE_SOURCE_CODE[templates], axis=1)
@@ -240,15 +273,27 @@ def pools_oracle(
         terms.append(found)
     per_task = np.repeat(np.array(terms).T, counts, axis=1)
     n = len(FEATURES)
-    expected = response_expectation(
-        utilities(xt, per_task[:n]), per_task[n], per_task[n + 1], per_task[n + 2],
-        per_task[n + 3],
-    )  # fmt: skip
-    starts = np.cumsum([0, *counts[:-1]])
-    best = np.maximum.reduceat(expected, starts).tolist()
-    total = np.add.reduceat(expected, starts).tolist()
-    shown = expected[starts + chosen].tolist()
-    return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
+    utility = utilities(xt, per_task[:n])
+    utility.setflags(write=False)
+    starts = [0, *itertools.accumulate(counts[:-1])] if counts else []
+    return PoolsUtilities(utility, starts, counts, per_task[n:])
+
+
+def pools_oracle(
+    pools: Pools,
+    moments: Sequence[tuple[Persona, Context]],
+    chosen: Sequence[int],
+    rule: RewardRule,
+) -> list[tuple[float, float, float]]:
+    """(best, average, shown) expected reward over every member's pool of ``pools`` as it
+    stands now, all at once: member ``m`` has the persona and moment ``moments[m]`` and was
+    shown its task ``chosen[m]``.
+
+    The same numbers, bit for bit, as one member at a time (:meth:`Persona.expected_rewards`
+    of its tasks): every operation is element-wise per task, and each member's maximum and sum
+    are reduced over its own tasks only.
+    """
+    return pools_utilities(pools, moments, rule).oracle(chosen)
 
 
 def _feature_row(task: SimTask) -> tuple[float, ...]:
@@ -365,7 +410,10 @@ class Persona:
         """``action_probabilities([task], context)[0, 0]`` in plain floats: the rule judge asks
         this once per step, where numpy's per-call overhead would cost more than the sum."""
         weights = self._weights_at(context)[1]
-        utility = sum([x * w for x, w in zip(_feature_row(task), weights, strict=True)])
+        return self.done_of(sum([x * w for x, w in zip(_feature_row(task), weights, strict=True)]))
+
+    def done_of(self, utility: float) -> float:
+        """The probability that a task of utility x·w = ``utility`` is done."""
         r = self.response
         z = -r.slope * (utility - r.threshold)
         return 0.0 if z > 700.0 else 1.0 / (1.0 + math.exp(z))

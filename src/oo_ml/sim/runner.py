@@ -39,6 +39,7 @@ from oo_ml.sim.persona import (
     definitions_of,
     load_personas,
     pools_oracle,
+    pools_utilities,
     shipped_personas,
 )
 from oo_ml.sim.summary import SummaryBuilder
@@ -489,15 +490,20 @@ class Cohort:
         rule judge), with the oracle's numbers; then the world moves on. Members that
         ``direct`` decides for are decided there, the others by ``client``."""
         pools = self.pools
-        played = []
-        moments = []
-        chosen = []
         firsts = self._firsts(step)
         rows = direct.see(pools) if direct is not None else [None] * len(self.members)
+        moments = [
+            (member.persona.at_step(step), pools.context(m))
+            for m, member in enumerate(self.members)
+        ]
+        # Every task's utility for the step, at once: the judge's and the oracle's.
+        seen = pools_utilities(pools, moments, rule)
         self._wake_for(step + 1)
-        for m, (member, x) in enumerate(zip(self.members, rows, strict=True)):
-            persona = member.persona.at_step(step)
-            context = pools.context(m)
+        played = []
+        chosen = []
+        for m, (member, x, (persona, context), first) in enumerate(
+            zip(self.members, rows, moments, firsts, strict=True)
+        ):
             if x is not None:
                 assert direct is not None
                 index, probability = direct.rank(m, x)
@@ -505,18 +511,23 @@ class Cohort:
                 event_id, index, probability = client.rank(
                     member.user_id, context, pools.candidates(m), member.policy
                 )
-            request = JudgeRequest(persona, context, pools.task_at(m, index), step)
-            verdict = self._rule_verdict(m, request, firsts[m])
+            # The rule judge's verdict (RuleJudge.answer) on the task's utility.
+            verdict = RuleJudge.verdict(
+                persona,
+                persona.done_of(seen.of(m, index)),
+                first,
+                partial(self._randomness[m].at, step, 1),
+            )
             outcome = Outcome(verdict.action, verdict.dwell_ms)
             if x is not None:
                 assert direct is not None
                 milli = direct.feedback(m, x[index], outcome)
             else:
                 milli = client.feedback(event_id, outcome)
-            played.append(self._fields(member, request, probability, verdict, milli))
-            moments.append((persona, context))
+            task = pools.task_id(m, index)
+            played.append(self._fields(member, step, context, task, probability, verdict, milli))
             chosen.append(index)
-        return self._close(played, chosen, moments, rule)
+        return self._close(played, chosen, seen.oracle(chosen))
 
     def play_at_once(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
         """:meth:`play` for a client that takes a whole step's requests at once (a running
@@ -585,30 +596,33 @@ class Cohort:
             ],
         )
         played = [
-            self._fields(member, question.request, question.probability, verdict, milli)
+            self._fields(
+                member, question.request.step, question.request.context,
+                question.request.task.id, question.probability, verdict, milli,
+            )
             for member, question, verdict, milli in zip(
                 self.members, asked, judged, rewards, strict=True
             )
-        ]
+        ]  # fmt: skip
+        shown = [question.index for question in asked]
         moments = [(question.request.persona, question.request.context) for question in asked]
-        return self._close(played, [question.index for question in asked], moments, rule)
+        oracle: Sequence[tuple[Any, ...]] = (
+            [_NO_ORACLE] * len(played)
+            if rule is None
+            else pools_oracle(self.pools, moments, shown, rule)
+        )
+        return self._close(played, shown, oracle)
 
     def _close(
         self,
         played: Sequence[tuple[Any, ...]],
         shown: Sequence[int],
-        moments: Sequence[tuple[Persona, Context]],
-        rule: RewardRule | None,
+        oracle: Sequence[tuple[Any, ...]],
     ) -> list[SimEvent]:
-        """The step's events, with the oracle's numbers under ``rule`` (none without one),
-        from every pool as it was shown; then tasks done leave their pools and every clock
-        moves on to the next tip request."""
+        """The step's events, with the oracle's numbers (from every pool as it was shown);
+        then tasks done leave their pools and every clock moves on to the next tip
+        request."""
         pools = self.pools
-        oracle: Sequence[tuple[Any, ...]] = (
-            [_NO_ORACLE] * len(played)
-            if rule is None
-            else pools_oracle(pools, moments, shown, rule)
-        )
         for m, (index, fields) in enumerate(zip(shown, played, strict=True)):
             if fields[9] == _DONE:
                 pools.complete(m, index)
@@ -617,19 +631,20 @@ class Cohort:
             SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
         ]
 
-    def _fields(
+    def _fields(  # noqa: PLR0917 (an event's fields)
         self,
         member: Member,
-        request: JudgeRequest,
+        step: int,
+        context: Context,
+        task_id: str,
         probability: float,
         verdict: Judgement,
         milli: int,
     ) -> tuple[Any, ...]:
         """A step's event but for the oracle's numbers."""
-        context = request.context
         return (
-            self.run_id, member.policy, f"u{member.index}", request.step, member.persona.name,
-            context.hour_of_day, context.day_of_week, request.task.id, probability,
+            self.run_id, member.policy, f"u{member.index}", step, member.persona.name,
+            context.hour_of_day, context.day_of_week, task_id, probability,
             verdict.action.value, verdict.dwell_ms, milli,
         )  # fmt: skip
 

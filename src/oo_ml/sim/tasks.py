@@ -412,11 +412,15 @@ class Pools:
         clocks: FloatArray = self.day + self.hour / 24.0
         return clocks
 
+    def task_id(self, m: int, index: int) -> str:
+        """The id of task ``index`` of member ``m``'s pool."""
+        return f"{self.labels[m]}-t{int(self._pool[m, index, 0])}"
+
     def task_at(self, m: int, index: int) -> SimTask:
         """Task ``index`` of member ``m``'s pool as it stands now."""
-        number, key, text, priority = self._pool[m, index].tolist()
+        _, key, text, priority = self._pool[m, index].tolist()
         return SimTask(
-            f"{self.labels[m]}-t{number}", TEMPLATES[_KEYS[key]][text], _CATEGORIES[key],
+            self.task_id(m, index), TEMPLATES[_KEYS[key]][text], _CATEGORIES[key],
             TEMPLATE_SOURCES[key], priority, float(self._due_at[m, index]) - self.now_days(m),
         )  # fmt: skip
 
