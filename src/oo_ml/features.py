@@ -44,6 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from oo_ml.compiling import compiled
 from oo_ml.errors import NotFoundError, RegistryError
 from oo_ml.types import BoolArray, Candidate, Context, FloatArray, IntArray
 
@@ -116,30 +117,59 @@ class Encoder(ABC):
 # that beats column-wise numpy, whose per-call overhead dominates at this size.
 
 _PRIORITY = tuple((p - 1.0) / 3.0 for p in range(5))  # by priority 1–4; index 0 is unused
-# The same numbers as arrays, for the column encoders.
+# The same numbers as arrays, for the column encoders' kernels.
 _PRIORITY_COLUMN = np.array(_PRIORITY)
 _HOUR_SIN_COLUMN, _HOUR_COS_COLUMN = np.array(_HOUR_SIN), np.array(_HOUR_COS)
 _DOW_SIN_COLUMN, _DOW_COS_COLUMN = np.array(_DOW_SIN), np.array(_DOW_COS)
 
 
-def _age_column(ages: FloatArray) -> FloatArray:
-    """``clip(age, 0, 30)/30`` as :func:`_task_rows` writes it: ``age / 30`` (a -0.0 age
-    included) inside [0, 30], 1 above, 0 below."""
-    inside = (ages >= 0.0) & (ages <= 30.0)
-    column: FloatArray = np.where(inside, ages / 30.0, (ages > 30.0).astype(np.float64))
-    return column
-
-
-def _task_columns(
-    lead: Sequence[FloatArray],
+@compiled
+def _task_rows_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    hours: IntArray,
+    days: IntArray,
     overdue: BoolArray,
     ages: FloatArray,
     priorities: IntArray,
-    trail: Sequence[FloatArray],
+    tables: FloatArray,
+    priority_table: FloatArray,
+    out: FloatArray,
+) -> None:
+    """:func:`_task_rows` of each row's own context, from columns, into ``out`` (n, 5) or
+    (n, 7): the day of week's sin/cos trail the row when it has room. ``tables`` are the hour
+    sin and cos (rows 0 and 1, by hour) and the day sin and cos (rows 2 and 3, by day)."""
+    with_days = out.shape[1] == 7
+    for r in range(ages.shape[0]):
+        age = ages[r]
+        out[r, 0] = tables[0, hours[r]]
+        out[r, 1] = tables[1, hours[r]]
+        out[r, 2] = 1.0 if overdue[r] else 0.0
+        if 0.0 <= age <= 30.0:
+            out[r, 3] = age / 30.0
+        else:
+            out[r, 3] = 1.0 if age > 30.0 else 0.0
+        out[r, 4] = priority_table[priorities[r]]
+        if with_days:
+            out[r, 5] = tables[2, days[r]]
+            out[r, 6] = tables[3, days[r]]
+
+
+_TABLES = np.zeros((4, 24))
+_TABLES[0], _TABLES[1] = _HOUR_SIN_COLUMN, _HOUR_COS_COLUMN
+_TABLES[2, :7], _TABLES[3, :7] = _DOW_SIN_COLUMN, _DOW_COS_COLUMN
+
+
+def _task_columns(  # noqa: PLR0917 (one array per field)
+    hours: IntArray,
+    days: IntArray,
+    overdue: BoolArray,
+    ages: FloatArray,
+    priorities: IntArray,
+    dim: int,
 ) -> FloatArray:
-    """:func:`_task_rows`' matrix from columns."""
-    columns = (*lead, overdue.astype(np.float64), _age_column(ages), _PRIORITY_COLUMN[priorities])
-    return np.column_stack((*columns, *trail))
+    """``v1`` (``dim`` 5) or ``v2`` (7) rows from columns."""
+    out = np.empty((ages.shape[0], dim))
+    _task_rows_into(hours, days, overdue, ages, priorities, _TABLES, _PRIORITY_COLUMN, out)
+    return out
 
 
 def _task_rows(
@@ -188,8 +218,7 @@ class V1Encoder(Encoder):
         priorities: IntArray,
         sources: IntArray,
     ) -> FloatArray:
-        lead = (_HOUR_SIN_COLUMN[hours], _HOUR_COS_COLUMN[hours])
-        return _task_columns(lead, overdue, ages, priorities, ())
+        return _task_columns(hours, days, overdue, ages, priorities, self.dim)
 
 
 class V2Encoder(Encoder):
@@ -212,9 +241,7 @@ class V2Encoder(Encoder):
         priorities: IntArray,
         sources: IntArray,
     ) -> FloatArray:
-        lead = (_HOUR_SIN_COLUMN[hours], _HOUR_COS_COLUMN[hours])
-        trail = (_DOW_SIN_COLUMN[days], _DOW_COS_COLUMN[days])
-        return _task_columns(lead, overdue, ages, priorities, trail)
+        return _task_columns(hours, days, overdue, ages, priorities, self.dim)
 
 
 SOURCES = ("todoist", "calendar", "email", "other")
@@ -267,45 +294,72 @@ def _interaction_terms(
     return values
 
 
-_SOURCE_ONE_HOT = np.eye(len(SOURCES))
-"""Row ``code``: the one-hot of source ``code``."""
-
 _CONTEXT_LABELS = (
     "1", "hour_sin", "hour_cos", "dow_sin", "dow_cos", "weekend", "morning", "evening",
 )  # fmt: skip
 _CANDIDATE_LABELS = ("1", "overdue", "age", "priority", "upcoming")
 
 
-def _candidate_block(
-    overdue: BoolArray, ages: FloatArray, priorities: IntArray, sources: FloatArray
+@compiled
+def _interactions_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    hours: IntArray,
+    days: IntArray,
+    overdue: BoolArray,
+    ages: FloatArray,
+    priorities: IntArray,
+    sources: IntArray,
+    contexts: FloatArray,
+    priority_table: FloatArray,
+    out: FloatArray,
+) -> None:
+    """``v3`` (``out`` (n, 44)) or ``v4`` ((n, 64)) rows from columns, each row in its own
+    context (``contexts``: every context block, by ``hour * 7 + day``).
+
+    The candidate block c is :func:`_interaction_terms`' (``v4``: the three source terms in
+    it) and ``x = vec(c ⊗ z)`` is each product ``c_a·z_b`` plus an exact +0.0, which is what
+    the encoders' matrix product gives (every other term of its sums is an exact zero, and
+    the bias term's +0.0 turns a -0.0 product into 0.0); ``v3``'s source one-hot follows."""
+    n_z = contexts.shape[1]
+    source_terms = out.shape[1] == 8 * n_z
+    n_c = 8 if source_terms else 5
+    c = np.empty(8)
+    for r in range(ages.shape[0]):
+        age = ages[r]
+        c[0] = 1.0
+        c[1] = 1.0 if overdue[r] else 0.0
+        if age >= 0.0:
+            c[2] = age / 30.0 if age <= 30.0 else 1.0
+            c[4] = -age / 30.0 if age == 0.0 else 0.0
+        else:
+            c[2] = 0.0
+            c[4] = -age / 30.0 if age >= -30.0 else 1.0
+        c[3] = priority_table[priorities[r]]
+        source = sources[r]
+        for s in range(3):
+            c[5 + s] = 1.0 if source == s else 0.0
+        z = contexts[hours[r] * 7 + days[r]]
+        for a in range(n_c):
+            for b in range(n_z):
+                out[r, a * n_z + b] = c[a] * z[b] + 0.0
+        if not source_terms:
+            for s in range(4):
+                out[r, n_c * n_z + s] = 1.0 if source == s else 0.0
+
+
+def _interaction_columns(  # noqa: PLR0917 (one array per field)
+    hours: IntArray,
+    days: IntArray,
+    overdue: BoolArray,
+    ages: FloatArray,
+    priorities: IntArray,
+    sources: IntArray,
+    dim: int,
 ) -> FloatArray:
-    """:func:`_interaction_terms`' rows from columns, ``sources`` being the source terms'
-    columns already: ``[1, overdue, age, priority, upcoming, *sources]``."""
-    n = ages.shape[0]
-    due = ages >= 0.0
-    age = np.where(due, np.where(ages <= 30.0, ages / 30.0, 1.0), 0.0)
-    ahead = np.where(ages >= -30.0, -ages / 30.0, 1.0)
-    upcoming = np.where(due, np.where(ages == 0.0, ahead, 0.0), ahead)
-    return np.column_stack(
-        (
-            np.ones(n),
-            overdue.astype(np.float64),
-            age,
-            _PRIORITY_COLUMN[priorities],
-            upcoming,
-            sources,
-        )
+    out = np.empty((ages.shape[0], dim))
+    _interactions_into(
+        hours, days, overdue, ages, priorities, sources, _CONTEXT_BLOCKS, _PRIORITY_COLUMN, out
     )
-
-
-def _interactions(block: FloatArray, hours: IntArray, days: IntArray) -> FloatArray:
-    """``vec(c ⊗ z)`` of every row's candidate block c and context block z, c-major, as the
-    encoders' expansion matrices give it: each entry is the one product ``c_a·z_b``, plus an
-    exact +0.0 (so a -0.0 product reads 0.0, as in the matrix product)."""
-    z = _CONTEXT_BLOCKS[hours * 7 + days]
-    product: FloatArray = block[:, :, None] * z[:, None, :]
-    product += 0.0
-    return product.reshape(block.shape[0], -1)
+    return out
 
 
 def _interaction_label(c: str, z: str) -> str:
@@ -377,9 +431,7 @@ class InteractionEncoder(Encoder):
         priorities: IntArray,
         sources: IntArray,
     ) -> FloatArray:
-        block = _candidate_block(overdue, ages, priorities, np.zeros((ages.shape[0], 0)))
-        one_hot = _SOURCE_ONE_HOT[sources]
-        return np.concatenate((_interactions(block, hours, days), one_hot), axis=1)
+        return _interaction_columns(hours, days, overdue, ages, priorities, sources, self.dim)
 
 
 _SOURCE_TERMS = ("todoist", "calendar", "email")  # "other" is the baseline of the 1 row
@@ -433,9 +485,7 @@ class SourceInteractionEncoder(Encoder):
         priorities: IntArray,
         sources: IntArray,
     ) -> FloatArray:
-        # "other" is the baseline: its row of the one-hot table is dropped with its column.
-        block = _candidate_block(overdue, ages, priorities, _SOURCE_ONE_HOT[sources, :3])
-        return _interactions(block, hours, days)
+        return _interaction_columns(hours, days, overdue, ages, priorities, sources, self.dim)
 
 
 ENCODERS: dict[str, Encoder] = {}

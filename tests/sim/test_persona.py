@@ -439,3 +439,14 @@ def test_any_json_definition_loads_or_is_refused_with_a_configuration_error(data
     except ConfigurationError as exc:
         message = str(exc)
         assert message  # any refusal passes, but it must say why
+
+
+def test_shipped_personas_are_parsed_once_and_handed_out_as_new_dicts() -> None:
+    first = shipped_personas()
+    first.pop("quick-wins")
+    first["someone"] = first["morning-focused"]
+    second = shipped_personas()
+    assert "quick-wins" in second
+    assert "someone" not in second
+    assert second["morning-focused"] is shipped_personas()["morning-focused"]
+    assert load_personas(["quick-wins"])[0] == second["quick-wins"]

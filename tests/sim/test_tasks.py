@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from oo_ml import Candidate, Context, ValidationError
 from oo_ml import types as types_module
+from oo_ml.features import source_code
 from oo_ml.sim.tasks import (
     TEMPLATES,
     Pools,
@@ -309,3 +310,61 @@ def test_a_member_is_a_task_stream_of_the_same_seed() -> None:
 def test_round_3_is_pythons_round_bit_for_bit(values: list[float]) -> None:
     got = round_3(np.array(values, dtype=np.float64))
     assert got.tobytes() == np.array([round(v, 3) for v in values], dtype=np.float64).tobytes()
+
+
+def test_candidate_columns_are_every_members_candidates() -> None:
+    """The columns the simulator's own decisions encode are each member's candidates as the
+    engine gets them (:meth:`Pools.candidates`), field for field, ages to the bit."""
+    pools = Pools(
+        [11, 12, 13, 14], ["a", "b", "c", "d"], 8, awake=[(7, 22), (18, 3), (0, 23), (5, 9)]
+    )
+    for step in range(40):
+        hours, days, overdue, ages, priorities, sources = pools.candidate_columns()
+        start = 0
+        for m in range(len(pools)):
+            candidates = pools.candidates(m)
+            end = start + len(candidates)
+            context = pools.context(m)
+            assert hours[start:end].tolist() == [context.hour_of_day] * len(candidates)
+            assert days[start:end].tolist() == [context.day_of_week] * len(candidates)
+            assert overdue[start:end].tolist() == [c.is_overdue for c in candidates]
+            assert (
+                ages[start:end].tobytes()
+                == np.array([c.task_age_days for c in candidates]).tobytes()
+            )
+            assert priorities[start:end].tolist() == [c.priority for c in candidates]
+            assert sources[start:end].tolist() == [source_code(c.source) for c in candidates]
+            start = end
+        assert start == len(ages)
+        if step % 3 == 0:
+            pools.complete(step % 4, 0)
+        pools.advance()
+
+
+def test_an_age_out_of_range_is_refused_in_columns_as_in_candidates() -> None:
+    pools = Pools([1], ["a"], 4)
+    pools.day[0] = 80_000
+    pools.moved(0)
+    with pytest.raises(ValidationError, match="task_age_days"):
+        pools.candidate_columns()
+    with pytest.raises(ValidationError, match="task_age_days"):
+        pools.candidates(0)
+
+
+def test_views_of_every_pool_follow_the_pools() -> None:
+    """``flat`` and ``due`` are kept until a pool or a clock changes, and no longer."""
+    pools = Pools([1, 2], ["a", "b"], 5)
+    flat, due = pools.flat(), pools.due()
+    assert pools.flat() is flat
+    assert pools.due() is due
+    assert not due.flags.writeable
+    pools.complete(0, 0)
+    assert int(pools.flat()[0][0]) == int(flat[0][0]) - 1
+    due = pools.due()
+    pools.advance()
+    assert pools.due() is not due
+    assert pools.due().tobytes() != due.tobytes()
+    due = pools.due()
+    pools.day[1] += 3
+    pools.moved(1)
+    assert pools.due()[-1] == due[-1] - 3

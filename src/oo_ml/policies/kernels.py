@@ -9,23 +9,18 @@ existing service's inverse-per-decision path at the dimensions our interaction e
 
 All follow the numpy formulas they replace term for term — the same products, one rounding
 each — and differ from them only in the order some sums are added up, i.e. in the last bits:
-``tests/core/test_kernels.py`` holds them to the numpy expressions. No ``fastmath``: results
-stay IEEE, identical from run to run and machine to machine.
-
-Compilation happens at the first call with given argument types and is cached on disk beside
-this file (or in numba's user cache directory when that is read-only); ``NUMBA_DISABLE_JIT=1``
-runs the same functions as plain Python, for debugging.
+``tests/core/test_kernels.py`` holds them to the numpy expressions. How they are compiled:
+:func:`oo_ml.compiling.compiled`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import numba
 import numpy as np
 
+from oo_ml.compiling import compiled
 from oo_ml.types import FloatArray
 
 __all__ = [
@@ -37,17 +32,6 @@ __all__ = [
     "ucb_distribution",
     "warm_up",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def compiled(function: F) -> F:
-    """``function`` compiled in nopython mode, with an on-disk cache when one can be written."""
-    try:
-        compiled = numba.njit(cache=True)(function)
-    except RuntimeError:  # no writable cache location (read-only install, no home directory)
-        compiled = numba.njit(function)
-    return cast(F, compiled)
 
 
 @compiled

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from oo_ml.policies.kernels import compiled
+from oo_ml.compiling import compiled
 
 __all__ = ["MAX_SEED", "first_random"]
 

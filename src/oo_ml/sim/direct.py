@@ -31,18 +31,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from oo_ml.errors import ValidationError
-from oo_ml.features import source_code
 from oo_ml.policies import get_policy
 from oo_ml.policies.base import Policy, seeded_generator
 from oo_ml.policies.model import RidgeState
 from oo_ml.rewards import RewardRule
-from oo_ml.sim.tasks import TEMPLATE_SOURCES, Pools, round_3
-from oo_ml.types import MAX_TASK_AGE_DAYS, FloatArray, Outcome
+from oo_ml.sim.tasks import Pools
+from oo_ml.types import FloatArray, Outcome
 
 __all__ = ["DirectDecisions", "takes"]
-
-_TEMPLATE_SOURCE_CODES = np.array([source_code(s) for s in TEMPLATE_SOURCES], dtype=np.int64)
 
 
 def takes(policy: Policy) -> bool:
@@ -71,13 +67,11 @@ class DirectDecisions:
         ]
         self._rows: list[FloatArray | None] = [None] * len(self.policies)
         encoders = {p.encoder.name: p.encoder for p in self.policies if p is not None}
-        self._encoders = [
-            (
-                encoder,
-                np.array([p is not None and p.encoder is encoder for p in self.policies]),
-            )
-            for encoder in encoders.values()
-        ]
+        # Each encoder with its members: as a mask over all members, and listed.
+        self._encoders = []
+        for encoder in encoders.values():
+            members = np.array([p is not None and p.encoder is encoder for p in self.policies])
+            self._encoders.append((encoder, members, np.flatnonzero(members).tolist()))
 
     def __len__(self) -> int:
         return sum(policy is not None for policy in self.policies)
@@ -96,26 +90,19 @@ class DirectDecisions:
         """Every taken member's candidates now, encoded for its policy (``None`` for the
         others): member ``m``'s tasks in its pool's order, as
         :meth:`~oo_ml.sim.tasks.Pools.candidates` gives them to the engine."""
-        counts, priorities, templates, due_at, clocks = pools.flat()
-        due = due_at - np.repeat(clocks, counts)
-        ages = round_3(-due)  # as the engine's candidates carry them
-        if ages.size and not np.abs(ages).max() <= MAX_TASK_AGE_DAYS:
-            raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
-        hours = np.repeat(pools.hour, counts)
-        days = np.repeat(pools.day % 7, counts)
-        overdue = due < 0
-        sources = _TEMPLATE_SOURCE_CODES[templates]
+        columns = pools.candidate_columns()
+        counts = pools.flat()[0]
+        sizes = counts.tolist()
         rows = self._rows
-        for encoder, members in self._encoders:
-            held = np.repeat(members, counts)
-            x = encoder.encode_columns(
-                hours[held], days[held], overdue[held], ages[held], priorities[held],
-                sources[held],
-            )  # fmt: skip
+        for encoder, members, listed in self._encoders:
+            if len(listed) == len(sizes):  # every member: no rows to pick out
+                x = encoder.encode_columns(*columns)
+            else:
+                held = np.repeat(members, counts)
+                x = encoder.encode_columns(*(column[held] for column in columns))
             start = 0
-            for m in np.flatnonzero(members).tolist():
-                n = int(counts[m])
-                end = start + n
+            for m in listed:
+                end = start + sizes[m]
                 rows[m] = x[start:end]
                 start = end
         return rows

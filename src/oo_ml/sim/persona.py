@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from oo_ml.compiling import compiled
 from oo_ml.errors import ConfigurationError, NotFoundError
 from oo_ml.rewards import RewardRule
 from oo_ml.sim.tasks import (
@@ -212,6 +213,42 @@ def response_expectation(
     return utility
 
 
+_TEMPLATE_SOURCE_COLUMN = np.array([_SOURCE_COLUMN.get(s, 8) for s in TEMPLATE_SOURCES])
+"""The column of each template's source in :data:`FEATURES`."""
+
+
+@compiled
+def _utilities_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    counts: Any,
+    priorities: Any,
+    templates: Any,
+    source_columns: Any,
+    due: FloatArray,
+    weights: FloatArray,
+    out: FloatArray,
+) -> None:
+    """x·w of every task of :meth:`Pools.flat` (``due``: :meth:`Pools.due`), member ``m``'s
+    tasks weighted by ``weights[m]``: each task's :func:`_feature_row`, summed feature by
+    feature in :data:`FEATURES` order, as :func:`utilities` and the rule judge sum them (a
+    zero's sign aside, which no sum it is added to can tell)."""
+    t = 0
+    x = np.zeros(9)
+    for m in range(counts.shape[0]):
+        for _ in range(counts[m]):
+            d = due[t]
+            x[1] = (priorities[t] - 1.0) / 3.0
+            x[2] = 1.0 if d < 0.0 else 0.0
+            x[3] = min(max(-d, 0.0), 30.0) / 30.0
+            x[4] = min(max(d, 0.0), 30.0) / 30.0
+            x[5] = x[6] = x[7] = x[8] = 0.0
+            x[source_columns[templates[t]]] = 1.0
+            total = 1.0 * weights[m, 0]
+            for j in range(1, 9):
+                total += x[j] * weights[m, j]
+            out[t] = total
+            t += 1
+
+
 @dataclass(frozen=True, slots=True)
 class PoolsUtilities:
     """Every task's utility in every member's pool of a :class:`Pools` at one moment, each
@@ -223,8 +260,8 @@ class PoolsUtilities:
     starts: list[int]
     """Where each member's tasks start in :attr:`utility`."""
     counts: list[int]
-    per_task: FloatArray
-    """Each task's member's response and reward constants (rows: slope, threshold, base,
+    terms: FloatArray
+    """Each member's response and reward constants (columns: slope, threshold, base,
     gain)."""
 
     def of(self, m: int, index: int) -> float:
@@ -234,11 +271,12 @@ class PoolsUtilities:
     def oracle(self, chosen: Sequence[int]) -> list[tuple[float, float, float]]:
         """(best, average, shown) expected reward of each member's pool, shown its task
         ``chosen[m]``."""
-        per_task = self.per_task
+        counts = self.counts
+        per_task = np.repeat(self.terms.T, counts, axis=1)
         expected = response_expectation(
             self.utility.copy(), per_task[0], per_task[1], per_task[2], per_task[3]
         )
-        starts, counts = np.array(self.starts), self.counts
+        starts = np.array(self.starts, dtype=np.int64)
         best = np.maximum.reduceat(expected, starts).tolist()
         total = np.add.reduceat(expected, starts).tolist()
         shown = expected[starts + chosen].tolist()
@@ -254,11 +292,9 @@ def pools_utilities(
 
     The same numbers, bit for bit, as one member at a time (:meth:`Persona.utilities` of its
     tasks) and as the rule judge's one task (:meth:`Persona.done_probability`): every
-    operation is element-wise per task, the features summed in :data:`FEATURES` order.
+    task's sum is its own, its features added up in :data:`FEATURES` order.
     """
-    counts_array, priorities, templates, due_at, clocks = pools.flat()
-    xt = _STATIC_TABLE_T.take((priorities - 1) * 4 + _TEMPLATE_SOURCE_CODE[templates], axis=1)
-    _fill_due_rows(xt, due_at - np.repeat(clocks, counts_array))
+    counts_array, priorities, templates, _, _ = pools.flat()
     counts = counts_array.tolist()
     # Each member's weights and response constants; a step meets few (persona, moment) pairs.
     known: dict[tuple[int, Context], tuple[float, ...]] = {}
@@ -271,12 +307,17 @@ def pools_utilities(
                 *persona._weights_at(context)[1], r.slope, r.threshold, *persona.reward_terms(rule)
             )  # fmt: skip
         terms.append(found)
-    per_task = np.repeat(np.array(terms).T, counts, axis=1)
     n = len(FEATURES)
-    utility = utilities(xt, per_task[:n])
+    table = np.array(terms, dtype=np.float64).reshape(len(moments), n + 4)
+    utility = np.empty(len(templates))
+    if len(templates):
+        _utilities_into(
+            counts_array, priorities, templates, _TEMPLATE_SOURCE_COLUMN, pools.due(),
+            table[:, :n].copy(), utility,
+        )  # fmt: skip
     utility.setflags(write=False)
     starts = [0, *itertools.accumulate(counts[:-1])] if counts else []
-    return PoolsUtilities(utility, starts, counts, per_task[n:])
+    return PoolsUtilities(utility, starts, counts, table[:, n:])
 
 
 def pools_oracle(
@@ -672,15 +713,34 @@ def _shipped_files() -> tuple[tuple[str, Mapping[str, Any]], ...]:
 
 
 def _shipped_tables() -> dict[str, tuple[Persona, Mapping[str, Any] | None]]:
-    parsed = {}
+    """The shipped personas parsed, their drifts not yet resolved: a new dict each call, of
+    personas parsed once per process (a persona is a value; its caches are of pure
+    functions of it)."""
+    return dict(_shipped_parsed())
+
+
+@functools.cache
+def _shipped_parsed() -> tuple[tuple[str, tuple[Persona, Mapping[str, Any] | None]], ...]:
+    parsed = []
     for name, data in _shipped_files():
         persona, drift = _parse(data, name)
-        parsed[persona.name] = (persona, drift)
-    return parsed
+        parsed.append((persona.name, (persona, drift)))
+    return tuple(parsed)
+
+
+@functools.cache
+def _shipped_data() -> dict[str, dict[str, Any]]:
+    """:func:`persona_data` of every shipped persona, once per process. Not to be changed."""
+    return {name: persona_data(p) for name, p in shipped_personas().items()}
 
 
 def shipped_personas() -> dict[str, Persona]:
     """The personas that ship with oo_ml, by name."""
+    return dict(_shipped_resolved())
+
+
+@functools.cache
+def _shipped_resolved() -> dict[str, Persona]:
     return _resolve(_shipped_tables())
 
 
@@ -748,7 +808,7 @@ def load_personas(
 def definitions_of(personas: Iterable[Persona]) -> list[dict[str, Any]]:
     """The definitions (:func:`persona_data`) that, with the shipped personas, load
     ``personas`` again: those not shipped as they are, and the personas they drift to."""
-    shipped = {name: persona_data(p) for name, p in shipped_personas().items()}
+    shipped = _shipped_data()
     found: dict[str, dict[str, Any]] = {}
     for persona in personas:
         at: Persona | None = persona

@@ -518,7 +518,11 @@ class Cohort:
                 first,
                 partial(self._randomness[m].at, step, 1),
             )
-            outcome = Outcome(verdict.action, verdict.dwell_ms)
+            outcome = (
+                _UNTIMED[verdict.action]
+                if verdict.dwell_ms is None
+                else Outcome(verdict.action, verdict.dwell_ms)
+            )
             if x is not None:
                 assert direct is not None
                 milli = direct.feedback(m, x[index], outcome)
@@ -650,6 +654,8 @@ class Cohort:
 
 
 _DONE = Action.DONE.value
+_UNTIMED = {action: Outcome(action) for action in Action}
+"""An outcome without a dwell time, by action (outcomes are values)."""
 _NO_ORACLE = (None, None, None)
 
 

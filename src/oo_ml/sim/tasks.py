@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 from numba.typed import List as TypedList
 
-from oo_ml.policies.kernels import compiled
+from oo_ml.compiling import compiled
+from oo_ml.errors import ValidationError
+from oo_ml.features import source_code
 from oo_ml.types import (
     MAX_TASK_AGE_DAYS,
+    BoolArray,
     Candidate,
     Context,
     FloatArray,
+    IntArray,
     checked_candidate,
     shared_context,
 )
@@ -88,6 +92,8 @@ TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
 _KEYS = tuple(TEMPLATES)
 TEMPLATE_SOURCES = tuple(source for source, _ in _KEYS)
 """The source of each template, by its number in :data:`TEMPLATES`' order."""
+_TEMPLATE_SOURCE_CODES = np.array([source_code(s) for s in TEMPLATE_SOURCES], dtype=np.int64)
+"""Each template's source as the encoders' columns take it (:func:`source_code`)."""
 _CATEGORIES = tuple(category for _, category in _KEYS)
 # As the kernels read them (numba freezes global arrays into the code).
 _KEY_CUMULATIVE = np.array(list(itertools.accumulate((0.3, 0.2, 0.12, 0.08, 0.18, 0.12))))
@@ -235,18 +241,73 @@ def awake_problem(awake: tuple[int, int]) -> str | None:
     return None
 
 
+@compiled
+def _round_3_fast(value: float) -> tuple[float, bool]:
+    """``rint(1000·value) / 1000`` and whether that may not be Python's ``round(value, 3)``:
+    1000·value, rounded to a double, lies within a few units in the last place of a half-way
+    point, so that its rounding may have moved it across one."""
+    scaled = value * 1000.0
+    whole = np.rint(scaled)
+    ulp = math.ldexp(1.0, math.frexp(scaled)[1] - 53)
+    return whole / 1000.0, abs(abs(scaled - whole) - 0.5) <= 4.0 * ulp
+
+
+@compiled
+def _round_3_into(values: FloatArray, out: FloatArray, unsure: Any) -> int:
+    """:func:`_round_3_fast` of every value into ``out``; the indices it is not sure of go to
+    the start of ``unsure``, and their number is returned."""
+    count = 0
+    for i in range(values.shape[0]):
+        out[i], near = _round_3_fast(values[i])
+        if near:
+            unsure[count] = i
+            count += 1
+    return count
+
+
 def round_3(values: FloatArray) -> FloatArray:
     """Python's ``round(v, 3)`` of every value, bit for bit (numpy's ``round`` differs in the
     last bit): ``rint(1000·v) / 1000``, the division rounding once to the nearest double as
     Python's does, wherever 1000·v, rounded to a double, is far enough from a half-way point
     that its rounding cannot have moved it across one; Python's own ``round`` for the rest."""
-    scaled = values * 1000.0
-    whole = np.rint(scaled)
-    rounded: FloatArray = whole / 1000.0
-    near = np.abs(np.abs(scaled - whole) - 0.5) <= 4.0 * np.abs(np.spacing(scaled))
-    for i in np.flatnonzero(near).tolist():
+    rounded = np.empty(values.shape[0])
+    unsure = np.empty(values.shape[0], dtype=np.int64)
+    count = _round_3_into(values, rounded, unsure)
+    for i in unsure[:count].tolist():
         rounded[i] = round(float(values[i]), 3)
     return rounded
+
+
+@compiled
+def _candidate_columns(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    counts: Any,
+    hour: Any,
+    day: Any,
+    due: FloatArray,
+    templates: Any,
+    source_codes: Any,
+    columns: Any,
+    ages: FloatArray,
+    unsure: Any,
+) -> int:
+    """What :meth:`Pools.candidate_columns` gives, into ``columns`` (rows: hour, day of week,
+    overdue, source code) and ``ages``; returns the number of ages :func:`round_3` would
+    round itself (their indices at the start of ``unsure``)."""
+    t = 0
+    count = 0
+    for m in range(counts.shape[0]):
+        for _ in range(counts[m]):
+            d = due[t]
+            columns[0, t] = hour[m]
+            columns[1, t] = day[m] % 7
+            columns[2, t] = 1 if d < 0.0 else 0
+            columns[3, t] = source_codes[templates[t]]
+            ages[t], near = _round_3_fast(-d)
+            if near:
+                unsure[count] = t
+                count += 1
+            t += 1
+    return count
 
 
 class Pools:
@@ -313,6 +374,9 @@ class Pools:
         self._moments: list[tuple[int, int, int, Context, list[Candidate] | None] | None]
         self._moments = [None] * members
         """Per member: (day, hour, pool version, context, candidates or None until asked)."""
+        self._flat: tuple[Any, Any, Any, FloatArray, FloatArray] | None = None
+        self._due: FloatArray | None = None
+        """:meth:`flat` and :meth:`due` until a pool or a clock changes."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -332,6 +396,12 @@ class Pools:
     def moved(self, m: int) -> None:
         """Forget member ``m``'s views of its clock (after its day or hour was set directly)."""
         self._moments[m] = None
+        self._changed()
+
+    def _changed(self) -> None:
+        """A pool or a clock changed: the views of every pool at once are out of date."""
+        self._flat = None
+        self._due = None
 
     def _moment(self, m: int) -> tuple[int, int, int, Context, list[Candidate] | None]:
         day, hour, version = int(self.day[m]), int(self.hour[m]), int(self.version[m])
@@ -402,10 +472,49 @@ class Pools:
     def flat(self) -> tuple[Any, Any, Any, FloatArray, FloatArray]:
         """Every member's pool, member after member, tasks in order: (tasks per member, their
         priorities, their templates' numbers in :data:`TEMPLATES`, their due dates, each
-        member's clock)."""
-        held = np.arange(2 * self.target) < self.count[:, None]
-        pool = self._pool[held]
-        return self.count.copy(), pool[:, 3], pool[:, 1], self._due_at[held], self.clocks()
+        member's clock). Read-only arrays, the same until a pool or a clock changes."""
+        found = self._flat
+        if found is None:
+            held = np.arange(2 * self.target) < self.count[:, None]
+            pool = self._pool[held]
+            found = (self.count.copy(), pool[:, 3], pool[:, 1], self._due_at[held], self.clocks())
+            for array in found:
+                array.setflags(write=False)
+            self._flat = found
+        return found
+
+    def candidate_columns(
+        self,
+    ) -> tuple[IntArray, IntArray, BoolArray, FloatArray, IntArray, IntArray]:
+        """Every member's candidates now, member after member, as
+        :meth:`~oo_ml.features.Encoder.encode_columns` takes them: (hour of day, day of week,
+        overdue, age in days rounded as :meth:`candidates` rounds it, priority, source code).
+        Refused as :meth:`candidates` refuses them if an age is out of range."""
+        counts, priorities, templates, _, _ = self.flat()
+        due = self.due()
+        n = due.shape[0]
+        columns = np.empty((4, n), dtype=np.int64)
+        ages = np.empty(n)
+        unsure = np.empty(n, dtype=np.int64)
+        count = _candidate_columns(
+            counts, self.hour, self.day, due, templates, _TEMPLATE_SOURCE_CODES, columns, ages,
+            unsure,
+        )  # fmt: skip
+        for t in unsure[:count].tolist():
+            ages[t] = round(-float(due[t]), 3)
+        if n and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
+            raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
+        return columns[0], columns[1], columns[2].astype(np.bool_), ages, priorities, columns[3]
+
+    def due(self) -> FloatArray:
+        """Days until each task of :meth:`flat` is due (negative: overdue), now. Read-only,
+        kept as :meth:`flat` is."""
+        found = self._due
+        if found is None:
+            counts, _, _, due_at, clocks = self.flat()
+            found = self._due = due_at - np.repeat(clocks, counts)
+            found.setflags(write=False)
+        return found
 
     def clocks(self) -> FloatArray:
         """Every member's clock (:meth:`now_days`)."""
@@ -437,6 +546,7 @@ class Pools:
         self._due_at[m, index : n - 1] = self._due_at[m, index + 1 : n]
         self.count[m] = n - 1
         self.version[m] += 1
+        self._changed()
 
     def advance(self) -> None:
         """Move every member's clock to its next tip request; let new tasks arrive."""
@@ -444,6 +554,7 @@ class Pools:
             self._rngs, self.target, self.day, self.hour, self.wake, self.span, self._next_id,
             self.count, self._pool, self._due_at, self.version,
         )  # fmt: skip
+        self._changed()
 
 
 class TaskStream:
