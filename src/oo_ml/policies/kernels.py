@@ -235,10 +235,14 @@ def warm_up() -> None:
     """Compile (or load from the cache) every kernel for the argument types serving passes:
     states and features writable or read-only (stores hand read-only arrays out). A service
     calls this at start so that no request waits for a compilation."""
-    from oo_ml.policies.pcg import MAX_SEED, first_random  # noqa: PLC0415 (pcg uses compiled)
+    # These modules import this one.
+    from oo_ml.policies.base import _draw  # noqa: PLC0415
+    from oo_ml.policies.pcg import MAX_SEED, first_random  # noqa: PLC0415
 
     first_random(0)
     first_random(MAX_SEED)
+    _draw(np.array([0.0, 1.0]), np.random.default_rng(0))
+    _draw(np.array([0.5, 0.5]), np.random.default_rng(0))
     for writable in (True, False):
         a_inv, x = np.eye(2), np.ones((1, 2))
         a_inv.setflags(write=writable)
