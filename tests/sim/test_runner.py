@@ -274,7 +274,10 @@ def test_a_cancel_during_the_last_batch_keeps_its_events() -> None:
     assert len(store.read(lambda t: t.sim_events(run.run_id))) == SMALL.total_steps
 
 
-def test_a_running_run_stores_its_summary_so_far_with_its_progress() -> None:
+def test_a_running_run_stores_its_summary_so_far_with_its_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("oo_ml.sim.runner.EVENT_BATCH", 500)
     store = MemoryStore()
     config = dataclasses.replace(SMALL, users=5, steps=140)  # 2 batches of 500, then 400
     seen: list[tuple[int, int | None]] = []

@@ -368,3 +368,13 @@ def test_views_of_every_pool_follow_the_pools() -> None:
     pools.day[1] += 3
     pools.moved(1)
     assert pools.due()[-1] == due[-1] - 3
+
+
+def test_contexts_are_every_members_context_and_follow_the_clocks() -> None:
+    pools = Pools([1, 2, 3], ["a", "b", "c"], 5, awake=[(7, 22), (18, 3), (5, 9)])
+    for _ in range(30):
+        assert pools.contexts() == [pools.context(m) for m in range(3)]
+        pools.advance()
+    pools.day[2] += 1
+    pools.moved(2)
+    assert pools.contexts()[2] == pools.context(2)

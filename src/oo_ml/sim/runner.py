@@ -74,9 +74,12 @@ DEFAULT_STEPS = 150
 MAX_PERSONA_DEFINITIONS = 64
 """The most personas a run may define for itself (beside the shipped ones)."""
 
-EVENT_BATCH = 500
+EVENT_BATCH = 2000
 """Events are written to the run store in batches of at least this many (one transaction
-each), at the end of the step that reached it."""
+each), at the end of the step that reached it. A commit costs about as much as a few hundred
+events' inserts on SQLite (its WAL is synced): 4.4 µs an event in batches of 500, 3.4 in
+batches of 2000 (measured 2026-11-28); a 119-user run still reports its progress every 17
+steps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +496,8 @@ class Cohort:
         firsts = self._firsts(step)
         rows = direct.see(pools) if direct is not None else [None] * len(self.members)
         moments = [
-            (member.persona.at_step(step), pools.context(m))
-            for m, member in enumerate(self.members)
+            (member.persona.at_step(step), context)
+            for member, context in zip(self.members, pools.contexts(), strict=True)
         ]
         # Every task's utility for the step, at once: the judge's and the oracle's.
         seen = pools_utilities(pools, moments, rule)

@@ -376,7 +376,8 @@ class Pools:
         """Per member: (day, hour, pool version, context, candidates or None until asked)."""
         self._flat: tuple[Any, Any, Any, FloatArray, FloatArray] | None = None
         self._due: FloatArray | None = None
-        """:meth:`flat` and :meth:`due` until a pool or a clock changes."""
+        self._contexts: list[Context] | None = None
+        """:meth:`flat`, :meth:`due` and :meth:`contexts` until a pool or a clock changes."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -402,6 +403,7 @@ class Pools:
         """A pool or a clock changed: the views of every pool at once are out of date."""
         self._flat = None
         self._due = None
+        self._contexts = None
 
     def _moment(self, m: int) -> tuple[int, int, int, Context, list[Candidate] | None]:
         day, hour, version = int(self.day[m]), int(self.hour[m]), int(self.version[m])
@@ -505,6 +507,15 @@ class Pools:
         if n and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
             raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
         return columns[0], columns[1], columns[2].astype(np.bool_), ages, priorities, columns[3]
+
+    def contexts(self) -> list[Context]:
+        """Every member's :meth:`context`, kept as :meth:`flat` is."""
+        found = self._contexts
+        if found is None:
+            found = self._contexts = list(
+                map(shared_context, self.hour.tolist(), (self.day % 7).tolist())
+            )
+        return found
 
     def due(self) -> FloatArray:
         """Days until each task of :meth:`flat` is due (negative: overdue), now. Read-only,
