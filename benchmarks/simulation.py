@@ -38,10 +38,12 @@ from oo_ml.engine import EngineConfig
 from oo_ml.policies.base import Policy
 from oo_ml.policies.population import PopulationModel, refit_after, user_data
 from oo_ml.runtime import freeze_startup_heap
+from oo_ml.sim.direct import takes
 from oo_ml.sim.judges import JudgeRequest, RuleJudge
 from oo_ml.sim.persona import load_personas, shipped_personas
 from oo_ml.sim.report import curve_svg
 from oo_ml.sim.runner import (
+    DEFAULT_USERS,
     Cohort,
     DecisionClient,
     InProcessClient,
@@ -311,6 +313,7 @@ def drift(policy: str, discounted: str, users: int, seed: int) -> str:
 SPEED_STEPS = 150
 SPEED_RUNS = {
     "small": (8, ("morning-focused", "quick-wins")),
+    "default": (DEFAULT_USERS, None),  # `oo-ml sim run`'s users when none are given
     "standard": (119, None),  # the learning-quality run's users and personas (all shipped)
 }
 """The runs ``speed`` measures: (users, personas; ``None`` = every shipped persona)."""
@@ -371,42 +374,24 @@ def _engine_rounds(config: SimConfig, rounds: Sequence[Round]) -> float:
 
 
 def _sim_steps(
-    config: SimConfig, client_factory: Callable[[SimConfig], DecisionClient] | None = None
+    config: SimConfig,
+    client_factory: Callable[[SimConfig], DecisionClient] | None = None,
+    *,
+    direct: bool = True,
 ) -> float:
     """Steps/s of a run, its events in a new SQLite database (decisions by ``client_factory``'s
-    client; the runner's in-process engine by default)."""
+    client; by default, as ``oo-ml sim run`` decides them in this process: the simulator's own
+    decisions for a policy without a population prior, the serving engine for the others;
+    ``direct=False``: every decision through the serving engine)."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/sim.db"
         upgrade(url)
         store = SqlStore(url)
         started = time.perf_counter()
-        SimRunner(store, client_factory=client_factory).run(config)
+        SimRunner(store, client_factory=client_factory, direct=direct).run(config)
         elapsed = time.perf_counter() - started
         store.close()
     return config.total_steps / elapsed
-
-
-class _NoDecisions:
-    """A decision client that decides nothing: the first candidate, at once, reward 0. With it
-    a run measures the simulated world alone."""
-
-    def __init__(self) -> None:
-        self._made = 0
-
-    def rank(
-        self, user_id: str, context: Context, candidates: Sequence[Candidate], policy: str
-    ) -> tuple[str, int, float]:
-        self._made += 1
-        return f"e{self._made}", 0, 1.0
-
-    def feedback(self, event_id: str, outcome: Outcome) -> int:
-        return 0
-
-
-def _world_steps(config: SimConfig) -> float:
-    """Steps/s of a run whose decisions cost nothing (:class:`_NoDecisions`): task pools,
-    personas, rule judge, oracle and events into a new SQLite database, as :func:`_sim_steps`."""
-    return _sim_steps(config, lambda _: _NoDecisions())
 
 
 def _speed_rounds(config: SimConfig) -> list[Round]:
@@ -466,16 +451,15 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
     header = (
         "run",
         "policy",
+        "decided by",
         "core rounds/s",
         "simulated steps/s",
         "ratio (target ≥ 0.5)",
         "per-repeat ratio, median [min, max]",
         "core without its prior (ratio)",
+        "through the engine: steps/s (ratio)",
         "engine rounds/s (÷ core)",
-        "simulated ÷ engine",
-        "engine overhead µs",
-        "world overhead µs",
-        "world alone µs",
+        "a step µs",
         "a step's budget µs",
     )
     _show("Simulator speed (medians)", header, rows)
@@ -485,21 +469,21 @@ def speed(policies: Sequence[str], runs: Sequence[str], repeats: int, seed: int)
     )
     return (
         f"### Simulator speed\n\n`{command_line()}` — medians of {repeats} interleaved runs "
-        f"per policy ({described}). Simulator: the full step (task pool, persona, rule judge, "
-        "rank and feedback through the serving engine over a memory store, events batched into "
-        "SQLite). Core: the policy's own rank + learn in memory on candidate lists from each "
+        f"per policy ({described}). Simulated: a whole run as `oo-ml sim run` plays it in this "
+        "process with the rule judge (task pools, personas, judge, oracle, events batched into "
+        "SQLite), its decisions made by the simulator's own `DirectDecisions` for a policy "
+        "without a population prior (the policy's decide and learn and the reward rule, the "
+        "same events as through the engine) and by the serving engine over a memory store for "
+        "the others. Core: the policy's own rank + learn in memory on candidate lists from each "
         "user's own task stream, learning the chosen candidate's reward "
         "as the rule judge would draw it for that user's persona, a `Bandit` per user in turn; "
         "for a policy with a population prior, the prior too (refits at the engine's cadence, "
-        "re-centring after each update), and in its own column without it. Engine: the same "
-        "rounds through the serving engine in this process, as the simulator calls it (rank, "
-        "then feedback with the judge's answer for the chosen candidate; memory store, decision "
-        "records, reward rule, population refits), without the simulated world; simulated ÷ "
-        "engine is the simulator's own share, the world's. All after "
-        "`freeze_startup_heap()`, as `oo-ml sim` runs. Engine overhead: an engine round's time "
-        "minus a core round's; world overhead: a simulated step's time minus an engine round's "
-        "(task pool, judge, oracle, events into SQLite). World alone: a step of the same run "
-        "with a decision client that decides nothing (the first candidate, at once); a step's "
+        "re-centring after each update), and in its own column without it. Through the engine: "
+        "the same run with every decision through the serving engine "
+        "(`SimRunner(direct=False)`). Engine: the core's rounds through the serving engine in "
+        "this process (rank, then feedback with the judge's answer for the chosen candidate; "
+        "memory store, decision records, reward rule, population refits), without the "
+        "simulated world. All after `freeze_startup_heap()`, as `oo-ml sim` runs. A step's "
         "budget: the time a whole simulated step may take to meet the ratio's target, two "
         "core rounds.\n\n" + markdown_table(header, rows)
     )
@@ -526,8 +510,10 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         "core": lambda: _core_rounds(policy, rounds, users, seed, prior=True),
         "engine": lambda: _engine_rounds(config, rounds),
         "sim": lambda: _sim_steps(config),
-        "world": lambda: _world_steps(config),
     }
+    direct = takes(policy)
+    if direct:
+        measures["through"] = lambda: _sim_steps(config, direct=False)
     if has_prior:
         measures["bare"] = lambda: _core_rounds(policy, rounds, users, seed, prior=False)
     for measure in measures.values():  # warm-up: compiled kernels, caches
@@ -538,28 +524,24 @@ def _speed_row(  # noqa: PLR0917 (one measurement's settings)
         for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
             runs[key].append(measures[key]())
     core, simulated = statistics.median(runs["core"]), statistics.median(runs["sim"])
-    engine, world = statistics.median(runs["engine"]), statistics.median(runs["world"])
+    engine = statistics.median(runs["engine"])
     bare = statistics.median(runs["bare"]) if has_prior else None
+    through = statistics.median(runs["through"]) if direct else None
     # Each repeat's own ratio (its runs were measured back to back): their spread shows how
     # much of a difference the machine's noise alone makes.
     ratios = sorted(s / c for s, c in zip(runs["sim"], runs["core"], strict=True))
     return (
         run,
         name,
+        "simulator" if direct else "serving engine",
         f"{core:,.0f}",
         f"{simulated:,.0f}",
         f"{simulated / core:.2f}",
         f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}, {ratios[-1]:.2f}]",
         "—" if bare is None else f"{bare:,.0f} ({simulated / bare:.2f})",
-        # Where a step's time beyond the core's round goes: the serving engine's own work,
-        # then the simulated world's. Each is the same for every policy if the ratio is set
-        # by the overheads rather than by the policy.
+        "—" if through is None else f"{through:,.0f} ({through / core:.2f})",
         f"{engine:,.0f} ({engine / core:.2f})",
-        # The simulator against the serving engine it drives: its own overhead alone.
-        f"{simulated / engine:.2f}",
-        f"{1e6 / engine - 1e6 / core:,.0f}",
-        f"{1e6 / simulated - 1e6 / engine:,.0f}",
-        f"{1e6 / world:,.0f}",
+        f"{1e6 / simulated:,.0f}",
         f"{2e6 / core:,.0f}",
     )
 
@@ -605,11 +587,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drift-discounted", default="ucb-pop1")
     parser.add_argument(
         "--speed-policy",
-        default="ucb-pop5,ucb-pop4,ucb-ix1,egreedy-v1",
+        default="ucb-pop5,ucb-pop4,ucb-ix1,linucb-v1,egreedy-v1",
         help="for `speed`: comma-separated policies",
     )
     parser.add_argument(
-        "--speed-runs", default="small,standard", help=f"for `speed`: of {', '.join(SPEED_RUNS)}"
+        "--speed-runs",
+        default="small,default,standard",
+        help=f"for `speed`: of {', '.join(SPEED_RUNS)}",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
