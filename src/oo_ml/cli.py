@@ -205,6 +205,14 @@ UrlOption = Annotated[
     str | None, typer.Option(help="Run against a service over HTTP instead of in-process.")
 ]
 PlotOption = Annotated[Path | None, typer.Option(help="Write the reward curves to this SVG.")]
+ThroughEngineOption = Annotated[
+    bool,
+    typer.Option(
+        "--through-engine",
+        help="In this process, make every decision through the serving engine, as a service "
+        "does (slower; the same numbers).",
+    ),
+]
 
 
 def _simulate(
@@ -217,6 +225,7 @@ def _simulate(
     seed: int,
     url: str | None,
     plot: Path | None,
+    through_engine: bool,
 ) -> None:
     settings = _settings()
     names = list(shipped_personas()) if personas == "all" else personas.split(",")
@@ -242,6 +251,7 @@ def _simulate(
                 store,
                 judge=judge_impl,
                 client_factory=http_client if url else None,
+                direct=not through_engine,
                 progress=lambda done, _total: bar.update(task, completed=done),
                 judge_concurrency=settings.judge_concurrency,
                 live_every_s=settings.sim_live_seconds,
@@ -290,11 +300,12 @@ def sim_run(
     seed: SeedOption = 0,
     url: UrlOption = None,
     plot: PlotOption = None,
+    through_engine: ThroughEngineOption = False,
 ) -> None:
     """Simulate one policy and store the run."""
     _simulate(
         [policy], personas=personas, users=users, steps=steps, judge=judge, seed=seed,
-        url=url, plot=plot,
+        url=url, plot=plot, through_engine=through_engine,
     )  # fmt: skip
 
 
@@ -310,11 +321,12 @@ def sim_compare(
     seed: SeedOption = 0,
     url: UrlOption = None,
     plot: PlotOption = Path("sim-compare.svg"),
+    through_engine: ThroughEngineOption = False,
 ) -> None:
     """Simulate several policies on common random numbers and compare them."""
     _simulate(
         policies.split(","), personas=personas, users=users, steps=steps, judge=judge,
-        seed=seed, url=url, plot=plot,
+        seed=seed, url=url, plot=plot, through_engine=through_engine,
     )  # fmt: skip
 
 

@@ -244,3 +244,18 @@ def test_personas_points_out_rule_hours_the_persona_is_never_asked_in() -> None:
     assert "when 05:00–11:59" in result.output
     assert "not asked at 05:00, 06:00: outside its waking hours" in result.output
     assert "not asked at 23:00: outside its waking hours" in result.output
+
+
+def test_a_run_through_the_engine_gives_the_same_numbers(tmp_path: Path) -> None:
+    """``--through-engine`` makes every decision in the serving engine: slower, the same
+    table (the simulator's own decisions are held to it event by event in test_direct)."""
+    args = ["sim", "compare", "--policies", "egreedy-v1,ucb-ix1", *SMALL, "--seed", "6"]
+    direct = oo_ml_cli(tmp_path, "a.db", *args, "--plot", str(tmp_path / "a.svg"))
+    engine = oo_ml_cli(
+        tmp_path, "b.db", *args, "--plot", str(tmp_path / "b.svg"), "--through-engine"
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert engine.returncode == 0, engine.stderr
+    rows = table_rows(direct.stdout)
+    assert list(rows) == ["egreedy-v1", "ucb-ix1"]
+    assert table_rows(engine.stdout) == rows

@@ -1,8 +1,11 @@
 """The simulation loop: rank → judge → feedback → reward → update, step after step.
 
 Decisions and feedback go through the serving :class:`~oo_ml.engine.Engine` — in-process over a
-memory store, or over HTTP against a running service — so the simulator exercises exactly the
-code that serves. Runs and their per-step events are stored in ``sim_runs``/``sim_events``.
+memory store, or over HTTP against a running service — or, in this process with the rule judge
+and for a policy without a population prior, through the simulator's own
+:class:`~oo_ml.sim.direct.DirectDecisions`: the policy's decide and learn and the reward rule
+that the engine calls, without its per-request records, making the very same events (ADR 0012).
+Runs and their per-step events are stored in ``sim_runs``/``sim_events``.
 
 Policies are compared on *common random numbers*: for a given seed, simulated user ``u`` sees
 the same task stream, the same clock and the same judge randomness at step ``t`` under every
