@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -69,6 +69,12 @@ _DOW_SIN = tuple(math.sin(2 * math.pi * d / 7) for d in range(7))
 _DOW_COS = tuple(math.cos(2 * math.pi * d / 7) for d in range(7))
 
 
+_ColumnForm = Callable[
+    [IntArray, IntArray, BoolArray, FloatArray, IntArray, IntArray, int], FloatArray
+]
+"""An encoder's rows from columns (:meth:`Encoder.encode_columns`' and the dimension)."""
+
+
 class Encoder(ABC):
     """Turns a context and k candidates into a (k, d) float64 matrix; stateless and pure."""
 
@@ -96,7 +102,11 @@ class Encoder(ABC):
         row with its own context: hour of day, day of week, ``is_overdue``,
         ``task_age_days``, priority (1–4) and :func:`source_code` (the source named by it).
         For many requests at once (a simulated step of every user). The published encoders
-        compute it column by column; this default encodes one candidate at a time."""
+        compute it in one compiled pass (their ``_column_form``); an encoder without one encodes
+        one candidate at a time."""
+        columns = self._column_form()
+        if columns is not None:
+            return columns(hours, days, overdue, ages, priorities, sources, self.dim)
         rows = [
             self.encode(
                 Context(hour, day),
@@ -108,6 +118,10 @@ class Encoder(ABC):
             )
         ]  # fmt: skip
         return np.concatenate(rows) if rows else np.zeros((0, self.dim))
+
+    def _column_form(self) -> _ColumnForm | None:
+        """The compiled column form of :meth:`encode_columns`, if the encoder has one."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
@@ -164,9 +178,10 @@ def _task_columns(  # noqa: PLR0917 (one array per field)
     overdue: BoolArray,
     ages: FloatArray,
     priorities: IntArray,
+    sources: IntArray,
     dim: int,
 ) -> FloatArray:
-    """``v1`` (``dim`` 5) or ``v2`` (7) rows from columns."""
+    """``v1`` (``dim`` 5) or ``v2`` (7) rows from columns (which do not see the source)."""
     out = np.empty((ages.shape[0], dim))
     _task_rows_into(hours, days, overdue, ages, priorities, _TABLES, _PRIORITY_COLUMN, out)
     return out
@@ -209,16 +224,8 @@ class V1Encoder(Encoder):
         lead = (_HOUR_SIN[hour], _HOUR_COS[hour])
         return _matrix(_task_rows(candidates, lead, ()), len(self.labels))
 
-    def encode_columns(  # noqa: PLR0917 (one array per field)
-        self,
-        hours: IntArray,
-        days: IntArray,
-        overdue: BoolArray,
-        ages: FloatArray,
-        priorities: IntArray,
-        sources: IntArray,
-    ) -> FloatArray:
-        return _task_columns(hours, days, overdue, ages, priorities, self.dim)
+    def _column_form(self) -> _ColumnForm:
+        return _task_columns
 
 
 class V2Encoder(Encoder):
@@ -232,16 +239,8 @@ class V2Encoder(Encoder):
         lead, trail = (_HOUR_SIN[hour], _HOUR_COS[hour]), (_DOW_SIN[dow], _DOW_COS[dow])
         return _matrix(_task_rows(candidates, lead, trail), len(self.labels))
 
-    def encode_columns(  # noqa: PLR0917 (one array per field)
-        self,
-        hours: IntArray,
-        days: IntArray,
-        overdue: BoolArray,
-        ages: FloatArray,
-        priorities: IntArray,
-        sources: IntArray,
-    ) -> FloatArray:
-        return _task_columns(hours, days, overdue, ages, priorities, self.dim)
+    def _column_form(self) -> _ColumnForm:
+        return _task_columns
 
 
 SOURCES = ("todoist", "calendar", "email", "other")
@@ -422,16 +421,8 @@ class InteractionEncoder(Encoder):
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
 
-    def encode_columns(  # noqa: PLR0917 (one array per field)
-        self,
-        hours: IntArray,
-        days: IntArray,
-        overdue: BoolArray,
-        ages: FloatArray,
-        priorities: IntArray,
-        sources: IntArray,
-    ) -> FloatArray:
-        return _interaction_columns(hours, days, overdue, ages, priorities, sources, self.dim)
+    def _column_form(self) -> _ColumnForm:
+        return _interaction_columns
 
 
 _SOURCE_TERMS = ("todoist", "calendar", "email")  # "other" is the baseline of the 1 row
@@ -476,16 +467,8 @@ class SourceInteractionEncoder(Encoder):
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
 
-    def encode_columns(  # noqa: PLR0917 (one array per field)
-        self,
-        hours: IntArray,
-        days: IntArray,
-        overdue: BoolArray,
-        ages: FloatArray,
-        priorities: IntArray,
-        sources: IntArray,
-    ) -> FloatArray:
-        return _interaction_columns(hours, days, overdue, ages, priorities, sources, self.dim)
+    def _column_form(self) -> _ColumnForm:
+        return _interaction_columns
 
 
 ENCODERS: dict[str, Encoder] = {}

@@ -71,13 +71,20 @@ def test_rounds_are_reproducible_and_the_core_learns_from_them() -> None:
     assert simulation._engine_rounds(engine_config, rounds) > 0
 
 
-def test_the_speed_table_has_a_row_per_policy_with_the_world_alone_and_the_budget() -> None:
+def test_the_speed_table_has_a_row_per_policy_with_the_engines_ratio_and_the_budget() -> None:
     text = simulation.speed(["egreedy-v1"], ["small"], repeats=1, seed=1)
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     (row,) = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
-    assert header[-2:] == ["world alone µs", "a step's budget µs"]
-    assert row[:2] == ["small", "egreedy-v1"]
-    core = float(row[2].replace(",", ""))
-    assert float(row[-1].replace(",", "")) == pytest.approx(2e6 / core, abs=1)
-    assert float(row[-2].replace(",", "")) > 0
+    cells = dict(zip(header, row, strict=True))
+    assert row[:3] == ["small", "egreedy-v1", "simulator"]
+    core = float(cells["core rounds/s"].replace(",", ""))
+    simulated = float(cells["simulated steps/s"].replace(",", ""))
+    assert float(cells["ratio (target ≥ 0.5)"]) == pytest.approx(simulated / core, abs=0.01)
+    assert float(cells["a step µs"].replace(",", "")) == pytest.approx(1e6 / simulated, abs=1)
+    assert float(cells["a step's budget µs"].replace(",", "")) == pytest.approx(2e6 / core, abs=1)
+    through, ratio = cells["through the engine: steps/s (ratio)"].split()
+    assert float(ratio.strip("()")) == pytest.approx(
+        float(through.replace(",", "")) / core, abs=0.01
+    )
+    assert cells["core without its prior (ratio)"] == "—"  # no population prior
