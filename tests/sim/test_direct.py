@@ -10,6 +10,7 @@ import pytest
 
 from oo_ml import ValidationError
 from oo_ml.policies import POLICIES, get_policy
+from oo_ml.policies.model import RidgeModel
 from oo_ml.rewards import get_reward_rule
 from oo_ml.sim.direct import DirectDecisions, takes
 from oo_ml.sim.persona import load_personas, shipped_personas
@@ -167,3 +168,36 @@ def test_rows_are_each_members_candidates_encoded() -> None:
             assert x is not None
             assert x.tobytes() == expected.tobytes()
         cohort.pools.advance()
+
+
+def test_groups_refactor_when_the_engine_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy whose A⁻¹ is recomputed every 7 updates: the simulator's stacked states are
+    refactored at the same updates as the engine's, and stay equal to them to the bit."""
+    for base, name in (("ucb-ix1", "test-ucb-refactor-7"), ("egreedy-v1", "test-eg-refactor-7")):
+        policy = get_policy(base).clone(
+            name=name, model=RidgeModel(lam=1.0, refactor_every=7), description="test"
+        )
+        monkeypatch.setitem(POLICIES, name, policy)
+    members = [
+        Member(policy, f"{policy}/u{u}", u, list(shipped_personas().values())[u])
+        for policy in ("test-ucb-refactor-7", "test-eg-refactor-7")
+        for u in range(3)
+    ]
+    rule = get_reward_rule("dwell-v1")
+    through_engine, direct_cohort = Cohort(members, seed=9), Cohort(members, seed=9)
+    client = InProcessClient("dwell-v1", 9)
+    direct = DirectDecisions([m.policy for m in members], rule, _seed_streams(9))
+    for step in range(23):
+        assert direct_cohort.play(client, rule, step, direct) == through_engine.play(
+            client, rule, step
+        )
+    for m, member in enumerate(members):
+        row = client.engine.store.read(
+            lambda t, u=member.user_id, p=member.policy: t.load_state(u, p)
+        )
+        assert row is not None
+        mine = direct.state(m)
+        assert (mine.n_updates, mine.since_refactor) == (23, 2)
+        assert (row.state.n_updates, row.state.since_refactor) == (23, 2)
+        for field in ("A", "b", "A_inv", "theta"):
+            assert getattr(mine, field).tobytes() == getattr(row.state, field).tobytes(), field

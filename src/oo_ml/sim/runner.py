@@ -505,14 +505,15 @@ class Cohort:
         # Every task's utility for the step, at once: the judge's and the oracle's.
         seen = pools_utilities(pools, moments, rule)
         self._wake_for(step + 1)
+        ranked = direct.rank_all() if direct is not None else [None] * len(self.members)
         played = []
         chosen = []
         for m, (member, x, (persona, context), first) in enumerate(
             zip(self.members, rows, moments, firsts, strict=True)
         ):
-            if x is not None:
-                assert direct is not None
-                index, probability = direct.rank(m, x)
+            decided = ranked[m]
+            if decided is not None:
+                index, probability = decided
             else:
                 event_id, index, probability = client.rank(
                     member.user_id, context, pools.candidates(m), member.policy
@@ -537,6 +538,8 @@ class Cohort:
             task = pools.task_id(m, index)
             played.append(self._fields(member, step, context, task, probability, verdict, milli))
             chosen.append(index)
+        if direct is not None:
+            direct.learned()
         return self._close(played, chosen, seen.oracle(chosen))
 
     def play_at_once(self, client: DecisionClient, rule: RewardRule, step: int) -> list[SimEvent]:
