@@ -679,8 +679,8 @@ def _judge_counts(judge: Judge) -> dict[str, int] | None:
 @cache
 def warm_up() -> None:
     """Compile (or load from numba's cache) the simulated world's kernels: the task pools'
-    arrivals, clocks and candidate columns, the column encoders, the step's utilities and
-    the judge's jump-ahead. A fresh install otherwise compiles them
+    arrivals, clocks and candidate columns, the column encoders, the step's utilities, the
+    judge's jump-ahead and the simulator's own decisions. A fresh install otherwise compiles them
     in its first simulation (about 3.5 s on two cores); the console starts this in the
     background at the service's start. Once per process."""
     persona = next(iter(shipped_personas().values()))
@@ -689,11 +689,9 @@ def warm_up() -> None:
         for name in ("linucb-v1", "egreedy-v1", "ucb-ix1", "ucb-ix2")  # every encoder
     ]
     cohort = Cohort(members, seed=0, pool_size=1)
-    cohort._firsts(0)
     rule = get_reward_rule("dwell-v1")
-    DirectDecisions([m.policy for m in members], rule, _seed_streams(0)).see(cohort.pools)
-    pools_utilities(cohort.pools, [(persona, cohort.pools.context(0))] * len(members), rule)
-    cohort.pools.advance()
+    direct = DirectDecisions([m.policy for m in members], rule, _seed_streams(0))
+    cohort.play(InProcessClient(rule.name, 0), rule, 0, direct)  # a whole step: every kernel
 
 
 def new_run_id() -> str:
