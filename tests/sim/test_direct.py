@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from oo_ml import ValidationError
+from oo_ml import Action, Outcome, ValidationError
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.policies.model import RidgeModel
 from oo_ml.rewards import get_reward_rule
@@ -170,6 +170,30 @@ def test_rows_are_each_members_candidates_encoded() -> None:
         cohort.pools.advance()
 
 
+def test_a_discounted_policy_without_a_prior_is_decided_one_user_at_a_time_as_the_engine_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No published policy is discounted without a population prior; one of one's own is
+    taken, but not grouped (a discounted update is not rank one), and plays the same."""
+    policy = get_policy("ucb-ix1").clone(
+        name="test-ucb-discounted", model=RidgeModel(lam=2.0, discount=0.95), description="t"
+    )
+    monkeypatch.setitem(POLICIES, policy.name, policy)
+    config = SimConfig((policy.name, "egreedy-v1"), ("shift-change", "quick-wins"), 4, 40, seed=2)
+    runs = []
+    for direct in (False, True):
+        store = MemoryStore()
+        run = SimRunner(store, direct=direct).run(config)
+        assert run.status == "done", run.error
+        runs.append(_events(store, run.run_id))
+    assert runs[0] == runs[1]
+    decisions = DirectDecisions(
+        [policy.name, "egreedy-v1"], get_reward_rule("dwell-v1"), _seed_streams(0)
+    )
+    assert decisions._in_group[0] is None  # one at a time
+    assert decisions._in_group[1] is not None  # ε-greedy, undiscounted: grouped
+
+
 def test_groups_refactor_when_the_engine_does(monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy whose A⁻¹ is recomputed every 7 updates: the simulator's stacked states are
     refactored at the same updates as the engine's, and stay equal to them to the bit."""
@@ -201,3 +225,17 @@ def test_groups_refactor_when_the_engine_does(monkeypatch: pytest.MonkeyPatch) -
         assert (row.state.n_updates, row.state.since_refactor) == (23, 2)
         for field in ("A", "b", "A_inv", "theta"):
             assert getattr(mine, field).tobytes() == getattr(row.state, field).tobytes(), field
+
+
+def test_a_group_refuses_to_learn_a_step_some_member_was_not_given_feedback_for() -> None:
+    members = [Member("egreedy-v1", f"u{u}", u, shipped_personas()["quick-wins"]) for u in range(3)]
+    direct = DirectDecisions(
+        [m.policy for m in members], get_reward_rule("dwell-v1"), _seed_streams(0)
+    )
+    rows = direct.see(Cohort(members, seed=0).pools)
+    ranked = direct.rank_all()
+    for m in (0, 1):
+        index, _ = ranked[m]  # type: ignore[misc]
+        direct.feedback(m, rows[m][index], Outcome(Action.SNOOZE))  # type: ignore[index]
+    with pytest.raises(RuntimeError, match="2 of 3 members"):
+        direct.learned()

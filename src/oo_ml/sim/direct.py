@@ -146,6 +146,8 @@ class _Group:
         self.since_refactor = 0
         self.rows = np.empty((count, policy.dim))
         self.rewards = np.empty(count)
+        self.given = 0
+        """Feedback given since the last :meth:`learn`: one per member a step."""
 
     def state(self, i: int) -> RidgeState:
         """Member number ``i``'s state: views of the stacked arrays."""
@@ -156,6 +158,12 @@ class _Group:
 
     def learn(self) -> None:
         """Every member's update with the row and reward its feedback left."""
+        if self.given != len(self.members):
+            raise RuntimeError(
+                f"{self.policy.name}: {self.given} of {len(self.members)} members were given"
+                " feedback this step; every one learns once a step"
+            )
+        self.given = 0
         _learn_each(self.a, self.a_inv, self.b, self.theta, self.rows, self.rewards)
         self.n_updates += 1
         self.since_refactor += 1
@@ -297,6 +305,7 @@ class DirectDecisions:
             group, i = found
             group.rows[i] = x
             group.rewards[i] = milli / 1000.0
+            group.given += 1
             return milli
         policy, state = self.policies[m], self._states[m]
         if policy is None or state is None:
