@@ -148,13 +148,6 @@ def _static_row(priority: float, source: str) -> tuple[float, ...]:
     return tuple(row)
 
 
-_STATIC_KEYS = [(p, s) for p in (1, 2, 3, 4) for s in ("todoist", "calendar", "email", "other")]
-_STATIC_TABLE_T = np.array([_static_row(p, s) for p, s in _STATIC_KEYS]).T.copy()
-_STATIC_TABLE_T.setflags(write=False)
-_TEMPLATE_SOURCE_CODE = np.array([_STATIC_KEYS.index((1, s)) for s in TEMPLATE_SOURCES])
-"""The code in that table of a p1 task from each template's source (add 4 per priority step)."""
-
-
 def features_at(static: FloatArray, due_in_days: FloatArray) -> FloatArray:
     """:func:`feature_matrix` from :func:`static_features` and the days until each task is due
     (negative: overdue), in place on a copy: a step costs a few operations on its arrays.
