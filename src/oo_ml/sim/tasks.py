@@ -242,24 +242,18 @@ def awake_problem(awake: tuple[int, int]) -> str | None:
 
 
 @compiled
-def _round_3_fast(value: float) -> tuple[float, bool]:
-    """``rint(1000·value) / 1000`` and whether that may not be Python's ``round(value, 3)``:
-    1000·value, rounded to a double, lies within a few units in the last place of a half-way
-    point, so that its rounding may have moved it across one."""
-    scaled = value * 1000.0
-    whole = np.rint(scaled)
-    ulp = math.ldexp(1.0, math.frexp(scaled)[1] - 53)
-    return whole / 1000.0, abs(abs(scaled - whole) - 0.5) <= 4.0 * ulp
-
-
-@compiled
 def _round_3_into(values: FloatArray, out: FloatArray, unsure: Any) -> int:
-    """:func:`_round_3_fast` of every value into ``out``; the indices it is not sure of go to
-    the start of ``unsure``, and their number is returned."""
+    """``rint(1000·v) / 1000`` of every value into ``out``. The indices of the values for which
+    that may not be Python's ``round(v, 3)`` go to the start of ``unsure``, and their number is
+    returned: 1000·v, rounded to a double, lies within a few units in the last place of a
+    half-way point, so that its rounding may have moved it across one."""
     count = 0
     for i in range(values.shape[0]):
-        out[i], near = _round_3_fast(values[i])
-        if near:
+        scaled = values[i] * 1000.0
+        whole = np.rint(scaled)
+        out[i] = whole / 1000.0
+        ulp = math.ldexp(1.0, math.frexp(scaled)[1] - 53)
+        if abs(abs(scaled - whole) - 0.5) <= 4.0 * ulp:
             unsure[count] = i
             count += 1
     return count
@@ -287,27 +281,17 @@ def _candidate_columns(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     templates: Any,
     source_codes: Any,
     columns: Any,
-    ages: FloatArray,
-    unsure: Any,
-) -> int:
-    """What :meth:`Pools.candidate_columns` gives, into ``columns`` (rows: hour, day of week,
-    overdue, source code) and ``ages``; returns the number of ages :func:`round_3` would
-    round itself (their indices at the start of ``unsure``)."""
+) -> None:
+    """What :meth:`Pools.candidate_columns` gives but the ages, into ``columns`` (rows: hour,
+    day of week, overdue, source code)."""
     t = 0
-    count = 0
     for m in range(counts.shape[0]):
         for _ in range(counts[m]):
-            d = due[t]
             columns[0, t] = hour[m]
             columns[1, t] = day[m] % 7
-            columns[2, t] = 1 if d < 0.0 else 0
+            columns[2, t] = 1 if due[t] < 0.0 else 0
             columns[3, t] = source_codes[templates[t]]
-            ages[t], near = _round_3_fast(-d)
-            if near:
-                unsure[count] = t
-                count += 1
             t += 1
-    return count
 
 
 class Pools:
@@ -494,17 +478,12 @@ class Pools:
         Refused as :meth:`candidates` refuses them if an age is out of range."""
         counts, priorities, templates, _, _ = self.flat()
         due = self.due()
-        n = due.shape[0]
-        columns = np.empty((4, n), dtype=np.int64)
-        ages = np.empty(n)
-        unsure = np.empty(n, dtype=np.int64)
-        count = _candidate_columns(
-            counts, self.hour, self.day, due, templates, _TEMPLATE_SOURCE_CODES, columns, ages,
-            unsure,
-        )  # fmt: skip
-        for t in unsure[:count].tolist():
-            ages[t] = round(-float(due[t]), 3)
-        if n and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
+        columns = np.empty((4, due.shape[0]), dtype=np.int64)
+        _candidate_columns(
+            counts, self.hour, self.day, due, templates, _TEMPLATE_SOURCE_CODES, columns
+        )
+        ages = round_3(-due)  # as candidates() rounds them
+        if ages.size and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
             raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
         return columns[0], columns[1], columns[2].astype(np.bool_), ages, priorities, columns[3]
 
