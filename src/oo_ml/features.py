@@ -133,8 +133,6 @@ class Encoder(ABC):
 _PRIORITY = tuple((p - 1.0) / 3.0 for p in range(5))  # by priority 1–4; index 0 is unused
 # The same numbers as arrays, for the column encoders' kernels.
 _PRIORITY_COLUMN = np.array(_PRIORITY)
-_HOUR_SIN_COLUMN, _HOUR_COS_COLUMN = np.array(_HOUR_SIN), np.array(_HOUR_COS)
-_DOW_SIN_COLUMN, _DOW_COS_COLUMN = np.array(_DOW_SIN), np.array(_DOW_COS)
 
 
 @compiled
@@ -168,8 +166,7 @@ def _task_rows_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
 
 
 _TABLES = np.zeros((4, 24))
-_TABLES[0], _TABLES[1] = _HOUR_SIN_COLUMN, _HOUR_COS_COLUMN
-_TABLES[2, :7], _TABLES[3, :7] = _DOW_SIN_COLUMN, _DOW_COS_COLUMN
+_TABLES[0], _TABLES[1], _TABLES[2, :7], _TABLES[3, :7] = _HOUR_SIN, _HOUR_COS, _DOW_SIN, _DOW_COS
 
 
 def _task_columns(  # noqa: PLR0917 (one array per field)
@@ -245,7 +242,6 @@ class V2Encoder(Encoder):
 
 SOURCES = ("todoist", "calendar", "email", "other")
 """The sources the encoders tell apart; any other source counts as ``other``."""
-_SOURCES = SOURCES
 _SOURCE_CODES = {s: code for code, s in enumerate(SOURCES)}
 
 
@@ -388,7 +384,7 @@ _CONTEXT_BLOCKS = np.stack([_context_block(h, d) for h in range(24) for d in ran
 
 def _expansion(z: FloatArray) -> FloatArray:
     """The (9, 44) matrix E with [c, one-hot(source)] @ E = x for the context block ``z``."""
-    n_c, n_z, n_s = len(_CANDIDATE_LABELS), len(_CONTEXT_LABELS), len(_SOURCES)
+    n_c, n_z, n_s = len(_CANDIDATE_LABELS), len(_CONTEXT_LABELS), len(SOURCES)
     e = np.zeros((n_c + n_s, n_c * n_z + n_s))
     for a in range(n_c):
         e[a, a * n_z : (a + 1) * n_z] = z
@@ -402,10 +398,10 @@ class InteractionEncoder(Encoder):
     name = "v3"
     labels = (
         *(_interaction_label(c, z) for c in _CANDIDATE_LABELS for z in _CONTEXT_LABELS),
-        *(f"source={s}" for s in _SOURCES),
+        *(f"source={s}" for s in SOURCES),
     )
     _ONE_HOT: ClassVar[dict[str, tuple[float, ...]]] = {
-        s: tuple(float(s == t) for t in _SOURCES) for s in _SOURCES
+        s: tuple(float(s == t) for t in SOURCES) for s in SOURCES
     }
     # One expansion matrix per (hour, day of week), computed once. Each entry of the product is
     # one c_a·z_b (or a one-hot 1) plus exact zeros, hence that product rounded once, just as an
@@ -417,7 +413,7 @@ class InteractionEncoder(Encoder):
 
     def encode(self, context: Context, candidates: Sequence[Candidate]) -> FloatArray:
         values = _interaction_terms(candidates, self._ONE_HOT, self._ONE_HOT["other"])
-        terms = _matrix(values, len(_CANDIDATE_LABELS) + len(_SOURCES))
+        terms = _matrix(values, len(_CANDIDATE_LABELS) + len(SOURCES))
         x: FloatArray = terms.dot(self._EXPANSIONS[context.hour_of_day * 7 + context.day_of_week])
         return x
 
