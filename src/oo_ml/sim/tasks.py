@@ -273,25 +273,43 @@ def round_3(values: FloatArray) -> FloatArray:
 
 
 @compiled
-def _candidate_columns(  # noqa: PLR0917 (a kernel takes arrays, not an object)
-    counts: Any,
-    hour: Any,
+def _flatten(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    count: Any,
+    pool: Any,
+    due_dates: FloatArray,
     day: Any,
-    due: FloatArray,
-    templates: Any,
+    hour: Any,
     source_codes: Any,
-    columns: Any,
-) -> None:
-    """What :meth:`Pools.candidate_columns` gives but the ages, into ``columns`` (rows: hour,
-    day of week, overdue, source code)."""
+    ints: Any,
+    floats: FloatArray,
+    clocks: FloatArray,
+    unsure: Any,
+) -> int:
+    """Every member's pool and clock laid out for :meth:`Pools.flat`, :meth:`Pools.due` and
+    :meth:`Pools.candidate_columns`, member after member, tasks in order, in one pass: into
+    ``ints`` (rows: priority, template, hour, day of week, overdue, source code), ``floats``
+    (rows: due date, days until due, age as ``-due``, the age rounded as :func:`round_3`
+    rounds it) and ``clocks``; the ages :func:`_round_3_into` is unsure of go to ``unsure``,
+    and their number is returned. Clocks and days until due are numpy's ``day + hour / 24``
+    and ``due_at - clock``, term for term."""
     t = 0
-    for m in range(counts.shape[0]):
-        for _ in range(counts[m]):
-            columns[0, t] = hour[m]
-            columns[1, t] = day[m] % 7
-            columns[2, t] = 1 if due[t] < 0.0 else 0
-            columns[3, t] = source_codes[templates[t]]
+    for m in range(count.shape[0]):
+        clock = day[m] + hour[m] / 24.0
+        clocks[m] = clock
+        for i in range(count[m]):
+            template = pool[m, i, 1]
+            due = due_dates[m, i] - clock
+            ints[0, t] = pool[m, i, 3]
+            ints[1, t] = template
+            ints[2, t] = hour[m]
+            ints[3, t] = day[m] % 7
+            ints[4, t] = 1 if due < 0.0 else 0
+            ints[5, t] = source_codes[template]
+            floats[0, t] = due_dates[m, i]
+            floats[1, t] = due
+            floats[2, t] = -due
             t += 1
+    return _round_3_into(floats[2], floats[3], unsure)
 
 
 class Pools:
@@ -358,10 +376,12 @@ class Pools:
         self._moments: list[tuple[int, int, int, Context, list[Candidate] | None] | None]
         self._moments = [None] * members
         """Per member: (day, hour, pool version, context, candidates or None until asked)."""
-        self._flat: tuple[Any, Any, Any, FloatArray, FloatArray] | None = None
-        self._due: FloatArray | None = None
+        self._flat: tuple[tuple[Any, Any, Any, FloatArray, FloatArray], FloatArray, Any] | None
+        self._flat = None
         self._contexts: list[Context] | None = None
-        """:meth:`flat`, :meth:`due` and :meth:`contexts` until a pool or a clock changes."""
+        self._lists: tuple[list[int], list[bool], list[float]] | None = None
+        """:meth:`_laid_out`, :meth:`contexts` and :meth:`_clock_lists` until a pool or a clock
+        changes."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -386,8 +406,8 @@ class Pools:
     def _changed(self) -> None:
         """A pool or a clock changed: the views of every pool at once are out of date."""
         self._flat = None
-        self._due = None
         self._contexts = None
+        self._lists = None
 
     def _moment(self, m: int) -> tuple[int, int, int, Context, list[Candidate] | None]:
         day, hour, version = int(self.day[m]), int(self.hour[m]), int(self.version[m])
@@ -440,10 +460,10 @@ class Pools:
         day, hour, version, context, found = self._moment(m)
         if found is not None:
             return found
-        ids, due_at, priorities, sources = self.pool_fields(m)
-        now = day + hour / 24.0
-        due = [d - now for d in due_at]
-        ages = [round(-d, 3) for d in due]
+        ids, _, priorities, sources = self.pool_fields(m)
+        starts, overdue, all_ages = self._clock_lists()
+        start = starts[m]
+        ages = all_ages[start : start + len(ids)]
         # A task's id, priority and source are valid by construction (the label was checked
         # when the pools were made); only the age moves, checked here against its bound.
         build = (
@@ -451,22 +471,64 @@ class Pools:
             if ages and min(ages) >= -MAX_TASK_AGE_DAYS and max(ages) <= MAX_TASK_AGE_DAYS
             else Candidate  # out of range: Candidate refuses it, as it should
         )
-        found = list(map(build, ids, [d < 0 for d in due], ages, priorities, sources))
+        found = list(map(build, ids, overdue[start : start + len(ids)], ages, priorities, sources))
         self._moments[m] = (day, hour, version, context, found)
         return found
+
+    def _clock_lists(self) -> tuple[list[int], list[bool], list[float]]:
+        """Where each member's tasks start in :meth:`flat`, and every task's overdue flag and
+        age (rounded to 3 decimals, as a candidate has it) now, as lists; kept as :meth:`flat`
+        is."""
+        found = self._lists
+        if found is None:
+            counts = self.flat()[0].tolist()
+            columns, ages = self._clock_columns()
+            found = self._lists = (
+                [0, *itertools.accumulate(counts[:-1])] if counts else [],
+                (columns[2] == 1).tolist(),
+                ages.tolist(),
+            )
+        return found
+
+    def _clock_columns(self) -> tuple[IntArray, FloatArray]:
+        """:meth:`candidate_columns`' (hour, day of week, overdue, source code) rows and ages,
+        unchecked; kept as :meth:`flat` is."""
+        columns: tuple[IntArray, FloatArray] = self._laid_out()[2]
+        return columns
 
     def flat(self) -> tuple[Any, Any, Any, FloatArray, FloatArray]:
         """Every member's pool, member after member, tasks in order: (tasks per member, their
         priorities, their templates' numbers in :data:`TEMPLATES`, their due dates, each
         member's clock). Read-only arrays, the same until a pool or a clock changes."""
+        return self._laid_out()[0]
+
+    def _laid_out(self) -> tuple[tuple[Any, Any, Any, FloatArray, FloatArray], FloatArray, Any]:
+        """(:meth:`flat`, :meth:`due`, (hour, day of week, overdue, source code) rows and ages
+        rounded to 3 decimals), from one compiled pass (:func:`_flatten`); kept until a pool or
+        a clock changes."""
         found = self._flat
         if found is None:
-            held = np.arange(2 * self.target) < self.count[:, None]
-            pool = self._pool[held]
-            found = (self.count.copy(), pool[:, 3], pool[:, 1], self._due_at[held], self.clocks())
-            for array in found:
+            count = self.count.copy()
+            total = int(count.sum())
+            ints = np.empty((6, total), dtype=np.int64)
+            floats = np.empty((4, total))
+            clocks = np.empty(len(count))
+            unsure = np.empty(total, dtype=np.int64)
+            n = _flatten(
+                count, self._pool, self._due_at, self.day, self.hour, _TEMPLATE_SOURCE_CODES,
+                ints, floats, clocks, unsure,
+            )  # fmt: skip
+            for i in unsure[:n].tolist():  # as round_3 does
+                floats[3, i] = round(float(floats[2, i]), 3)
+            ints.setflags(write=False)
+            floats.setflags(write=False)
+            for array in (count, clocks):
                 array.setflags(write=False)
-            self._flat = found
+            found = self._flat = (
+                (count, ints[0], ints[1], floats[0], clocks),
+                floats[1],
+                (ints[2:], floats[3]),
+            )
         return found
 
     def candidate_columns(
@@ -476,13 +538,8 @@ class Pools:
         :meth:`~oo_ml.features.Encoder.encode_columns` takes them: (hour of day, day of week,
         overdue, age in days rounded as :meth:`candidates` rounds it, priority, source code).
         Refused as :meth:`candidates` refuses them if an age is out of range."""
-        counts, priorities, templates, _, _ = self.flat()
-        due = self.due()
-        columns = np.empty((4, due.shape[0]), dtype=np.int64)
-        _candidate_columns(
-            counts, self.hour, self.day, due, templates, _TEMPLATE_SOURCE_CODES, columns
-        )
-        ages = round_3(-due)  # as candidates() rounds them
+        priorities = self.flat()[1]
+        columns, ages = self._clock_columns()
         if ages.size and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
             raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
         return columns[0], columns[1], columns[2].astype(np.bool_), ages, priorities, columns[3]
@@ -499,12 +556,7 @@ class Pools:
     def due(self) -> FloatArray:
         """Days until each task of :meth:`flat` is due (negative: overdue), now. Read-only,
         kept as :meth:`flat` is."""
-        found = self._due
-        if found is None:
-            counts, _, _, due_at, clocks = self.flat()
-            found = self._due = due_at - np.repeat(clocks, counts)
-            found.setflags(write=False)
-        return found
+        return self._laid_out()[1]
 
     def clocks(self) -> FloatArray:
         """Every member's clock (:meth:`now_days`)."""
