@@ -378,3 +378,40 @@ def test_contexts_are_every_members_context_and_follow_the_clocks() -> None:
     pools.day[2] += 1
     pools.moved(2)
     assert pools.contexts()[2] == pools.context(2)
+
+
+def test_completing_several_tasks_at_once_is_completing_them_one_after_another() -> None:
+    seeds, labels = [3, 4, 5], ["a", "b", "c"]
+    together, alone = Pools(seeds, labels, 6), Pools(seeds, labels, 6)
+    for step in range(12):
+        members = [m for m in range(3) if (step + m) % 2 == 0] + [1]  # member 1 twice
+        indices = [(step * 7 + m) % int(together.count[m] - 1) for m in members]
+        expected = [list(zip(*together.pool_fields(m)[:2], strict=True)) for m in range(3)]
+        for m, index in zip(members, indices, strict=True):
+            del expected[m][index]  # the others keep their order
+        together.complete_each(members, indices)
+        for m, index in zip(members, indices, strict=True):
+            alone.complete(m, index)
+        for m in range(3):
+            assert list(zip(*together.pool_fields(m)[:2], strict=True)) == expected[m]
+        for m in range(3):
+            assert together.candidates(m) == alone.candidates(m)
+            assert together.pool_fields(m) == alone.pool_fields(m)
+        assert together.version.tolist() == alone.version.tolist()
+        together.advance()
+        alone.advance()
+
+
+def test_completing_a_task_that_is_not_there_stops_there() -> None:
+    pools = Pools([3, 4], ["a", "b"], 4)
+    count, first = pools.count.tolist(), pools.pool_fields(0)[0]
+    with pytest.raises(IndexError, match="member 1 has no task 99"):
+        pools.complete_each([0, 1, 0], [0, 99, 0])
+    assert pools.count.tolist() == [count[0] - 1, count[1]]  # the first pair only
+    assert pools.pool_fields(0)[0] == first[1:]
+    for member in (-1, 2):
+        with pytest.raises(IndexError, match=f"no member {member}"):
+            pools.complete(member, 0)
+    assert pools.count.tolist() == [count[0] - 1, count[1]]
+    with pytest.raises(ValueError, match="one index per member"):
+        pools.complete_each([0], [])

@@ -636,9 +636,8 @@ class Cohort:
         then tasks done leave their pools and every clock moves on to the next tip
         request."""
         pools = self.pools
-        for m, (index, fields) in enumerate(zip(shown, played, strict=True)):
-            if fields[9] == _DONE:
-                pools.complete(m, index)
+        done = [m for m, fields in enumerate(played) if fields[9] == _DONE]
+        pools.complete_each(done, [shown[m] for m in done])
         pools.advance()
         return [
             SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
@@ -691,7 +690,8 @@ def warm_up() -> None:
     cohort = Cohort(members, seed=0, pool_size=1)
     rule = get_reward_rule("dwell-v1")
     direct = DirectDecisions([m.policy for m in members], rule, _seed_streams(0))
-    cohort.play(InProcessClient(rule.name, 0), rule, 0, direct)  # a whole step: every kernel
+    cohort.play(InProcessClient(rule.name, 0), rule, 0, direct)  # a whole step
+    cohort.pools.complete(0, 0)  # a done task leaves (whatever the step's verdicts were)
 
 
 def new_run_id() -> str:

@@ -178,6 +178,26 @@ def _fill(  # noqa: PLR0917 (a kernel takes arrays, not an object)
 
 
 @compiled
+def _complete_each(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    count: Any, pool: Any, due_at: FloatArray, version: Any, members: Any, indices: Any
+) -> int:
+    """Task ``indices[k]`` of member ``members[k]`` leaves its pool, for each ``k`` in turn,
+    the others keeping their order; returns how many left before the first pair naming no
+    task (all of them, if none does)."""
+    for k in range(members.shape[0]):
+        m, index = members[k], indices[k]
+        if not 0 <= m < count.shape[0] or not 0 <= index < count[m]:
+            return k
+        n = count[m]
+        for i in range(index, n - 1):
+            pool[m, i] = pool[m, i + 1]
+            due_at[m, i] = due_at[m, i + 1]
+        count[m] = n - 1
+        version[m] += 1
+    return int(members.shape[0])
+
+
+@compiled
 def _advance(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     rngs: Any,
     target: int,
@@ -581,14 +601,27 @@ class Pools:
     def complete(self, m: int, index: int) -> None:
         """Task ``index`` of member ``m`` is done: it leaves the pool, the others keep their
         order."""
-        n = int(self.count[m])
-        if not 0 <= index < n:
-            raise IndexError(f"member {m} has no task {index}")
-        self._pool[m, index : n - 1] = self._pool[m, index + 1 : n]
-        self._due_at[m, index : n - 1] = self._due_at[m, index + 1 : n]
-        self.count[m] = n - 1
-        self.version[m] += 1
-        self._changed()
+        self.complete_each([m], [index])
+
+    def complete_each(self, members: Sequence[int], indices: Sequence[int]) -> None:
+        """:meth:`complete` of task ``indices[k]`` of member ``members[k]``, for each ``k`` in
+        turn, in one compiled call."""
+        if len(members) != len(indices):
+            raise ValueError("one index per member")
+        if not members:
+            return
+        chosen = np.array(members, dtype=np.int64)
+        done = _complete_each(
+            self.count, self._pool, self._due_at, self.version, chosen,
+            np.array(indices, dtype=np.int64),
+        )  # fmt: skip
+        if done:
+            self._changed()
+        if done < len(members):
+            m = members[done]
+            if not 0 <= m < len(self.labels):
+                raise IndexError(f"no member {m}")
+            raise IndexError(f"member {m} has no task {indices[done]}")
 
     def advance(self) -> None:
         """Move every member's clock to its next tip request; let new tasks arrive."""
