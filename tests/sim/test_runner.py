@@ -327,12 +327,12 @@ def test_warm_up_compiles_every_kernel_of_the_simulated_world() -> None:
     script = (
         "from oo_ml.features import _interactions_into, _task_rows_into\n"
         "from oo_ml.policies.pcg import first_after\n"
-        "from oo_ml.sim.persona import _utilities_into\n"
+        "from oo_ml.sim.persona import _oracle_into, _utilities_into\n"
         "from oo_ml.sim.runner import warm_up\n"
         "from oo_ml.sim.tasks import _advance, _complete_each, _fill, _flatten\n"
         "from oo_ml.sim.direct import _choose_each, _learn_each\n"
         "kernels = (_fill, _advance, first_after, _flatten, _complete_each, _task_rows_into,\n"
-        "           _interactions_into, _utilities_into, _choose_each, _learn_each)\n"
+        "           _interactions_into, _utilities_into, _oracle_into, _choose_each, _learn_each)\n"
         "print([len(k.signatures) for k in kernels])\n"
         "warm_up()\n"
         "print([len(k.signatures) for k in kernels])\n"
@@ -341,8 +341,8 @@ def test_warm_up_compiles_every_kernel_of_the_simulated_world() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     before, after = done.stdout.splitlines()
-    assert before == "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"
-    assert after == "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    assert before == "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"
+    assert after == "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
 
 
 def test_a_simulated_user_is_asked_in_its_own_waking_hours_across_midnight_and_a_drift(

@@ -50,6 +50,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from operator import truediv
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ from oo_ml.sim.tasks import (
     awake_problem,
     in_hours,
 )
-from oo_ml.types import Action, Context, FloatArray
+from oo_ml.types import Action, Context, FloatArray, IntArray
 
 __all__ = [
     "FEATURES",
@@ -217,16 +218,20 @@ def _utilities_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     templates: Any,
     source_columns: Any,
     due: FloatArray,
-    weights: FloatArray,
+    table: FloatArray,
     out: FloatArray,
+    scaled: FloatArray,
 ) -> None:
     """x·w of every task of :meth:`Pools.flat` (``due``: :meth:`Pools.due`), member ``m``'s
-    tasks weighted by ``weights[m]``: each task's :func:`_feature_row`, summed feature by
+    tasks weighted by ``table[m, :9]``: each task's :func:`_feature_row`, summed feature by
     feature in :data:`FEATURES` order, as :func:`utilities` and the rule judge sum them (a
-    zero's sign aside, which no sum it is added to can tell)."""
+    zero's sign aside, which no sum it is added to can tell). Into ``scaled``, what
+    :func:`response_expectation` takes the exponential of: (x·w − threshold) · −slope, with
+    the member's slope and threshold in ``table[m, 9:11]``."""
     t = 0
     x = np.zeros(9)
     for m in range(counts.shape[0]):
+        slope, threshold = table[m, 9], table[m, 10]
         for _ in range(counts[m]):
             d = due[t]
             x[1] = (priorities[t] - 1.0) / 3.0
@@ -235,11 +240,39 @@ def _utilities_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
             x[4] = min(max(d, 0.0), 30.0) / 30.0
             x[5] = x[6] = x[7] = x[8] = 0.0
             x[source_columns[templates[t]]] = 1.0
-            total = 1.0 * weights[m, 0]
+            total = 1.0 * table[m, 0]
             for j in range(1, 9):
-                total += x[j] * weights[m, j]
+                total += x[j] * table[m, j]
             out[t] = total
+            scaled[t] = (total - threshold) * -slope
             t += 1
+
+
+@compiled
+def _oracle_into(  # noqa: PLR0917 (a kernel takes arrays, not an object)
+    exponentials: FloatArray,
+    counts: Any,
+    terms: FloatArray,
+    chosen: Any,
+    best: FloatArray,
+    shown: FloatArray,
+) -> None:
+    """:func:`response_expectation`'s last steps, task by task: each exponential becomes the
+    task's expected reward, base + gain · 1 / (1 + e) (in place), with member ``m``'s base
+    and gain in ``terms[m, 2:4]``; each member's best, and the one of task ``chosen[m]``."""
+    t = 0
+    for m in range(counts.shape[0]):
+        base, gain = terms[m, 2], terms[m, 3]
+        top = math.nan
+        for i in range(counts[m]):
+            value = 1.0 / (exponentials[t] + 1.0) * gain + base
+            exponentials[t] = value
+            if i == 0 or value > top:
+                top = value
+            if i == chosen[m]:
+                shown[m] = value
+            t += 1
+        best[m] = top
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +289,9 @@ class PoolsUtilities:
     terms: FloatArray
     """Each member's response and reward constants (columns: slope, threshold, base,
     gain)."""
+    scaled: FloatArray
+    """Every task's (x·w − threshold) · −slope, whose exponential the oracle takes."""
+    counts_array: IntArray
 
     def of(self, m: int, index: int) -> float:
         """Task ``index`` of member ``m``'s utility."""
@@ -263,17 +299,14 @@ class PoolsUtilities:
 
     def oracle(self, chosen: Sequence[int]) -> list[tuple[float, float, float]]:
         """(best, average, shown) expected reward of each member's pool, shown its task
-        ``chosen[m]``."""
+        ``chosen[m]``: :func:`response_expectation` of every task, numpy's exponential
+        between two compiled passes."""
         counts = self.counts
-        per_task = np.repeat(self.terms.T, counts, axis=1)
-        expected = response_expectation(
-            self.utility.copy(), per_task[0], per_task[1], per_task[2], per_task[3]
-        )
-        starts = np.array(self.starts, dtype=np.int64)
-        best = np.maximum.reduceat(expected, starts).tolist()
-        total = np.add.reduceat(expected, starts).tolist()
-        shown = expected[starts + chosen].tolist()
-        return [(b, t / c, s) for b, t, c, s in zip(best, total, counts, shown, strict=True)]
+        best, shown = np.empty(len(counts)), np.full(len(counts), math.nan)
+        expected = np.exp(self.scaled)
+        _oracle_into(expected, self.counts_array, self.terms, np.array(chosen), best, shown)
+        total = np.add.reduceat(expected, self.starts).tolist() if counts else []
+        return list(zip(best.tolist(), map(truediv, total, counts), shown.tolist(), strict=True))
 
 
 def pools_utilities(
@@ -302,15 +335,15 @@ def pools_utilities(
         terms.append(found)
     n = len(FEATURES)
     table = np.array(terms, dtype=np.float64).reshape(len(moments), n + 4)
-    utility = np.empty(len(templates))
+    utility, scaled = np.empty(len(templates)), np.empty(len(templates))
     if len(templates):
         _utilities_into(
-            counts_array, priorities, templates, _TEMPLATE_SOURCE_COLUMN, pools.due(),
-            table[:, :n].copy(), utility,
+            counts_array, priorities, templates, _TEMPLATE_SOURCE_COLUMN, pools.due(), table,
+            utility, scaled,
         )  # fmt: skip
     utility.setflags(write=False)
     starts = [0, *itertools.accumulate(counts[:-1])] if counts else []
-    return PoolsUtilities(utility, starts, counts, table[:, n:])
+    return PoolsUtilities(utility, starts, counts, table[:, n:], scaled, counts_array)
 
 
 def pools_oracle(
