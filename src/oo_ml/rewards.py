@@ -121,7 +121,12 @@ class RewardRule:
         """The reward this rule gives ``outcome``."""
         if not isinstance(outcome, Outcome):
             raise ValidationError("outcome", f"must be an Outcome, got {type(outcome).__name__}")
-        return Reward(self.actions[outcome.action].milli_for(outcome.dwell_ms), self.name)
+        return Reward(self.milli_of(outcome.action, outcome.dwell_ms), self.name)
+
+    def milli_of(self, action: Action, dwell_ms: int | None) -> int:
+        """:meth:`score`'s reward in thousandths, for an action and dwell already checked as
+        an :class:`Outcome` checks them (a simulated judge's verdict)."""
+        return self.actions[action].milli_for(dwell_ms)
 
     def table(self) -> list[tuple[str, str, float]]:
         """Rows of (action, dwell range, reward) for display."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from oo_ml import Action, Outcome, ValidationError
+from oo_ml import Action, ValidationError
 from oo_ml.policies import POLICIES, get_policy
 from oo_ml.policies.model import RidgeModel
 from oo_ml.rewards import get_reward_rule
@@ -236,6 +236,6 @@ def test_a_group_refuses_to_learn_a_step_some_member_was_not_given_feedback_for(
     ranked = direct.rank_all()
     for m in (0, 1):
         index, _ = ranked[m]  # type: ignore[misc]
-        direct.feedback(m, rows[m][index], Outcome(Action.SNOOZE))  # type: ignore[index]
+        direct.feedback(m, rows[m][index], Action.SNOOZE, None)  # type: ignore[index]
     with pytest.raises(RuntimeError, match="2 of 3 members"):
         direct.learned()

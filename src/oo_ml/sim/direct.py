@@ -42,7 +42,7 @@ from oo_ml.policies.model import RidgeState
 from oo_ml.policies.pcg import _first_random
 from oo_ml.rewards import RewardRule
 from oo_ml.sim.tasks import Pools
-from oo_ml.types import FloatArray, IntArray, Outcome
+from oo_ml.types import Action, FloatArray, IntArray
 
 __all__ = ["DirectDecisions", "takes"]
 
@@ -295,11 +295,11 @@ class DirectDecisions:
                 ranked[m] = (index, p)
         return ranked
 
-    def feedback(self, m: int, x: FloatArray, outcome: Outcome) -> int:
-        """The reward rule's reward for ``outcome`` of the candidate whose row is ``x``, in
-        thousandths, for member ``m`` to learn: at once, or with its group's other members
-        at :meth:`learned`."""
-        milli = self._rule.score(outcome).milli
+    def feedback(self, m: int, x: FloatArray, action: Action, dwell_ms: int | None) -> int:
+        """The reward rule's reward for ``action`` and ``dwell_ms`` (the rule judge's verdict)
+        on the candidate whose row is ``x``, in thousandths, for member ``m`` to learn: at
+        once, or with its group's other members at :meth:`learned`."""
+        milli = self._rule.milli_of(action, dwell_ms)
         found = self._in_group[m]
         if found is not None:
             group, i = found

@@ -525,16 +525,16 @@ class Cohort:
                 first,
                 partial(self._randomness[m].at, step, 1),
             )
-            outcome = (
-                _UNTIMED[verdict.action]
-                if verdict.dwell_ms is None
-                else Outcome(verdict.action, verdict.dwell_ms)
-            )
             if x is not None:
                 assert direct is not None
-                milli = direct.feedback(m, x[index], outcome)
+                milli = direct.feedback(m, x[index], verdict.action, verdict.dwell_ms)
             else:
-                milli = client.feedback(event_id, outcome)
+                milli = client.feedback(
+                    event_id,
+                    _UNTIMED[verdict.action]
+                    if verdict.dwell_ms is None
+                    else Outcome(verdict.action, verdict.dwell_ms),
+                )
             task = pools.task_id(m, index)
             played.append(self._fields(member, step, context, task, probability, verdict, milli))
             chosen.append(index)
