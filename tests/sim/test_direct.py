@@ -3,7 +3,6 @@ makes: same choices, probabilities, rewards and learned states, step for step.""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ TAKEN = tuple(name for name, policy in POLICIES.items() if takes(policy))
 def _events(store: Any, run_id: str) -> list[Any]:
     """A run's events without the run id: (policy, user, step, persona, hour, day, chosen,
     probability, action, dwell, reward, and the oracle's three numbers)."""
-    return [dataclasses.astuple(e)[1:] for e in store.read(lambda t: t.sim_events(run_id))]
+    return [tuple(e)[1:] for e in store.read(lambda t: t.sim_events(run_id))]
 
 
 def test_the_direct_path_takes_every_policy_without_a_population_prior() -> None:

@@ -7,7 +7,6 @@ answer, in order.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import socket
@@ -583,7 +582,7 @@ def simulate(judge: LLMJudge, concurrency: int, **options: Any) -> tuple[Any, li
                        judge="llm", seed=2)  # fmt: skip
     run = SimRunner(store, judge=judge, judge_concurrency=concurrency, **options).run(config)
     events = store.read(lambda txn: txn.sim_events(run.run_id))
-    return run, [dataclasses.replace(e, run_id="-") for e in events]
+    return run, [e._replace(run_id="-") for e in events]
 
 
 def test_a_simulation_asks_a_slow_judge_about_a_whole_step_at_once(

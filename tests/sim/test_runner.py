@@ -315,7 +315,7 @@ def test_the_rule_judges_fast_step_is_its_two_halves_plus_the_oracle() -> None:
         asked = halves.ask(halves_client, step)
         verdicts = [halves.judge(judge, m, question) for m, question in enumerate(asked)]
         answered = halves.answer(halves_client, asked, verdicts)
-        assert [dataclasses.replace(e, oracle_reward=None, random_reward=None,
+        assert [e._replace(oracle_reward=None, random_reward=None,
                                     chosen_expected=None) for e in played] == answered  # fmt: skip
         assert all(e.oracle_reward is not None for e in played)
         actions |= {e.action for e in played}
@@ -398,9 +398,7 @@ def test_a_runs_persona_files_are_stored_as_definitions_and_replay_without_the_f
     (tmp_path / "lark.toml").unlink()
     again = SimRunner(store).run(stored)
     events = [store.read(lambda t, r=r: t.sim_events(r.run_id)) for r in (first, again)]
-    assert [dataclasses.replace(e, run_id="") for e in events[0]] == [
-        dataclasses.replace(e, run_id="") for e in events[1]
-    ]
+    assert [e._replace(run_id="") for e in events[0]] == [e._replace(run_id="") for e in events[1]]
     assert {e.persona for e in events[0]} == {"owl", "quick-wins"}
 
 

@@ -639,9 +639,7 @@ class Cohort:
         done = [m for m, fields in enumerate(played) if fields[9] == _DONE]
         pools.complete_each(done, [shown[m] for m in done])
         pools.advance()
-        return [
-            SimEvent(*(fields + numbers)) for fields, numbers in zip(played, oracle, strict=True)
-        ]
+        return [_event(fields + numbers) for fields, numbers in zip(played, oracle, strict=True)]
 
     def _fields(  # noqa: PLR0917 (an event's fields)
         self,
@@ -665,6 +663,7 @@ _DONE = Action.DONE.value
 _UNTIMED = {action: Outcome(action) for action in Action}
 """An outcome without a dwell time, by action (outcomes are values)."""
 _NO_ORACLE = (None, None, None)
+_event = SimEvent._make
 
 
 def _judge_counts(judge: Judge) -> dict[str, int] | None:

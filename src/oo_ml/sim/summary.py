@@ -110,39 +110,41 @@ class SummaryBuilder:
 
     def add(self, events: Iterable[SimEvent]) -> None:
         late_from, width = self._late_from, self._width
-        for e in events:
-            users = self._totals.get(e.policy)
+        for (
+            _, policy, user_id, step, persona, _, _, _, _, action, _, reward_milli,
+            oracle, rand, chosen,
+        ) in events:  # fmt: skip
+            users = self._totals.get(policy)
             if users is None:
-                users = self._totals[e.policy] = {}
-            totals = users.get(e.user_id)
+                users = self._totals[policy] = {}
+            totals = users.get(user_id)
             if totals is None:
-                totals = users[e.user_id] = _Totals(e.persona)
+                totals = users[user_id] = _Totals(persona)
             totals.steps += 1
-            totals.reward_milli += e.reward_milli
-            totals.actions[e.action] = totals.actions.get(e.action, 0) + 1
-            if e.step // width != totals.bucket:
+            totals.reward_milli += reward_milli
+            totals.actions[action] = totals.actions.get(action, 0) + 1
+            if step // width != totals.bucket:
                 if totals.bucket >= 0:
-                    _add_cell(self._curves.setdefault(e.policy, {}), totals.bucket, totals.cell)
+                    _add_cell(self._curves.setdefault(policy, {}), totals.bucket, totals.cell)
                     totals.cell = [0.0, 0.0, 0.0, 0.0]
-                totals.bucket = e.step // width
+                totals.bucket = step // width
             bucket = totals.cell
             bucket[3] += 1.0
-            chosen = e.chosen_expected
-            if chosen is None or e.oracle_reward is None or e.random_reward is None:
-                bucket[0] += e.reward_milli / 1000.0
+            if chosen is None or oracle is None or rand is None:
+                bucket[0] += reward_milli / 1000.0
                 continue
             totals.modelled = True
             sums = totals.expected
             sums[0] += chosen
-            sums[1] += e.random_reward
-            sums[2] += e.oracle_reward
-            if e.step >= late_from:
+            sums[1] += rand
+            sums[2] += oracle
+            if step >= late_from:
                 sums[3] += chosen
-                sums[4] += e.random_reward
-                sums[5] += e.oracle_reward
+                sums[4] += rand
+                sums[5] += oracle
             bucket[0] += chosen
-            bucket[1] += e.oracle_reward
-            bucket[2] += e.random_reward
+            bucket[1] += oracle
+            bucket[2] += rand
 
     def result(self) -> dict[str, Any]:
         """The summary as plain JSON-safe data."""

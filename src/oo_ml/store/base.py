@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from oo_ml.policies.model import RidgeState
 from oo_ml.types import Candidate, Context, FloatArray
@@ -132,13 +132,15 @@ class RunRecord:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SimEvent:
+class SimEvent(NamedTuple):
     """One simulated step: what the policy chose, what the judge did, and the references.
 
     ``oracle_reward``/``random_reward``/``chosen_expected`` are expected rewards under the
     persona's own model (the best candidate, the average candidate, the chosen one); ``None``
     for judges that have no model (llm, command).
+
+    A named tuple: a run makes one per simulated step, and as a tuple it is built in one
+    call, unpacked at once by the summary and bound as it is by the stores' inserts.
     """
 
     run_id: str
