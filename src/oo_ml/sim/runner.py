@@ -464,6 +464,9 @@ class Cohort:
             if at is not None and persona.at_step(at).awake != persona.awake:
                 self._wakings.setdefault(at, []).append((m, persona.at_step(at).awake))
         self._randomness = [_StepRandom(seed, m.index) for m in self.members]
+        self._heads = [((run_id, m.policy, f"u{m.index}"), m.persona.name) for m in self.members]
+        """What each member's events begin with (the run, the policy and the user's label),
+        and its persona's name."""
         words = [r.words() for r in self._randomness]
         self._words = tuple(
             np.array([w[part][half] for w in words], dtype=np.int64)
@@ -536,7 +539,7 @@ class Cohort:
                     else Outcome(verdict.action, verdict.dwell_ms),
                 )
             task = pools.task_id(m, index)
-            played.append(self._fields(member, step, context, task, probability, verdict, milli))
+            played.append(self._fields(m, step, context, task, probability, verdict, milli))
             chosen.append(index)
         if direct is not None:
             direct.learned()
@@ -610,11 +613,11 @@ class Cohort:
         )
         played = [
             self._fields(
-                member, question.request.step, question.request.context,
+                m, question.request.step, question.request.context,
                 question.request.task.id, question.probability, verdict, milli,
             )
-            for member, question, verdict, milli in zip(
-                self.members, asked, judged, rewards, strict=True
+            for m, (question, verdict, milli) in enumerate(
+                zip(asked, judged, rewards, strict=True)
             )
         ]  # fmt: skip
         shown = [question.index for question in asked]
@@ -643,7 +646,7 @@ class Cohort:
 
     def _fields(  # noqa: PLR0917 (an event's fields)
         self,
-        member: Member,
+        m: int,
         step: int,
         context: Context,
         task_id: str,
@@ -651,11 +654,11 @@ class Cohort:
         verdict: Judgement,
         milli: int,
     ) -> tuple[Any, ...]:
-        """A step's event but for the oracle's numbers."""
+        """Member ``m``'s event at ``step`` but for the oracle's numbers."""
+        head, persona = self._heads[m]
         return (
-            self.run_id, member.policy, f"u{member.index}", step, member.persona.name,
-            context.hour_of_day, context.day_of_week, task_id, probability,
-            verdict.action.value, verdict.dwell_ms, milli,
+            *head, step, persona, context.hour_of_day, context.day_of_week, task_id,
+            probability, verdict.action.value, verdict.dwell_ms, milli,
         )  # fmt: skip
 
 
