@@ -292,6 +292,7 @@ class PoolsUtilities:
     scaled: FloatArray
     """Every task's (x·w − threshold) · −slope, whose exponential the oracle takes."""
     counts_array: IntArray
+    """:attr:`counts` as the array :meth:`Pools.flat` gives (read-only)."""
 
     def of(self, m: int, index: int) -> float:
         """Task ``index`` of member ``m``'s utility."""
@@ -299,8 +300,8 @@ class PoolsUtilities:
 
     def oracle(self, chosen: Sequence[int]) -> list[tuple[float, float, float]]:
         """(best, average, shown) expected reward of each member's pool, shown its task
-        ``chosen[m]``: :func:`response_expectation` of every task, numpy's exponential
-        between two compiled passes."""
+        ``chosen[m]`` (shown: NaN if the pool has no such task): :func:`response_expectation`
+        of every task, numpy's exponential between two compiled passes."""
         counts = self.counts
         best, shown = np.empty(len(counts)), np.full(len(counts), math.nan)
         expected = np.exp(self.scaled)

@@ -286,10 +286,15 @@ def round_3(values: FloatArray) -> FloatArray:
     that its rounding cannot have moved it across one; Python's own ``round`` for the rest."""
     rounded = np.empty(values.shape[0])
     unsure = np.empty(values.shape[0], dtype=np.int64)
-    count = _round_3_into(values, rounded, unsure)
+    _round_3_unsure(values, rounded, unsure, _round_3_into(values, rounded, unsure))
+    return rounded
+
+
+def _round_3_unsure(values: FloatArray, rounded: FloatArray, unsure: Any, count: int) -> None:
+    """Python's own ``round(v, 3)`` into ``rounded`` for the first ``count`` indices of
+    ``unsure`` (those :func:`_round_3_into` is unsure of)."""
     for i in unsure[:count].tolist():
         rounded[i] = round(float(values[i]), 3)
-    return rounded
 
 
 @compiled
@@ -538,8 +543,7 @@ class Pools:
                 count, self._pool, self._due_at, self.day, self.hour, _TEMPLATE_SOURCE_CODES,
                 ints, floats, clocks, unsure,
             )  # fmt: skip
-            for i in unsure[:n].tolist():  # as round_3 does
-                floats[3, i] = round(float(floats[2, i]), 3)
+            _round_3_unsure(floats[2], floats[3], unsure, n)  # as round_3 does
             ints.setflags(write=False)
             floats.setflags(write=False)
             for array in (count, clocks):
@@ -577,11 +581,6 @@ class Pools:
         """Days until each task of :meth:`flat` is due (negative: overdue), now. Read-only,
         kept as :meth:`flat` is."""
         return self._laid_out()[1]
-
-    def clocks(self) -> FloatArray:
-        """Every member's clock (:meth:`now_days`)."""
-        clocks: FloatArray = self.day + self.hour / 24.0
-        return clocks
 
     def task_id(self, m: int, index: int) -> str:
         """The id of task ``index`` of member ``m``'s pool."""
