@@ -693,7 +693,8 @@ def warm_up() -> None:
     rule = get_reward_rule("dwell-v1")
     direct = DirectDecisions([m.policy for m in members], rule, _seed_streams(0))
     cohort.play(InProcessClient(rule.name, 0), rule, 0, direct)  # a whole step
-    cohort.pools.complete(0, 0)  # a done task leaves (whatever the step's verdicts were)
+    if cohort.pools.count[0]:  # a done task leaves (whatever the step's verdicts were)
+        cohort.pools.complete(0, 0)
 
 
 def new_run_id() -> str:
