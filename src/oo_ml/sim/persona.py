@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -343,8 +342,7 @@ def pools_utilities(
             utility, scaled,
         )  # fmt: skip
     utility.setflags(write=False)
-    starts = [0, *itertools.accumulate(counts[:-1])] if counts else []
-    return PoolsUtilities(utility, starts, counts, table[:, n:], scaled, counts_array)
+    return PoolsUtilities(utility, pools.starts(), counts, table[:, n:], scaled, counts_array)
 
 
 def pools_oracle(

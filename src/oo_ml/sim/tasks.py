@@ -337,6 +337,24 @@ def _flatten(  # noqa: PLR0917 (a kernel takes arrays, not an object)
     return _round_3_into(floats[2], floats[3], unsure)
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Every member's pool and clock laid out at once (:meth:`Pools._laid_out`): read-only
+    arrays, member after member, tasks in order."""
+
+    flat: tuple[Any, Any, Any, FloatArray, FloatArray]
+    """:meth:`Pools.flat`."""
+    due: FloatArray
+    """:meth:`Pools.due`."""
+    columns: IntArray
+    """Rows: hour of day, day of week, overdue (0 or 1), source code."""
+    overdue: BoolArray
+    ages: FloatArray
+    """Ages in days rounded to 3 decimals, as a candidate has them."""
+    starts: list[int]
+    """Where each member's tasks start."""
+
+
 class Pools:
     """The task pools and clocks of many simulated users (*members*) at once, as arrays.
 
@@ -401,8 +419,7 @@ class Pools:
         self._moments: list[tuple[int, int, int, Context, list[Candidate] | None] | None]
         self._moments = [None] * members
         """Per member: (day, hour, pool version, context, candidates or None until asked)."""
-        self._flat: tuple[tuple[Any, Any, Any, FloatArray, FloatArray], FloatArray, Any] | None
-        self._flat = None
+        self._layout: _Layout | None = None
         self._contexts: list[Context] | None = None
         self._lists: tuple[list[int], list[bool], list[float]] | None = None
         """:meth:`_laid_out`, :meth:`contexts` and :meth:`_clock_lists` until a pool or a clock
@@ -430,7 +447,7 @@ class Pools:
 
     def _changed(self) -> None:
         """A pool or a clock changed: the views of every pool at once are out of date."""
-        self._flat = None
+        self._layout = None
         self._contexts = None
         self._lists = None
 
@@ -506,32 +523,24 @@ class Pools:
         is."""
         found = self._lists
         if found is None:
-            counts = self.flat()[0].tolist()
-            columns, ages = self._clock_columns()
-            found = self._lists = (
-                [0, *itertools.accumulate(counts[:-1])] if counts else [],
-                (columns[2] == 1).tolist(),
-                ages.tolist(),
-            )
+            layout = self._laid_out()
+            found = self._lists = (layout.starts, layout.overdue.tolist(), layout.ages.tolist())
         return found
-
-    def _clock_columns(self) -> tuple[IntArray, FloatArray]:
-        """:meth:`candidate_columns`' (hour, day of week, overdue, source code) rows and ages,
-        unchecked; kept as :meth:`flat` is."""
-        columns: tuple[IntArray, FloatArray] = self._laid_out()[2]
-        return columns
 
     def flat(self) -> tuple[Any, Any, Any, FloatArray, FloatArray]:
         """Every member's pool, member after member, tasks in order: (tasks per member, their
         priorities, their templates' numbers in :data:`TEMPLATES`, their due dates, each
         member's clock). Read-only arrays, the same until a pool or a clock changes."""
-        return self._laid_out()[0]
+        return self._laid_out().flat
 
-    def _laid_out(self) -> tuple[tuple[Any, Any, Any, FloatArray, FloatArray], FloatArray, Any]:
-        """(:meth:`flat`, :meth:`due`, (hour, day of week, overdue, source code) rows and ages
-        rounded to 3 decimals), from one compiled pass (:func:`_flatten`); kept until a pool or
-        a clock changes."""
-        found = self._flat
+    def starts(self) -> list[int]:
+        """Where each member's tasks start in :meth:`flat`; kept as it is. Read-only."""
+        return self._laid_out().starts
+
+    def _laid_out(self) -> _Layout:
+        """Every member's pool and clock laid out, from one compiled pass (:func:`_flatten`);
+        kept until a pool or a clock changes."""
+        found = self._layout
         if found is None:
             count = self.count.copy()
             total = int(count.sum())
@@ -544,14 +553,17 @@ class Pools:
                 ints, floats, clocks, unsure,
             )  # fmt: skip
             _round_3_unsure(floats[2], floats[3], unsure, n)  # as round_3 does
-            ints.setflags(write=False)
-            floats.setflags(write=False)
-            for array in (count, clocks):
+            overdue = ints[4].astype(np.bool_)
+            for array in (ints, floats, count, clocks, overdue):
                 array.setflags(write=False)
-            found = self._flat = (
-                (count, ints[0], ints[1], floats[0], clocks),
-                floats[1],
-                (ints[2:], floats[3]),
+            counts = count.tolist()
+            found = self._layout = _Layout(
+                flat=(count, ints[0], ints[1], floats[0], clocks),
+                due=floats[1],
+                columns=ints[2:],
+                overdue=overdue,
+                ages=floats[3],
+                starts=[0, *itertools.accumulate(counts[:-1])] if counts else [],
             )
         return found
 
@@ -562,11 +574,11 @@ class Pools:
         :meth:`~oo_ml.features.Encoder.encode_columns` takes them: (hour of day, day of week,
         overdue, age in days rounded as :meth:`candidates` rounds it, priority, source code).
         Refused as :meth:`candidates` refuses them if an age is out of range."""
-        priorities = self.flat()[1]
-        columns, ages = self._clock_columns()
+        layout = self._laid_out()
+        columns, ages = layout.columns, layout.ages
         if ages.size and not (ages.min() >= -MAX_TASK_AGE_DAYS and ages.max() <= MAX_TASK_AGE_DAYS):
             raise ValidationError("task_age_days", f"must be within ±{MAX_TASK_AGE_DAYS:g}")
-        return columns[0], columns[1], columns[2].astype(np.bool_), ages, priorities, columns[3]
+        return columns[0], columns[1], layout.overdue, ages, layout.flat[1], columns[3]
 
     def contexts(self) -> list[Context]:
         """Every member's :meth:`context`, kept as :meth:`flat` is."""
@@ -580,7 +592,7 @@ class Pools:
     def due(self) -> FloatArray:
         """Days until each task of :meth:`flat` is due (negative: overdue), now. Read-only,
         kept as :meth:`flat` is."""
-        return self._laid_out()[1]
+        return self._laid_out().due
 
     def task_id(self, m: int, index: int) -> str:
         """The id of task ``index`` of member ``m``'s pool."""
