@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
+import pytest
 
+import oo_ml.admin.routes
 from oo_ml.admin.runs import ProcessIdentity, RunManager
 from oo_ml.sim.runner import SimConfig, SimRunner
 from oo_ml.store.base import RunRecord
@@ -258,6 +262,24 @@ def test_runs_still_executing_when_the_server_stops_are_marked_failed(
     assert run is not None
     assert run.status == "failed"
     assert run.error == "the server stopped before the run finished"
+
+
+def test_the_simulators_warm_up_ends_before_the_server_has_stopped(
+    start_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console compiles the simulator in a thread; none may outlive its app (numba swaps
+    the process-wide warning filters while it compiles, under the next app's requests)."""
+    finished = threading.Event()
+
+    def slow_warm_up() -> None:
+        time.sleep(0.5)  # far longer than the server takes to stop without waiting for it
+        finished.set()
+
+    monkeypatch.setattr(oo_ml.admin.routes, "warm_up", slow_warm_up)
+    server = start_server()
+    server.stop()
+    assert finished.is_set()
+    assert "oo-ml-sim-warm-up" not in {thread.name for thread in threading.enumerate()}
 
 
 def test_the_run_page_says_what_a_judge_that_can_fail_did(

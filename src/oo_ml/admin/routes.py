@@ -81,12 +81,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         log.exception("could not check for runs left unfinished by a stopped server")
     app.state.console_runs = manager
-    # So that the first simulation started here does not wait for a compilation.
-    threading.Thread(target=warm_up, name="oo-ml-sim-warm-up", daemon=True).start()
+    # So that the first simulation started here does not wait for a compilation. The thread
+    # ends with the app: it compiles with numba, which swaps the process-wide warning filters
+    # (``warnings.catch_warnings``), so it must not outlive this app into the next one.
+    warming = threading.Thread(target=warm_up, name="oo-ml-sim-warm-up", daemon=True)
+    warming.start()
     try:
         yield
     finally:
         await run_in_threadpool(manager.shutdown)
+        await run_in_threadpool(warming.join)
 
 
 router = APIRouter(
