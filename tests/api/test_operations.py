@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import httpx
 import pytest
 import sqlalchemy
@@ -179,34 +178,6 @@ def test_metrics_belong_to_one_app(server: LiveServer, start_server: Any) -> Non
         other.client
     )
     assert sample(scrape(server.client), "oo_ml_decisions_total", policy="linucb-v1") == 1
-
-
-def test_routes_are_built_at_startup_not_by_the_first_requests(
-    start_server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """FastAPI builds a router's routes on the first request that reaches it, unless the app
-    did so before serving: that costs a new worker's first request about 60 ms, and the build
-    swaps the process-wide warning filters from the request's thread."""
-    built: list[str] = []
-    build = fastapi.routing.get_dependant
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        built.append(kwargs.get("path", "?"))
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "get_dependant", counted)
-    server = start_server()
-    at_startup = len(built)
-    assert at_startup >= 40  # every route: compatibility, /v1, operations and the console
-    client = server.client
-    assert client.get("/health").status_code == 200
-    assert client.get("/stats/first-user").status_code in (200, 404)
-    assert client.get("/v1/users/first-user/stats").status_code in (200, 404)
-    assert client.post("/v1/feedback", json={"eventId": "nope"}).status_code == 422
-    assert client.get("/admin/policies", headers=ADMIN).status_code == 200
-    assert client.get("/admin/policies").status_code == 303
-    assert client.get("/no/such/path").status_code == 404
-    assert built[at_startup:] == []
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,16 +80,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         log.exception("could not check for runs left unfinished by a stopped server")
     app.state.console_runs = manager
-    # So that the first simulation started here does not wait for a compilation. The thread
-    # ends with the app: it compiles with numba, which swaps the process-wide warning filters
-    # (``warnings.catch_warnings``), so it must not outlive this app into the next one.
-    warming = threading.Thread(target=warm_up, name="oo-ml-sim-warm-up", daemon=True)
-    warming.start()
+    # Compile the simulator before serving, so that the first simulation started here does not
+    # wait for it. Not in a thread beside the requests: numba holds the GIL while it compiles
+    # (about a second, once per process), and it swaps the process-wide warning filters
+    # (``warnings.catch_warnings``), which races FastAPI doing the same when a request builds
+    # its router's routes.
+    await run_in_threadpool(warm_up)
     try:
         yield
     finally:
         await run_in_threadpool(manager.shutdown)
-        await run_in_threadpool(warming.join)
 
 
 router = APIRouter(

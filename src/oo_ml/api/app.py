@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -129,21 +128,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, errors)
 
 
-def _build_routes(app: FastAPI) -> None:
-    """Have FastAPI build every route's parameters now.
-
-    FastAPI builds a router's routes (their parameters, validators and type adapters: about
-    60 ms for this app) on the first request that reaches it, so a new worker's first
-    request would pay for that. The build also silences a pydantic warning with
-    ``warnings.catch_warnings``, which swaps the process-wide filters and is not thread-safe:
-    run on a request, it raced other threads that swap them too (numba while it compiles the
-    simulator, pytest between a test's phases), and under pytest's ``error`` filter the
-    warning it meant to silence came out of the request as a 500.
-    """
-    for _ in iter_route_contexts(app.routes):
-        pass
-
-
 def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
     """A new app. Without ``store`` it migrates ``settings.database_url`` and opens it."""
     settings = settings if settings is not None else Settings()
@@ -152,7 +136,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
-        _build_routes(app)  # before any request, not on the first one
         await run_in_threadpool(warm_up)  # compile the policies' kernels before any request
         if store is None:
             await run_in_threadpool(upgrade, settings.database_url)
