@@ -290,6 +290,7 @@ class Engine:
     )
     _population: dict[str, _Population] = field(default_factory=dict, repr=False)
     _population_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _refits: set[threading.Thread] = field(default_factory=set, repr=False)
     _fresh_states: dict[str, tuple[Policy, RidgeState]] = field(default_factory=dict, repr=False)
 
     def now_ms(self) -> int:
@@ -739,9 +740,11 @@ class Engine:
                 return
             cached.refitting = True
             cached.updates = 0
-        threading.Thread(
-            target=self._refit, args=(policy, cached), name="oo-ml-population", daemon=True
-        ).start()
+            thread = threading.Thread(
+                target=self._refit, args=(policy, cached), name="oo-ml-population", daemon=True
+            )
+            self._refits.add(thread)
+        thread.start()
 
     def _refit(self, policy: Policy, cached: _Population) -> None:
         started = time.monotonic()
@@ -760,6 +763,16 @@ class Engine:
         finally:
             cached.computed_at = time.monotonic()
             cached.refitting = False
+            with self._population_lock:
+                self._refits.discard(threading.current_thread())
+
+    def wait_for_refits(self) -> None:
+        """Wait until no population refit runs in the background: call it before the store
+        closes, so that no refit reads a closed store or outlives its server."""
+        with self._population_lock:
+            running = list(self._refits)
+        for thread in running:
+            thread.join()
 
     # -- default rewards ------------------------------------------------------------------
 

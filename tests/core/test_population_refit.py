@@ -74,6 +74,26 @@ def test_requests_go_on_while_a_refit_waits() -> None:
     assert engine.store.read(lambda txn: engine.population_model(txn, policy)) is not None
 
 
+def test_closing_waits_for_the_refit_in_the_background() -> None:
+    store = GatedStore()
+    config = EngineConfig(
+        default_policy="ucb-pop1", population_refit_background=True, population_refresh_every=5
+    )
+    engine = Engine(store, config)
+    teach(engine, users=4, rounds=3)
+    assert store.refit_reads == 1  # a refit has started and waits at the gate
+    waiter = threading.Thread(target=engine.wait_for_refits)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # the refit cannot end before the gate opens
+    store.gate.set()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert not engine._refits
+    assert engine._population["ucb-pop1"].model is not None
+    engine.wait_for_refits()  # nothing running: returns at once
+
+
 def test_without_background_refits_the_model_is_fitted_inline() -> None:
     config = EngineConfig(default_policy="ucb-pop1", population_refresh_every=5)
     engine = Engine(MemoryStore(), config)

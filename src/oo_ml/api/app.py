@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
                 settler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await settler
+            await run_in_threadpool(app.state.engine.wait_for_refits)
             if owned:
                 await run_in_threadpool(opened.close)
 
