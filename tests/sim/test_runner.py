@@ -315,8 +315,10 @@ def test_the_rule_judges_fast_step_is_its_two_halves_plus_the_oracle() -> None:
         asked = halves.ask(halves_client, step)
         verdicts = [halves.judge(judge, m, question) for m, question in enumerate(asked)]
         answered = halves.answer(halves_client, asked, verdicts)
-        assert [e._replace(oracle_reward=None, random_reward=None,
-                                    chosen_expected=None) for e in played] == answered  # fmt: skip
+        unmodelled = [
+            e._replace(oracle_reward=None, random_reward=None, chosen_expected=None) for e in played
+        ]
+        assert unmodelled == answered
         assert all(e.oracle_reward is not None for e in played)
         actions |= {e.action for e in played}
     assert actions == {"done", "snooze", "dismiss"}
